@@ -1,0 +1,38 @@
+//! Log output: human-readable lines on standard error, or into `--log FILE` (as image-syncer
+//! does). `RUST_LOG` filters; the default is `info` for ferry and `warn` for dependencies.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+
+/// Keeps logging alive for the run.
+pub struct LogGuard;
+
+pub fn init(file: Option<&Path>) -> anyhow::Result<LogGuard> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,shared=info,ferry=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match file {
+        Some(path) => {
+            let file = File::create(path)
+                .with_context(|| format!("cannot create log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
+        }
+        None => builder
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    Ok(LogGuard)
+}

@@ -1,0 +1,11 @@
+//! ferry's core library: every piece of domain logic lives here, one module per concept.
+//! The `ferry` binary and the Lambda functions only parse input and wire these together.
+
+pub mod auth;
+pub mod env;
+pub mod files;
+pub mod input;
+pub mod plan;
+pub mod reference;
+pub mod registry;
+pub mod rules;

@@ -1,0 +1,202 @@
+//! Planning: resolving validated rules against the live source registries into one
+//! `PlannedImage` per source image (a tag or digest) with every target it goes to.
+//!
+//! Tag lists come from `tags/list`; every source is HEAD-checked (which spends no pull
+//! quota), so a tag named in a rule but missing from the registry is reported here, and the
+//! digest seen is recorded. A rule that cannot be resolved is a failure of its own; the
+//! other rules still resolve.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use thiserror::Error;
+
+use crate::reference::{Digest, Locator, Reference, Repository};
+use crate::registry::{Registries, RegistryError};
+use crate::rules::{Naming, Rule, Selector};
+
+/// One source image and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedImage {
+    pub source: Reference,
+    /// The source manifest digest seen while planning, when the registry told it.
+    pub digest: Option<Digest>,
+    pub targets: Vec<Reference>,
+}
+
+/// A rule that could not be resolved.
+#[derive(Debug, Error)]
+#[error("{}: rule {rule:?}: {error}", file.display())]
+pub struct RuleFailure {
+    pub file: PathBuf,
+    pub rule: String,
+    pub error: PlanError,
+}
+
+/// Why a rule could not be resolved.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0} does not exist")]
+    Missing(Reference),
+}
+
+/// The resolved plan, sorted by source; targets sorted within each image.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub images: Vec<PlannedImage>,
+    pub failures: Vec<RuleFailure>,
+    /// Rules that resolved to no image at all (empty repository, regex matching nothing).
+    pub empty_rules: Vec<String>,
+}
+
+impl Plan {
+    /// Every (source, target) pair, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&PlannedImage, &Reference)> {
+        self.images
+            .iter()
+            .flat_map(|image| image.targets.iter().map(move |t| (image, t)))
+    }
+}
+
+/// How many registry requests planning keeps in flight.
+pub const DEFAULT_PLAN_CONCURRENCY: usize = 16;
+
+/// A source image one rule selects, with the targets that rule gives it.
+struct Selected {
+    rule: usize,
+    source: Reference,
+    targets: Vec<Reference>,
+}
+
+/// Resolves `rules` against their source registries.
+pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, concurrency: usize) -> Plan {
+    let concurrency = concurrency.max(1);
+    let mut plan = Plan::default();
+    let listed: Vec<(usize, Result<Vec<Selected>, PlanError>)> =
+        stream::iter(rules.iter().enumerate())
+            .map(|(i, rule)| async move { (i, select(i, rule, registries).await) })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut selected = Vec::new();
+    let mut failed_rules = BTreeSet::new();
+    for (i, result) in listed {
+        match result {
+            Ok(images) if images.is_empty() => plan.empty_rules.push(rules[i].text.clone()),
+            Ok(images) => selected.extend(images),
+            Err(error) => {
+                failed_rules.insert(i);
+                plan.failures.push(failure(&rules[i], error));
+            }
+        }
+    }
+    let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
+        .map(|s| async move {
+            let digest = head_source(&s.source, registries).await;
+            (s, digest)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut images: BTreeMap<Reference, (Option<Digest>, BTreeSet<Reference>)> = BTreeMap::new();
+    for (s, result) in checked {
+        match result {
+            Ok(digest) => {
+                let entry = images.entry(s.source).or_default();
+                entry.0 = entry.0.take().or(digest);
+                entry.1.extend(s.targets);
+            }
+            Err(error) => {
+                failed_rules.insert(s.rule);
+                plan.failures.push(failure(&rules[s.rule], error));
+            }
+        }
+    }
+    plan.images = images
+        .into_iter()
+        .map(|(source, (digest, targets))| PlannedImage {
+            source,
+            digest,
+            targets: targets.into_iter().collect(),
+        })
+        .collect();
+    plan.failures.sort_by(|a, b| a.rule.cmp(&b.rule));
+    plan.empty_rules.sort();
+    plan
+}
+
+fn failure(rule: &Rule, error: PlanError) -> RuleFailure {
+    RuleFailure {
+        file: rule.file.clone(),
+        rule: rule.text.clone(),
+        error,
+    }
+}
+
+/// The source images a rule selects (listing tags when it needs them) and their targets.
+async fn select(
+    index: usize,
+    rule: &Rule,
+    registries: &Registries,
+) -> Result<Vec<Selected>, PlanError> {
+    let sources: Vec<(usize, Locator)> = match &rule.selector {
+        Selector::Digest(d) => vec![(0, Locator::Digest(d.clone()))],
+        Selector::Tags(tags) => tags.iter().cloned().map(Locator::Tag).enumerate().collect(),
+        Selector::All | Selector::Regex(_) => {
+            let client = registries.client(rule.source.registry())?;
+            let tags = client.tag_list(&rule.source).await?;
+            let wanted = |t: &String| match &rule.selector {
+                Selector::Regex(regex) => regex.is_match(t),
+                _ => true,
+            };
+            tags.into_iter()
+                .filter(wanted)
+                .map(Locator::Tag)
+                .enumerate()
+                .collect()
+        }
+    };
+    Ok(sources
+        .into_iter()
+        .map(|(position, locator)| Selected {
+            rule: index,
+            targets: rule
+                .targets
+                .iter()
+                .map(|t| target_reference(&t.repository, &t.naming, position, &locator))
+                .collect(),
+            source: rule.source.at(locator),
+        })
+        .collect())
+}
+
+/// The target reference for the source at `position` of the rule's selection.
+fn target_reference(
+    repository: &Repository,
+    naming: &Naming,
+    position: usize,
+    source: &Locator,
+) -> Reference {
+    let locator = match naming {
+        Naming::Keep => source.clone(),
+        // Validation guaranteed the counts match.
+        Naming::Tags(tags) => Locator::Tag(tags[position].clone()),
+        Naming::Digest(d) => Locator::Digest(d.clone()),
+    };
+    repository.at(locator)
+}
+
+async fn head_source(
+    source: &Reference,
+    registries: &Registries,
+) -> Result<Option<Digest>, PlanError> {
+    let client = registries.client(source.repository.registry())?;
+    match client.manifest_head(source).await? {
+        Some(head) => Ok(head.digest),
+        None => Err(PlanError::Missing(source.clone())),
+    }
+}

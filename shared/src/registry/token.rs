@@ -1,0 +1,193 @@
+//! Bearer tokens: fetched from the challenge's realm and cached per (repository, actions)
+//! until shortly before they expire. Concurrent requests for the same scope wait for one
+//! fetch instead of each asking the token server.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::error::{ErrorKind, RegistryError};
+use super::transport::{execute, RetryPolicy};
+use super::{status_error, Scope};
+use crate::auth::{Credentials, Secret};
+
+/// Tokens are renewed this long before their stated expiry, so none expires in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// What the distribution spec says to assume when `expires_in` is absent.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub(crate) struct Token {
+    value: Secret,
+    renew_at: Instant,
+}
+
+impl Token {
+    pub(crate) fn expose(&self) -> &str {
+        self.value.expose()
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
+
+/// The cache: one slot per scope, locked while a token is being fetched.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    slots: Mutex<HashMap<Scope, Slot>>,
+}
+
+impl TokenCache {
+    pub(crate) async fn get_or_fetch<F, Fut>(
+        &self,
+        scope: &Scope,
+        fetch: F,
+    ) -> Result<Token, RegistryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token, RegistryError>>,
+    {
+        let slot = self
+            .slots
+            .lock()
+            .expect("token cache poisoned")
+            .entry(scope.clone())
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().await;
+        if let Some(token) = guard.as_ref().filter(|t| Instant::now() < t.renew_at) {
+            return Ok(token.clone());
+        }
+        let token = fetch().await?;
+        *guard = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Drops a token the registry refused.
+    pub(crate) fn forget(&self, scope: &Scope) {
+        self.slots
+            .lock()
+            .expect("token cache poisoned")
+            .remove(scope);
+    }
+}
+
+/// Everything a token request needs.
+pub(crate) struct TokenRequest<'a> {
+    pub realm: &'a str,
+    pub service: Option<&'a str>,
+    pub scope: &'a Scope,
+    pub credentials: Option<&'a Credentials>,
+    pub allow_plain_http: bool,
+    pub context: &'a str,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Asks the realm for a token: GET with Basic credentials (or anonymously), or the OAuth2
+/// refresh-token POST for Docker config identity tokens.
+pub(crate) async fn fetch(
+    http: &reqwest::Client,
+    retry: &RetryPolicy,
+    request: TokenRequest<'_>,
+) -> Result<Token, RegistryError> {
+    let context = request.context;
+    let error = |kind| RegistryError::new(format!("{context}: token from {}", request.realm), kind);
+    let mut url = Url::parse(request.realm)
+        .map_err(|e| error(ErrorKind::Protocol(format!("bad token realm: {e}"))))?;
+    if url.scheme() != "https" && !request.allow_plain_http {
+        return Err(error(ErrorKind::InsecureRealm(request.realm.to_string())));
+    }
+    let scope = format!(
+        "repository:{}:{}",
+        request.scope.repository.path(),
+        request.scope.actions.as_str()
+    );
+    let started = Instant::now();
+    let response = match request.credentials {
+        Some(Credentials::IdentityToken(refresh)) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("client_id", "ferry")
+                .append_pair("refresh_token", refresh.expose())
+                .append_pair("scope", &scope);
+            if let Some(service) = request.service {
+                form.append_pair("service", service);
+            }
+            let body = form.finish();
+            execute(retry, || {
+                http.post(url.clone())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+            })
+            .await
+        }
+        credentials => {
+            {
+                let mut query = url.query_pairs_mut();
+                if let Some(service) = request.service {
+                    query.append_pair("service", service);
+                }
+                query.append_pair("scope", &scope);
+                if let Some(Credentials::Basic { username, .. }) = credentials {
+                    query.append_pair("account", username);
+                }
+            }
+            execute(retry, || {
+                let get = http.get(url.clone());
+                match credentials {
+                    Some(Credentials::Basic { username, password }) => {
+                        get.basic_auth(username, Some(password.expose()))
+                    }
+                    _ => get,
+                }
+            })
+            .await
+        }
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(super::transport::TransportFailure::Io(e)) => {
+            return Err(error(ErrorKind::Transport(e.without_url().to_string())))
+        }
+        Err(super::transport::TransportFailure::Status(r)) => {
+            return Err(status_error(r, &format!("{context}: token")).await)
+        }
+    };
+    if response.status() == StatusCode::UNAUTHORIZED || response.status() == StatusCode::FORBIDDEN {
+        return Err(error(ErrorKind::Unauthorized(
+            "the token server refused the credentials".into(),
+        )));
+    }
+    if !response.status().is_success() {
+        return Err(status_error(response, &format!("{context}: token")).await);
+    }
+    let body: TokenResponse = response
+        .json()
+        .await
+        .map_err(|e| error(ErrorKind::Protocol(format!("token response: {e}"))))?;
+    let value = body
+        .token
+        .or(body.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| error(ErrorKind::Protocol("token response without a token".into())))?;
+    let lifetime = body
+        .expires_in
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_LIFETIME);
+    Ok(Token {
+        value: Secret::new(value),
+        renew_at: started + lifetime.saturating_sub(EXPIRY_MARGIN),
+    })
+}

@@ -1,0 +1,163 @@
+//! The HTTP layer under the registry API: retries with capped exponential backoff and
+//! jitter for transient faults (connect errors, resets, timeouts, 5xx, 408, 429 honouring
+//! `Retry-After`). Only this file knows about retries; the API files call `execute`.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+
+/// How often and how patiently transient faults are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub attempts: u32,
+    /// Delay before the first retry; doubles each time.
+    pub base_delay: Duration,
+    /// Upper bound for one delay, also for a server's `Retry-After`.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy, with the base delay overridable through `FERRY_RETRY_BASE_MS`
+    /// (tests shorten it; operators facing a strict rate limit lengthen it).
+    pub fn from_env(env: &dyn crate::env::Env) -> Self {
+        let mut policy = RetryPolicy::default();
+        if let Some(ms) = env
+            .var("FERRY_RETRY_BASE_MS")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            policy.base_delay = Duration::from_millis(ms);
+        }
+        policy
+    }
+
+    /// Full-jitter backoff: a random delay in [d/2, d] with d = base·2^retry, capped.
+    fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX));
+        let capped = exp.min(self.max_delay);
+        let half = capped / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// Why a request failed after its retries.
+#[derive(Debug)]
+pub(crate) enum TransportFailure {
+    /// The connection failed (or timed out) on every attempt.
+    Io(reqwest::Error),
+    /// A transient status persisted; the last response is returned for its body.
+    Status(Response),
+}
+
+/// Sends the request built by `build` (called once per attempt), retrying transient faults.
+/// Returns the first non-transient response, whatever its status.
+pub(crate) async fn execute(
+    policy: &RetryPolicy,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Response, TransportFailure> {
+    let mut retry = 0;
+    loop {
+        let last = retry + 1 >= policy.attempts.max(1);
+        match build().send().await {
+            Ok(response) if is_transient_status(response.status()) => {
+                if last {
+                    return Err(TransportFailure::Status(response));
+                }
+                let delay = retry_after(&response)
+                    .map(|d| d.min(policy.max_delay))
+                    .unwrap_or_else(|| policy.backoff(retry));
+                tracing::debug!(status = %response.status(), url = %redact_url(response.url()), ?delay, "transient status, retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Ok(response) => return Ok(response),
+            Err(error) if is_transient_error(&error) && !last => {
+                let delay = policy.backoff(retry);
+                tracing::debug!(error = %error, ?delay, "transient error, retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(TransportFailure::Io(error)),
+        }
+        retry += 1;
+    }
+}
+
+fn is_transient_status(status: StatusCode) -> bool {
+    status.is_server_error()
+        && status != StatusCode::NOT_IMPLEMENTED
+        && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+fn is_transient_error(error: &reqwest::Error) -> bool {
+    // Body/decode errors and builder errors are not going to get better by asking again.
+    error.is_connect() || error.is_timeout() || error.is_request()
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A URL without its query string, which can carry upload state or tokens.
+pub(crate) fn redact_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for _ in 0..50 {
+            let first = policy.backoff(0);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let late = policy.backoff(9);
+            assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1));
+        }
+        assert!(policy.backoff(40) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn transient_statuses() {
+        assert!(is_transient_status(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(is_transient_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!is_transient_status(StatusCode::NOT_IMPLEMENTED));
+        assert!(!is_transient_status(StatusCode::NOT_FOUND));
+        assert!(!is_transient_status(StatusCode::UNAUTHORIZED));
+    }
+}

@@ -1,0 +1,657 @@
+//! image-syncer's images file: `source → target | [targets]`, validated into `Rule`s.
+//!
+//! This is the first of two input stages: the file as written becomes a list of rules whose
+//! references are normalised and whose tag/digest semantics are checked, so nothing after
+//! this module looks at raw strings. Resolving a rule against a live registry (listing tags,
+//! matching a regex) is `plan`'s job.
+//!
+//! Source forms: `repo` (every tag), `repo:t1,t2` (those tags), `repo@sha256:…` (that digest),
+//! `repo:/regex/` (every tag the regex matches anywhere in it, like image-syncer: write
+//! `^…$` to anchor). Target forms: `repo` (keep the source tag or digest), `repo:t1,t2`
+//! (rename, paired left to right), `repo@digest` (must equal the source digest), empty
+//! (default registry and namespace), or an array of these. `$VAR`/`${VAR}` are expanded in
+//! targets.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::env::Env;
+use crate::files::{read_document, FileError};
+use crate::reference::{split_reference, validate_tag, Digest, ReferenceError, Repository, Suffix};
+
+/// Which images of the source repository a rule selects.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// Every tag (tags/list).
+    All,
+    /// These tags, in the order written.
+    Tags(Vec<String>),
+    /// Every tag the regex matches (unanchored).
+    Regex(Regex),
+    /// Exactly this manifest.
+    Digest(Digest),
+}
+
+/// How a target names what it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// The source's tag (or digest) is kept.
+    Keep,
+    /// Source tag i becomes target tag i.
+    Tags(Vec<String>),
+    /// Pushed by this digest (equal to the source digest).
+    Digest(Digest),
+}
+
+/// One destination of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub repository: Repository,
+    pub naming: Naming,
+}
+
+/// A validated rule: a source repository, what to take from it, and where it goes.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The file the rule came from, for messages.
+    pub file: PathBuf,
+    /// The source exactly as written, for messages.
+    pub text: String,
+    pub source: Repository,
+    pub selector: Selector,
+    pub targets: Vec<Target>,
+}
+
+/// Default destination for rules with an empty target (`--registry`/`--namespace` or
+/// `DEFAULT_REGISTRY`/`DEFAULT_NAMESPACE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    pub registry: Option<String>,
+    pub namespace: Option<String>,
+}
+
+impl Defaults {
+    /// Flags win over the environment, as in image-syncer.
+    pub fn from_flags_or_env(
+        registry: Option<String>,
+        namespace: Option<String>,
+        env: &dyn Env,
+    ) -> Self {
+        let pick = |flag: Option<String>, var: &str| {
+            flag.or_else(|| env.var(var))
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().trim_matches('/').to_string())
+        };
+        Defaults {
+            registry: pick(registry, "DEFAULT_REGISTRY"),
+            namespace: pick(namespace, "DEFAULT_NAMESPACE"),
+        }
+    }
+}
+
+/// Why an images file or one of its rules is unusable.
+#[derive(Debug, Error)]
+pub enum RulesError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{}: {message}", file.display())]
+    Shape { file: PathBuf, message: String },
+    #[error("{}: rule {rule:?}: {problem}", file.display())]
+    Rule {
+        file: PathBuf,
+        rule: String,
+        problem: RuleProblem,
+    },
+}
+
+/// What is wrong with one rule; each variant names the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RuleProblem {
+    #[error("the source is empty")]
+    EmptySource,
+    #[error("invalid source {value:?}: {reason}")]
+    InvalidSource {
+        value: String,
+        reason: ReferenceError,
+    },
+    #[error("invalid target {value:?}: {reason}")]
+    InvalidTarget {
+        value: String,
+        reason: ReferenceError,
+    },
+    #[error("target {value:?} must be a string or an array of strings")]
+    TargetType { value: String },
+    #[error("invalid regex {value:?}: {message}")]
+    BadRegex { value: String, message: String },
+    #[error("{value:?}: only one regex is allowed, and it must be the whole tag part")]
+    MultipleRegex { value: String },
+    #[error("{value:?}: a source may name at most one digest")]
+    TwoDigests { value: String },
+    #[error("{value:?}: a reference cannot have both a tag and a digest")]
+    TagAndDigest { value: String },
+    #[error("target {target:?} has {target_count} tag(s) but the source has {source_count}")]
+    TagCountMismatch {
+        target: String,
+        source_count: usize,
+        target_count: usize,
+    },
+    #[error("target {target:?} names tags, but the source selects {selection}; its tags are kept")]
+    TagsForUnknownCount {
+        target: String,
+        selection: &'static str,
+    },
+    #[error("target {target:?} has a digest, which needs a source digest")]
+    DigestWithoutSourceDigest { target: String },
+    #[error("target digest {target} differs from the source digest {source_digest}")]
+    DigestConflict {
+        target: String,
+        source_digest: String,
+    },
+    #[error("target {target:?} is a regex; regexes select source tags only")]
+    RegexTarget { target: String },
+    #[error("the target is empty and no default {what} is set (--{what} or DEFAULT_{upper})", upper = what.to_uppercase())]
+    MissingDefault { what: &'static str },
+    #[error("target {target:?} uses ${variable}, which is not set")]
+    UndefinedVariable { target: String, variable: String },
+}
+
+/// Reads and validates an images file.
+pub fn load_rules(
+    path: &Path,
+    defaults: &Defaults,
+    env: &dyn Env,
+) -> Result<Vec<Rule>, RulesError> {
+    let document = read_document(path)?;
+    rules_from_value(path, &document, defaults, env)
+}
+
+/// Validates an images map already read from `file` (the legacy config's `images` key).
+pub fn rules_from_value(
+    file: &Path,
+    value: &Value,
+    defaults: &Defaults,
+    env: &dyn Env,
+) -> Result<Vec<Rule>, RulesError> {
+    let map = match value {
+        Value::Object(map) => map,
+        Value::Null => return Ok(Vec::new()),
+        other => {
+            return Err(RulesError::Shape {
+                file: file.to_path_buf(),
+                message: format!(
+                    "expected a map of source → target(s), found {}",
+                    kind_of(other)
+                ),
+            })
+        }
+    };
+    map.iter()
+        .map(|(text, targets)| {
+            let (source, selector, targets) =
+                parse_rule(text, targets, defaults, env).map_err(|problem| RulesError::Rule {
+                    file: file.to_path_buf(),
+                    rule: text.clone(),
+                    problem,
+                })?;
+            Ok(Rule {
+                file: file.to_path_buf(),
+                text: text.clone(),
+                source,
+                selector,
+                targets,
+            })
+        })
+        .collect()
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a map",
+    }
+}
+
+type ParsedRule = (Repository, Selector, Vec<Target>);
+
+fn parse_rule(
+    source: &str,
+    targets: &Value,
+    defaults: &Defaults,
+    env: &dyn Env,
+) -> Result<ParsedRule, RuleProblem> {
+    let (repository, selector) = parse_source(source)?;
+    let mut parsed = Vec::new();
+    for text in target_strings(targets)? {
+        let target = parse_target(&text, &repository, &selector, defaults, env)?;
+        if !parsed.contains(&target) {
+            parsed.push(target);
+        }
+    }
+    Ok((repository, selector, parsed))
+}
+
+/// The target value as a list of strings; null and "" both mean "empty target".
+fn target_strings(value: &Value) -> Result<Vec<String>, RuleProblem> {
+    let one = |v: &Value| match v {
+        Value::String(s) => Ok(s.trim().to_string()),
+        Value::Null => Ok(String::new()),
+        other => Err(RuleProblem::TargetType {
+            value: other.to_string(),
+        }),
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Ok(vec![String::new()]),
+        Value::Array(items) => items.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+/// Parses a source: `repo`, `repo:t1,t2`, `repo@digest` or `repo:/regex/`.
+pub fn parse_source(text: &str) -> Result<(Repository, Selector), RuleProblem> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(RuleProblem::EmptySource);
+    }
+    let invalid = |reason| RuleProblem::InvalidSource {
+        value: text.to_string(),
+        reason,
+    };
+    let split = split_reference(text).map_err(invalid)?;
+    let selector = match split.suffix {
+        Suffix::None => Selector::All,
+        Suffix::Digest(d) => Selector::Digest(parse_single_digest(text, d)?),
+        Suffix::Tag(t) if t.starts_with('/') => Selector::Regex(parse_regex(text, t)?),
+        Suffix::Tag(t) => Selector::Tags(parse_tag_list(t).map_err(invalid)?),
+    };
+    let repository = Repository::parse(split.name).map_err(invalid)?;
+    if matches!(selector, Selector::Tags(ref tags) if tags.iter().any(|t| t.starts_with('/'))) {
+        return Err(RuleProblem::MultipleRegex {
+            value: text.to_string(),
+        });
+    }
+    Ok((repository, selector))
+}
+
+fn parse_single_digest(text: &str, digest: &str) -> Result<Digest, RuleProblem> {
+    if digest.contains('@') || digest.contains(',') {
+        return Err(RuleProblem::TwoDigests {
+            value: text.to_string(),
+        });
+    }
+    let name = &text[..text.len() - digest.len() - 1];
+    let last_segment = name.rsplit('/').next().unwrap_or(name);
+    if last_segment.contains(':') {
+        return Err(RuleProblem::TagAndDigest {
+            value: text.to_string(),
+        });
+    }
+    digest.parse().map_err(|reason| RuleProblem::InvalidSource {
+        value: text.to_string(),
+        reason,
+    })
+}
+
+/// `/…/` → a regex. `/a/,/b/` is two regexes, which image-syncer does not support either.
+fn parse_regex(text: &str, tag_part: &str) -> Result<Regex, RuleProblem> {
+    let bad = |message: &str| RuleProblem::BadRegex {
+        value: tag_part.to_string(),
+        message: message.to_string(),
+    };
+    let inner = tag_part
+        .strip_prefix('/')
+        .and_then(|r| r.strip_suffix('/'))
+        .ok_or_else(|| bad("a regex must be written /…/"))?;
+    if inner.contains("/,/") {
+        return Err(RuleProblem::MultipleRegex {
+            value: text.to_string(),
+        });
+    }
+    if inner.is_empty() {
+        return Err(bad("empty regex"));
+    }
+    Regex::new(inner).map_err(|e| bad(&e.to_string()))
+}
+
+fn parse_tag_list(tags: &str) -> Result<Vec<String>, ReferenceError> {
+    tags.split(',')
+        .map(|t| {
+            let t = t.trim();
+            validate_tag(t).map(|()| t.to_string())
+        })
+        .collect()
+}
+
+fn parse_target(
+    raw: &str,
+    source: &Repository,
+    selector: &Selector,
+    defaults: &Defaults,
+    env: &dyn Env,
+) -> Result<Target, RuleProblem> {
+    if raw.is_empty() {
+        return default_target(source, defaults);
+    }
+    let text = expand_variables(raw, env)?;
+    let invalid = |reason| RuleProblem::InvalidTarget {
+        value: text.clone(),
+        reason,
+    };
+    let split = split_reference(&text).map_err(invalid)?;
+    let naming = match split.suffix {
+        Suffix::None => Naming::Keep,
+        Suffix::Tag(t) if t.starts_with('/') => {
+            return Err(RuleProblem::RegexTarget {
+                target: text.clone(),
+            })
+        }
+        Suffix::Tag(t) => Naming::Tags(parse_tag_list(t).map_err(invalid)?),
+        Suffix::Digest(d) => Naming::Digest(d.parse().map_err(invalid)?),
+    };
+    let repository = Repository::parse(split.name).map_err(invalid)?;
+    check_naming(&text, &naming, selector)?;
+    Ok(Target { repository, naming })
+}
+
+/// A target's tags or digest must fit what the source selects.
+fn check_naming(target: &str, naming: &Naming, selector: &Selector) -> Result<(), RuleProblem> {
+    let target = target.to_string();
+    match (naming, selector) {
+        (Naming::Keep, _) => Ok(()),
+        (Naming::Tags(_), Selector::All) => Err(RuleProblem::TagsForUnknownCount {
+            target,
+            selection: "every tag",
+        }),
+        (Naming::Tags(_), Selector::Regex(_)) => Err(RuleProblem::TagsForUnknownCount {
+            target,
+            selection: "tags by regex",
+        }),
+        (Naming::Tags(t), Selector::Tags(s)) if t.len() != s.len() => {
+            Err(RuleProblem::TagCountMismatch {
+                target,
+                source_count: s.len(),
+                target_count: t.len(),
+            })
+        }
+        (Naming::Tags(t), Selector::Digest(_)) if t.len() != 1 => {
+            Err(RuleProblem::TagCountMismatch {
+                target,
+                source_count: 1,
+                target_count: t.len(),
+            })
+        }
+        (Naming::Tags(_), _) => Ok(()),
+        (Naming::Digest(d), Selector::Digest(s)) if d != s => Err(RuleProblem::DigestConflict {
+            target: d.to_string(),
+            source_digest: s.to_string(),
+        }),
+        (Naming::Digest(_), Selector::Digest(_)) => Ok(()),
+        (Naming::Digest(_), _) => Err(RuleProblem::DigestWithoutSourceDigest { target }),
+    }
+}
+
+/// An empty target: `<registry>/<namespace>/<last segment of the source repository>`.
+fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, RuleProblem> {
+    let registry = defaults
+        .registry
+        .as_deref()
+        .ok_or(RuleProblem::MissingDefault { what: "registry" })?;
+    let namespace = defaults
+        .namespace
+        .as_deref()
+        .ok_or(RuleProblem::MissingDefault { what: "namespace" })?;
+    let text = format!("{registry}/{namespace}/{}", source.name());
+    let repository =
+        Repository::new(registry, &format!("{namespace}/{}", source.name())).map_err(|reason| {
+            RuleProblem::InvalidTarget {
+                value: text,
+                reason,
+            }
+        })?;
+    Ok(Target {
+        repository,
+        naming: Naming::Keep,
+    })
+}
+
+/// Expands `$NAME` and `${NAME}`; an unset variable is an error, not an empty string,
+/// because an empty piece silently changes where images are pushed.
+pub fn expand_variables(text: &str, env: &dyn Env) -> Result<String, RuleProblem> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, consumed) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        if !is_variable_name(name) {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let value = env
+            .var(name)
+            .ok_or_else(|| RuleProblem::UndefinedVariable {
+                target: text.to_string(),
+                variable: name.to_string(),
+            })?;
+        out.push_str(&value);
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+pub fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::All => f.write_str("every tag"),
+            Selector::Tags(t) => write!(f, "tags {}", t.join(",")),
+            Selector::Regex(r) => write!(f, "tags matching /{}/", r.as_str()),
+            Selector::Digest(d) => write!(f, "digest {d}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+
+    const D1: &str = "sha256:14b267eb38aa85fd12d0e168fffa2d8a6187ac53a14a0212b0d4fce8d729598c";
+    const D2: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn rules(yaml: &str, defaults: &Defaults, env: &MapEnv) -> Result<Vec<Rule>, RulesError> {
+        let value: Value = serde_yaml::from_str(yaml).unwrap();
+        rules_from_value(Path::new("images.yaml"), &value, defaults, env)
+    }
+
+    fn one(yaml: &str) -> Rule {
+        rules(yaml, &Defaults::default(), &MapEnv::default())
+            .unwrap()
+            .remove(0)
+    }
+
+    fn problem(yaml: &str) -> RuleProblem {
+        match rules(yaml, &Defaults::default(), &MapEnv::default()) {
+            Err(RulesError::Rule { problem, .. }) => problem,
+            other => panic!("expected a rule error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn manual_examples_parse() {
+        let yaml = format!(
+            "quay.io/coreos/kube-rbac-proxy: registry.ksyunkcr.com/namespace/repository\n\
+             quay.io/coreos/kube-rbac-proxy:v1.0: quay.io/ruohe/kube-rbac-proxy\n\
+             quay.io/coreos/kube-rbac-proxy:v1.0,v2.0: quay.io/ruohe/kube-rbac-proxy\n\
+             quay.io/coreos/kube-rbac-proxy@{D1}: quay.io/ruohe/kube-rbac-proxy\n\
+             quay.io/coreos/kube-rbac-proxy:v1.1:\n- quay.io/ruohe/kube-rbac-proxy1\n- quay.io/ruohe/kube-rbac-proxy2\n\
+             quay.io/coreos/kube-rbac-proxy:/a+/: quay.io/ruohe/kube-rbac-proxy\n"
+        );
+        let all = rules(&yaml, &Defaults::default(), &MapEnv::default()).unwrap();
+        assert_eq!(all.len(), 6);
+        assert!(matches!(all[0].selector, Selector::All));
+        assert!(matches!(&all[2].selector, Selector::Tags(t) if t == &["v1.0", "v2.0"]));
+        assert!(matches!(&all[3].selector, Selector::Digest(d) if d.as_str() == D1));
+        assert_eq!(all[4].targets.len(), 2);
+        assert!(matches!(&all[5].selector, Selector::Regex(r) if r.as_str() == "a+"));
+    }
+
+    #[test]
+    fn docker_hub_names_are_not_registries() {
+        // image-syncer read the first segment as the registry for these forms.
+        let rule = one("nginx:/^1\\.2[0-9]$/: 127.0.0.1:5000/mirror/nginx");
+        assert_eq!(rule.source.to_string(), "docker.io/library/nginx");
+        let rule = one("bitnami/redis: 127.0.0.1:5000/mirror/redis");
+        assert_eq!(rule.source.to_string(), "docker.io/bitnami/redis");
+        assert_eq!(rule.targets[0].repository.registry(), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn targets_dedupe_and_rename() {
+        let rule = one("a/b:1,2: [\"x.io/c:3,4\", \"x.io/c:3,4\", x.io/d]");
+        assert_eq!(rule.targets.len(), 2);
+        assert_eq!(
+            rule.targets[0].naming,
+            Naming::Tags(vec!["3".into(), "4".into()])
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        assert_eq!(problem("'': x.io/a"), RuleProblem::EmptySource);
+        assert!(matches!(
+            problem("a/b:1,2: x.io/c:3"),
+            RuleProblem::TagCountMismatch {
+                source_count: 2,
+                target_count: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            problem(&format!("a/b@{D1}@{D2}: x.io/c")),
+            RuleProblem::TwoDigests { .. }
+        ));
+        assert!(matches!(
+            problem(&format!("a/b@{D1}: x.io/c@{D2}")),
+            RuleProblem::DigestConflict { .. }
+        ));
+        assert!(matches!(
+            problem("a/b:/(/: x.io/c"),
+            RuleProblem::BadRegex { .. }
+        ));
+        assert!(matches!(
+            problem("a/b:/x/,/y/: x.io/c"),
+            RuleProblem::MultipleRegex { .. }
+        ));
+        assert!(matches!(
+            problem("a/b: x.io/c:1"),
+            RuleProblem::TagsForUnknownCount { .. }
+        ));
+        assert!(matches!(
+            problem("a/b:1: x.io/c:/x/"),
+            RuleProblem::RegexTarget { .. }
+        ));
+        assert!(matches!(
+            problem("A/b: x.io/c"),
+            RuleProblem::InvalidSource { .. }
+        ));
+        assert!(matches!(
+            problem("a/b: x.io/C"),
+            RuleProblem::InvalidTarget { .. }
+        ));
+        assert!(matches!(
+            problem("a/b:1,,2: x.io/c"),
+            RuleProblem::InvalidSource { .. }
+        ));
+        assert!(matches!(problem("a/b: 3"), RuleProblem::TargetType { .. }));
+        assert!(matches!(
+            problem(&format!("a/b:1@{D1}: x.io/c")),
+            RuleProblem::TagAndDigest { .. }
+        ));
+        assert!(matches!(
+            problem("a/b:1: x.io/c@sha256:00"),
+            RuleProblem::InvalidTarget { .. }
+        ));
+        let err = rules(
+            "a/b:1,2: x.io/c:3",
+            &Defaults::default(),
+            &MapEnv::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("images.yaml: rule \"a/b:1,2\": target \"x.io/c:3\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn digest_sources() {
+        let rule = one(&format!("a/b@{D1}: [x.io/c, x.io/d:v1, x.io/e@{D1}]"));
+        assert_eq!(rule.targets[1].naming, Naming::Tags(vec!["v1".into()]));
+        assert!(matches!(rule.targets[2].naming, Naming::Digest(_)));
+        assert!(matches!(
+            problem(&format!("a/b:v1: x.io/c@{D1}")),
+            RuleProblem::DigestWithoutSourceDigest { .. }
+        ));
+    }
+
+    #[test]
+    fn empty_targets_use_defaults() {
+        let env = MapEnv::new([
+            ("DEFAULT_REGISTRY", "env.io"),
+            ("DEFAULT_NAMESPACE", "envns"),
+        ]);
+        let defaults = Defaults::from_flags_or_env(Some("flag.io".into()), None, &env);
+        let rule = rules("quay.io/coreos/etcd:v1:\n", &defaults, &env)
+            .unwrap()
+            .remove(0);
+        assert_eq!(rule.targets[0].repository.to_string(), "flag.io/envns/etcd");
+        let err = rules("a/b: ''", &Defaults::default(), &env).unwrap_err();
+        assert!(err.to_string().contains("no default registry"), "{err}");
+        let only_registry = Defaults {
+            registry: Some("r.io".into()),
+            namespace: None,
+        };
+        let err = rules("a/b: []", &only_registry, &env).unwrap_err();
+        assert!(err.to_string().contains("DEFAULT_NAMESPACE"), "{err}");
+    }
+
+    #[test]
+    fn variables_expand_in_targets() {
+        let env = MapEnv::new([("DEST", "mirror.io"), ("NS", "team")]);
+        let rule = rules("a/b: $DEST/${NS}/b", &Defaults::default(), &env)
+            .unwrap()
+            .remove(0);
+        assert_eq!(rule.targets[0].repository.to_string(), "mirror.io/team/b");
+        let err = rules("a/b: $MISSING/b", &Defaults::default(), &env).unwrap_err();
+        assert!(err.to_string().contains("$MISSING"), "{err}");
+        assert_eq!(expand_variables("a$-b", &env).unwrap(), "a$-b");
+    }
+}
