@@ -1,1 +1,57 @@
+//! ferry's integration tests: one binary, one module per area, all against real
+//! `docker-registry` processes started by the `support` harness on loopback ports.
 
+mod auth;
+mod bad_input;
+mod plan;
+mod transport;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::{run_ferry, write_file, Output, Registry};
+
+/// Short retry delays so fault tests stay quick.
+pub const FAST_RETRIES: (&str, &str) = ("FERRY_RETRY_BASE_MS", "5");
+
+/// Runs `ferry plan` with the given files and extra arguments.
+pub fn ferry_plan(auth: Option<&Path>, images: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut args: Vec<String> = vec!["plan".into(), format!("--images={}", images.display())];
+    if let Some(auth) = auth {
+        args.push(format!("--auth={}", auth.display()));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut all_envs = vec![FAST_RETRIES];
+    all_envs.extend_from_slice(envs);
+    run_ferry(&args, &all_envs)
+}
+
+/// The (source, target) pairs of a plan's output, in printed order.
+pub fn pairs(output: &Output) -> Vec<(String, String)> {
+    output
+        .stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+            (v["source"].as_str().unwrap().to_string(), v["target"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Writes an auth file trusting `registries` as the harness serves them: `insecure` for
+/// plain HTTP, the test CA for TLS, and the harness credentials where they have them.
+pub fn auth_file(dir: &Path, registries: &[&Registry]) -> PathBuf {
+    let mut yaml = String::new();
+    for reg in registries {
+        yaml.push_str(&format!("{}:\n", reg.host()));
+        if reg.is_tls() {
+            yaml.push_str(&format!("  ca: {}\n", support::Pki::get().ca_cert.display()));
+        } else {
+            yaml.push_str("  insecure: true\n");
+        }
+        if let Some((user, password)) = reg.credentials() {
+            yaml.push_str(&format!("  username: {user}\n  password: {password}\n"));
+        }
+    }
+    write_file(dir, "auth.yaml", yaml)
+}

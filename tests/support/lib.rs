@@ -1,1 +1,87 @@
+//! Test support for ferry's integration tests: a throw-away PKI ([`Pki`]),
+//! real `docker-registry` processes in several auth/TLS [`Mode`]s
+//! ([`Registry`]) with an in-process JWT [`TokenIssuer`], seeding and raw
+//! inspection through the Registry V2 API ([`ImageSpec`],
+//! [`Registry::seed_image`], ...), a counting fault-injection [`Proxy`], and
+//! helpers to run the `ferry` binary ([`run_ferry`]) and skopeo
+//! ([`skopeo_inspect_raw`]). Everything binds loopback only, lives in temp
+//! dirs, and is torn down on drop (child processes also die with the test
+//! process).
+//!
+//! Registries start synchronously (`Registry::start` blocks for a fraction
+//! of a second); seeding and inspection are `async` and run on a shared
+//! background runtime, so they work from any `#[tokio::test]` flavour. Use
+//! `#[tokio::test(flavor = "multi_thread")]` when a test also blocks on
+//! [`run_ferry`].
 
+pub mod certs;
+pub mod ferry;
+pub mod net;
+pub mod proxy;
+pub mod registry;
+pub mod seed;
+pub mod skopeo;
+pub mod token;
+
+#[cfg(test)]
+mod selftest;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+
+pub use certs::Pki;
+pub use ferry::{ferry, ferry_bin, run_ferry, test_home, workspace_root, Output};
+pub use net::{free_port, http_client};
+pub use proxy::{fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest};
+pub use registry::{AccessLine, Mode, Options, Registry, BASIC_PASSWORD, BASIC_REALM, BASIC_USER};
+pub use seed::{
+    layer, sha256_digest, FetchedManifest, ImageSpec, SeededImage, SeededIndex, ALL_MANIFEST_TYPES,
+    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX,
+    OCI_LAYER, OCI_MANIFEST,
+};
+pub use skopeo::{skopeo, skopeo_flags, skopeo_inspect_raw};
+pub use token::{
+    Access, TokenIssuer, TokenRequest, DEFAULT_EXPIRES_IN, TOKEN_ISSUER, TOKEN_PASSWORD,
+    TOKEN_SERVICE, TOKEN_USER,
+};
+
+/// A fresh temporary directory (removed when dropped).
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ferry-test-")
+        .tempdir()
+        .expect("creating temp dir")
+}
+
+/// Write `contents` to `dir/name` (creating parent directories); returns the
+/// path.
+pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("creating parent dirs");
+    }
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+static AT_EXIT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remove `path` (recursively) when the test process exits: for temp dirs
+/// held in statics, which are never dropped.
+pub(crate) fn remove_at_exit(path: PathBuf) {
+    static REGISTER: Once = Once::new();
+    extern "C" fn cleanup() {
+        if let Ok(paths) = AT_EXIT.lock() {
+            for p in paths.iter() {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registering a plain `extern "C" fn()` with atexit(3).
+        unsafe {
+            libc::atexit(cleanup);
+        }
+    });
+    AT_EXIT.lock().unwrap().push(path);
+}

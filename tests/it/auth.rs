@@ -1,0 +1,170 @@
+//! Authentication end to end: Basic over TLS with a private CA, Bearer tokens from a real
+//! token flow (cached), anonymous tokens, longest-match auth entries, environment references,
+//! the Docker config fallback, and refusing to send credentials to a plain-HTTP realm.
+
+use support::{temp_dir, write_file, ImageSpec, Mode, Pki, Registry, BASIC_PASSWORD, BASIC_USER, TOKEN_PASSWORD, TOKEN_USER};
+
+use crate::{auth_file, ferry_plan, pairs};
+
+async fn registry_with(mode: Mode, repos: &[&str]) -> Registry {
+    let reg = Registry::start(mode);
+    for (i, repo) in repos.iter().enumerate() {
+        reg.seed_image(repo, "v1", &ImageSpec::with_layers(10 + i as u64, 1, 256)).await;
+    }
+    reg
+}
+
+fn images_for(dir: &std::path::Path, reg: &Registry, repos: &[&str]) -> std::path::PathBuf {
+    let yaml: String = repos.iter().map(|r| format!("{}/{r}:v1: dst.example.com/{r}\n", reg.host())).collect();
+    write_file(dir, "images.yaml", yaml)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_over_tls_with_a_private_ca() {
+    let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app"]);
+    ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]).assert_success();
+
+    // Wrong password: unauthorized, named.
+    let bad = write_file(
+        dir.path(),
+        "bad.yaml",
+        format!("{}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
+    );
+    let out = ferry_plan(Some(&bad), &images, &[], &[]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("unauthorized"), "{out}");
+    assert!(!out.stderr.contains("wrong"), "the password must not be printed\n{out}");
+
+    // Without the CA the certificate is not trusted.
+    let untrusted = write_file(dir.path(), "untrusted.yaml", format!("{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n", reg.host()));
+    let out = ferry_plan(Some(&untrusted), &images, &[], &[]);
+    out.assert_code(1);
+    assert!(out.stderr.to_lowercase().contains("certificate"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssl_cert_file_is_honoured() {
+    let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app"]);
+    let auth = write_file(dir.path(), "auth.yaml", format!("{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n", reg.host()));
+    let ca = Pki::get().ca_cert.display().to_string();
+    ferry_plan(Some(&auth), &images, &[], &[("SSL_CERT_FILE", &ca)]).assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_fetched_once_per_scope() {
+    let reg = Registry::start(Mode::Token);
+    let image = reg.seed_image("team/app", "v1", &ImageSpec::with_layers(3, 1, 256)).await;
+    let tags: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    reg.tag_many("team/app", &tags, &image).await;
+    let dir = temp_dir();
+    let images = write_file(dir.path(), "images.yaml", format!("{}/team/app: dst.example.com/team/app\n", reg.host()));
+    reg.issuer().unwrap().clear_requests();
+    let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
+    out.assert_success();
+    assert_eq!(pairs(&out).len(), 13, "{out}");
+    // tags/list plus 13 HEADs share one pull token.
+    let requests = reg.issuer().unwrap().requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(format!("{:?}", requests[0]).contains("repository:team/app:pull"), "{requests:?}");
+    assert!(format!("{:?}", requests[0]).contains(TOKEN_USER), "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_tokens_for_public_repositories() {
+    let reg = registry_with(Mode::Token, &["public/app", "private/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["public/app", "private/app"]);
+    let auth = write_file(dir.path(), "auth.yaml", format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()));
+    let out = ferry_plan(Some(&auth), &images, &[], &[]);
+    out.assert_code(1);
+    assert_eq!(pairs(&out), vec![(format!("{}/public/app:v1", reg.host()), "dst.example.com/public/app:v1".into())]);
+    assert!(out.stderr.contains("private/app"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_auth_over_plain_http_when_insecure() {
+    let reg = registry_with(Mode::TokenHttp, &["team/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app"]);
+    ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]).assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_never_go_to_a_plain_http_realm() {
+    let reg = registry_with(Mode::TokenInsecureRealm, &["team/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app"]);
+    reg.issuer().unwrap().clear_requests();
+    let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("over plain HTTP"), "{out}");
+    assert_eq!(reg.issuer().unwrap().requests().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn longest_matching_entry_wins() {
+    let reg = registry_with(Mode::BasicTls, &["team/app", "other/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app", "other/app"]);
+    let ca = Pki::get().ca_cert.display().to_string();
+    let host = reg.host();
+    // The host-wide entry is wrong; the namespace entry is right. A near-miss prefix
+    // (`team-x`) must not match `team`.
+    let auth = write_file(
+        dir.path(),
+        "auth.yaml",
+        format!(
+            "{host}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {ca}\n\
+             {host}/team:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n\
+             {host}/othe:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n"
+        ),
+    );
+    for _ in 0..3 {
+        let out = ferry_plan(Some(&auth), &images, &[], &[]);
+        out.assert_code(1);
+        assert_eq!(pairs(&out), vec![(format!("{host}/team/app:v1"), "dst.example.com/team/app:v1".into())]);
+        assert!(out.stderr.contains(&format!("rule \"{host}/other/app:v1\"")), "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_references_in_the_auth_file() {
+    let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app"]);
+    let auth = write_file(
+        dir.path(),
+        "auth.yaml",
+        format!("{}:\n  username: $REG_USER\n  password: \"${{REG_PASS}}\"\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
+    );
+    ferry_plan(Some(&auth), &images, &[], &[("REG_USER", BASIC_USER), ("REG_PASS", BASIC_PASSWORD)]).assert_success();
+    reg.clear_requests();
+    let out = ferry_plan(Some(&auth), &images, &[], &[("REG_USER", BASIC_USER)]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("auth.yaml") && out.stderr.contains("REG_PASS"), "{out}");
+    assert!(reg.requests().is_empty(), "bad input must contact nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_config_is_the_fallback() {
+    use base64::Engine as _;
+    let reg = registry_with(Mode::Token, &["team/app"]).await;
+    let dir = temp_dir();
+    let images = images_for(dir.path(), &reg, &["team/app"]);
+    // The auth file only says how to trust the registry; credentials come from Docker's config.
+    let auth = write_file(dir.path(), "auth.yaml", format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{TOKEN_PASSWORD}"));
+    let docker = dir.path().join("docker");
+    write_file(&docker, "config.json", format!(r#"{{"auths": {{"https://{}": {{"auth": "{encoded}"}}}}}}"#, reg.host()));
+    let docker_dir = docker.display().to_string();
+    let out = ferry_plan(Some(&auth), &images, &[], &[("DOCKER_CONFIG", &docker_dir)]);
+    out.assert_success();
+    let requests = format!("{:?}", reg.issuer().unwrap().requests());
+    assert!(requests.contains(TOKEN_USER), "{requests}");
+    // Without it, the private repository is out of reach.
+    ferry_plan(Some(&auth), &images, &[], &[]).assert_code(1);
+}

@@ -1,0 +1,200 @@
+//! Running the `ferry` binary under test: finding (and if needed building)
+//! it next to the test executable, and a preconfigured [`Command`] whose
+//! environment cannot leak the developer's own registry credentials or
+//! settings into a test (`HOME` is an empty temp dir, `DOCKER_CONFIG`,
+//! `REGISTRY_AUTH_FILE`, `XDG_*`, proxies, `RUST_LOG` and `FERRY_*` are
+//! removed, `NO_COLOR=1`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+
+/// The workspace root (`tests/..`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `ferry` binary: `$FERRY_TEST_BIN` if set, else `ferry` in the target
+/// profile directory of the running test executable
+/// (`target/debug/deps/it-xxxx` → `target/debug/ferry`). The first call per
+/// process runs `cargo build -p ferry-cli --bin ferry` for that profile
+/// (a quick no-op when it is fresh; `cargo test -p ferry-tests` alone does
+/// not rebuild another package's binary) unless `FERRY_TEST_NO_BUILD` is
+/// set and the binary exists.
+pub fn ferry_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("FERRY_TEST_BIN") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut dir = exe
+            .parent()
+            .expect("test exe has a directory")
+            .to_path_buf();
+        if dir.file_name().is_some_and(|n| n == "deps") {
+            dir.pop();
+        }
+        let bin = dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX));
+        if std::env::var_os("FERRY_TEST_NO_BUILD").is_some() && bin.exists() {
+            return bin;
+        }
+        let profile = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        cmd.current_dir(workspace_root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "ferry-cli",
+            "--bin",
+            "ferry",
+        ]);
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let status = cmd
+            .stdin(Stdio::null())
+            .status()
+            .expect("running cargo build for ferry");
+        assert!(
+            status.success(),
+            "cargo build -p ferry-cli failed: {status}"
+        );
+        assert!(bin.exists(), "{} missing after cargo build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// An empty per-process `HOME` for ferry (and skopeo) runs.
+pub fn test_home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let d = tempfile::Builder::new()
+            .prefix("ferry-home-")
+            .tempdir()
+            .expect("creating test HOME");
+        crate::remove_at_exit(d.path().to_path_buf());
+        d
+    })
+    .path()
+}
+
+/// Remove from `cmd` every variable that could point a tool at the
+/// developer's own credentials, config or proxies.
+pub(crate) fn scrub_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let upper = k.to_ascii_uppercase();
+        if upper.starts_with("FERRY_")
+            || upper.starts_with("XDG_")
+            || upper.ends_with("_PROXY")
+            || matches!(
+                upper.as_str(),
+                "RUST_LOG"
+                    | "DOCKER_CONFIG"
+                    | "REGISTRY_AUTH_FILE"
+                    | "DOCKER_CERT_PATH"
+                    | "DOCKER_HOST"
+            )
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", test_home()).env("NO_COLOR", "1");
+}
+
+/// A `Command` for [`ferry_bin`] with a scrubbed environment (see module
+/// docs) and stdin closed.
+pub fn ferry() -> Command {
+    let mut cmd = Command::new(ferry_bin());
+    scrub_env(&mut cmd);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Captured result of a run.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+}
+
+impl Output {
+    /// Exit code (`None` if killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Whether it exited 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panic (showing stdout and stderr) unless it exited 0.
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert!(
+            self.success(),
+            "expected success, got {}\n{self}",
+            self.status
+        );
+        self
+    }
+
+    /// Panic (showing stdout and stderr) unless it exited with `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code(), Some(code), "unexpected exit status\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(o: std::process::Output) -> Self {
+        Output {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run [`ferry`] with `args` and extra `envs`, capturing its output. Blocks
+/// the calling thread (fine in a multi-thread Tokio test: the registries,
+/// issuers and proxies run elsewhere).
+pub fn run_ferry<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = ferry();
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running ferry").into()
+}
