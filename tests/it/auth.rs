@@ -2,20 +2,27 @@
 //! token flow (cached), anonymous tokens, longest-match auth entries, environment references,
 //! the Docker config fallback, and refusing to send credentials to a plain-HTTP realm.
 
-use support::{temp_dir, write_file, ImageSpec, Mode, Pki, Registry, BASIC_PASSWORD, BASIC_USER, TOKEN_PASSWORD, TOKEN_USER};
+use support::{
+    temp_dir, write_file, ImageSpec, Mode, Pki, Registry, BASIC_PASSWORD, BASIC_USER,
+    TOKEN_PASSWORD, TOKEN_USER,
+};
 
 use crate::{auth_file, ferry_plan, pairs};
 
 async fn registry_with(mode: Mode, repos: &[&str]) -> Registry {
     let reg = Registry::start(mode);
     for (i, repo) in repos.iter().enumerate() {
-        reg.seed_image(repo, "v1", &ImageSpec::with_layers(10 + i as u64, 1, 256)).await;
+        reg.seed_image(repo, "v1", &ImageSpec::with_layers(10 + i as u64, 1, 256))
+            .await;
     }
     reg
 }
 
 fn images_for(dir: &std::path::Path, reg: &Registry, repos: &[&str]) -> std::path::PathBuf {
-    let yaml: String = repos.iter().map(|r| format!("{}/{r}:v1: dst.example.com/{r}\n", reg.host())).collect();
+    let yaml: String = repos
+        .iter()
+        .map(|r| format!("{}/{r}:v1: dst.example.com/{r}\n", reg.host()))
+        .collect();
     write_file(dir, "images.yaml", yaml)
 }
 
@@ -30,15 +37,29 @@ async fn basic_over_tls_with_a_private_ca() {
     let bad = write_file(
         dir.path(),
         "bad.yaml",
-        format!("{}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
+        format!(
+            "{}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {}\n",
+            reg.host(),
+            Pki::get().ca_cert.display()
+        ),
     );
     let out = ferry_plan(Some(&bad), &images, &[], &[]);
     out.assert_code(1);
     assert!(out.stderr.contains("unauthorized"), "{out}");
-    assert!(!out.stderr.contains("wrong"), "the password must not be printed\n{out}");
+    assert!(
+        !out.stderr.contains("wrong"),
+        "the password must not be printed\n{out}"
+    );
 
     // Without the CA the certificate is not trusted.
-    let untrusted = write_file(dir.path(), "untrusted.yaml", format!("{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n", reg.host()));
+    let untrusted = write_file(
+        dir.path(),
+        "untrusted.yaml",
+        format!(
+            "{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n",
+            reg.host()
+        ),
+    );
     let out = ferry_plan(Some(&untrusted), &images, &[], &[]);
     out.assert_code(1);
     assert!(out.stderr.to_lowercase().contains("certificate"), "{out}");
@@ -49,7 +70,14 @@ async fn ssl_cert_file_is_honoured() {
     let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
     let dir = temp_dir();
     let images = images_for(dir.path(), &reg, &["team/app"]);
-    let auth = write_file(dir.path(), "auth.yaml", format!("{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n", reg.host()));
+    let auth = write_file(
+        dir.path(),
+        "auth.yaml",
+        format!(
+            "{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n",
+            reg.host()
+        ),
+    );
     let ca = Pki::get().ca_cert.display().to_string();
     ferry_plan(Some(&auth), &images, &[], &[("SSL_CERT_FILE", &ca)]).assert_success();
 }
@@ -57,11 +85,17 @@ async fn ssl_cert_file_is_honoured() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_tokens_are_fetched_once_per_scope() {
     let reg = Registry::start(Mode::Token);
-    let image = reg.seed_image("team/app", "v1", &ImageSpec::with_layers(3, 1, 256)).await;
+    let image = reg
+        .seed_image("team/app", "v1", &ImageSpec::with_layers(3, 1, 256))
+        .await;
     let tags: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
     reg.tag_many("team/app", &tags, &image).await;
     let dir = temp_dir();
-    let images = write_file(dir.path(), "images.yaml", format!("{}/team/app: dst.example.com/team/app\n", reg.host()));
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!("{}/team/app: dst.example.com/team/app\n", reg.host()),
+    );
     reg.issuer().unwrap().clear_requests();
     let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
     out.assert_success();
@@ -69,8 +103,14 @@ async fn bearer_tokens_are_fetched_once_per_scope() {
     // tags/list plus 13 HEADs share one pull token.
     let requests = reg.issuer().unwrap().requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(format!("{:?}", requests[0]).contains("repository:team/app:pull"), "{requests:?}");
-    assert!(format!("{:?}", requests[0]).contains(TOKEN_USER), "{requests:?}");
+    assert!(
+        format!("{:?}", requests[0]).contains("repository:team/app:pull"),
+        "{requests:?}"
+    );
+    assert!(
+        format!("{:?}", requests[0]).contains(TOKEN_USER),
+        "{requests:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,10 +118,20 @@ async fn anonymous_tokens_for_public_repositories() {
     let reg = registry_with(Mode::Token, &["public/app", "private/app"]).await;
     let dir = temp_dir();
     let images = images_for(dir.path(), &reg, &["public/app", "private/app"]);
-    let auth = write_file(dir.path(), "auth.yaml", format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()));
+    let auth = write_file(
+        dir.path(),
+        "auth.yaml",
+        format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
+    );
     let out = ferry_plan(Some(&auth), &images, &[], &[]);
     out.assert_code(1);
-    assert_eq!(pairs(&out), vec![(format!("{}/public/app:v1", reg.host()), "dst.example.com/public/app:v1".into())]);
+    assert_eq!(
+        pairs(&out),
+        vec![(
+            format!("{}/public/app:v1", reg.host()),
+            "dst.example.com/public/app:v1".into()
+        )]
+    );
     assert!(out.stderr.contains("private/app"), "{out}");
 }
 
@@ -126,8 +176,18 @@ async fn longest_matching_entry_wins() {
     for _ in 0..3 {
         let out = ferry_plan(Some(&auth), &images, &[], &[]);
         out.assert_code(1);
-        assert_eq!(pairs(&out), vec![(format!("{host}/team/app:v1"), "dst.example.com/team/app:v1".into())]);
-        assert!(out.stderr.contains(&format!("rule \"{host}/other/app:v1\"")), "{out}");
+        assert_eq!(
+            pairs(&out),
+            vec![(
+                format!("{host}/team/app:v1"),
+                "dst.example.com/team/app:v1".into()
+            )]
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("rule \"{host}/other/app:v1\"")),
+            "{out}"
+        );
     }
 }
 
@@ -139,13 +199,26 @@ async fn environment_references_in_the_auth_file() {
     let auth = write_file(
         dir.path(),
         "auth.yaml",
-        format!("{}:\n  username: $REG_USER\n  password: \"${{REG_PASS}}\"\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
+        format!(
+            "{}:\n  username: $REG_USER\n  password: \"${{REG_PASS}}\"\n  ca: {}\n",
+            reg.host(),
+            Pki::get().ca_cert.display()
+        ),
     );
-    ferry_plan(Some(&auth), &images, &[], &[("REG_USER", BASIC_USER), ("REG_PASS", BASIC_PASSWORD)]).assert_success();
+    ferry_plan(
+        Some(&auth),
+        &images,
+        &[],
+        &[("REG_USER", BASIC_USER), ("REG_PASS", BASIC_PASSWORD)],
+    )
+    .assert_success();
     reg.clear_requests();
     let out = ferry_plan(Some(&auth), &images, &[], &[("REG_USER", BASIC_USER)]);
     out.assert_code(2);
-    assert!(out.stderr.contains("auth.yaml") && out.stderr.contains("REG_PASS"), "{out}");
+    assert!(
+        out.stderr.contains("auth.yaml") && out.stderr.contains("REG_PASS"),
+        "{out}"
+    );
     assert!(reg.requests().is_empty(), "bad input must contact nothing");
 }
 
@@ -156,10 +229,22 @@ async fn docker_config_is_the_fallback() {
     let dir = temp_dir();
     let images = images_for(dir.path(), &reg, &["team/app"]);
     // The auth file only says how to trust the registry; credentials come from Docker's config.
-    let auth = write_file(dir.path(), "auth.yaml", format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()));
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{TOKEN_PASSWORD}"));
+    let auth = write_file(
+        dir.path(),
+        "auth.yaml",
+        format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
+    );
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{TOKEN_PASSWORD}"));
     let docker = dir.path().join("docker");
-    write_file(&docker, "config.json", format!(r#"{{"auths": {{"https://{}": {{"auth": "{encoded}"}}}}}}"#, reg.host()));
+    write_file(
+        &docker,
+        "config.json",
+        format!(
+            r#"{{"auths": {{"https://{}": {{"auth": "{encoded}"}}}}}}"#,
+            reg.host()
+        ),
+    );
     let docker_dir = docker.display().to_string();
     let out = ferry_plan(Some(&auth), &images, &[], &[("DOCKER_CONFIG", &docker_dir)]);
     out.assert_success();

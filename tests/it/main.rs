@@ -15,7 +15,12 @@ use support::{run_ferry, write_file, Output, Registry};
 pub const FAST_RETRIES: (&str, &str) = ("FERRY_RETRY_BASE_MS", "5");
 
 /// Runs `ferry plan` with the given files and extra arguments.
-pub fn ferry_plan(auth: Option<&Path>, images: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Output {
+pub fn ferry_plan(
+    auth: Option<&Path>,
+    images: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Output {
     let mut args: Vec<String> = vec!["plan".into(), format!("--images={}", images.display())];
     if let Some(auth) = auth {
         args.push(format!("--auth={}", auth.display()));
@@ -32,8 +37,12 @@ pub fn pairs(output: &Output) -> Vec<(String, String)> {
         .stdout
         .lines()
         .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
-            (v["source"].as_str().unwrap().to_string(), v["target"].as_str().unwrap().to_string())
+            let v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+            (
+                v["source"].as_str().unwrap().to_string(),
+                v["target"].as_str().unwrap().to_string(),
+            )
         })
         .collect()
 }
@@ -45,7 +54,10 @@ pub fn auth_file(dir: &Path, registries: &[&Registry]) -> PathBuf {
     for reg in registries {
         yaml.push_str(&format!("{}:\n", reg.host()));
         if reg.is_tls() {
-            yaml.push_str(&format!("  ca: {}\n", support::Pki::get().ca_cert.display()));
+            yaml.push_str(&format!(
+                "  ca: {}\n",
+                support::Pki::get().ca_cert.display()
+            ));
         } else {
             yaml.push_str("  insecure: true\n");
         }

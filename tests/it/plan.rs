@@ -8,8 +8,13 @@ use crate::{auth_file, ferry_plan, pairs};
 /// One image under several tags, and a second repository for the digest form.
 async fn seeded() -> (Registry, String) {
     let reg = Registry::start(Mode::Http);
-    let image = reg.seed_image("team/app", "v1.0", &ImageSpec::with_layers(1, 1, 1024)).await;
-    let tags: Vec<String> = ["v1.1", "v2.0", "latest", "banana"].iter().map(|s| s.to_string()).collect();
+    let image = reg
+        .seed_image("team/app", "v1.0", &ImageSpec::with_layers(1, 1, 1024))
+        .await;
+    let tags: Vec<String> = ["v1.1", "v2.0", "latest", "banana"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     reg.tag_many("team/app", &tags, &image).await;
     (reg, image.digest)
 }
@@ -38,7 +43,12 @@ async fn every_rule_form_resolves() {
         Some(&auth),
         &images,
         &["--registry=flag.example.com"],
-        &[("DEFAULT_REGISTRY", "env.example.com"), ("DEFAULT_NAMESPACE", "ns"), ("DEST", "vars.example.com"), ("NS", "team")],
+        &[
+            ("DEFAULT_REGISTRY", "env.example.com"),
+            ("DEFAULT_NAMESPACE", "ns"),
+            ("DEST", "vars.example.com"),
+            ("NS", "team"),
+        ],
     );
     out.assert_success();
     let s = |tag: &str| format!("{src}/team/app:{tag}");
@@ -58,7 +68,10 @@ async fn every_rule_form_resolves() {
         (s("v1.0"), "docker.io/library/mirror:v1.0".into()),
         (s("v1.1"), "docker.io/library/mirror:v1.1".into()),
         // digest kept
-        (format!("{src}/team/app@{digest}"), format!("dst.example.com/digest/app@{digest}")),
+        (
+            format!("{src}/team/app@{digest}"),
+            format!("dst.example.com/digest/app@{digest}"),
+        ),
         // unanchored regex: "an+" matches "banana" only
         (s("banana"), "dst.example.com/regex/app:banana".into()),
         // anchored regex
@@ -85,15 +98,23 @@ async fn json_images_file_with_target_arrays() {
     let images = write_file(
         dir.path(),
         "images.json",
-        format!(r#"{{"{src}/team/app:latest": ["a.example.com/x", "b.example.com/y/z", "a.example.com/x"]}}"#),
+        format!(
+            r#"{{"{src}/team/app:latest": ["a.example.com/x", "b.example.com/y/z", "a.example.com/x"]}}"#
+        ),
     );
     let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
     out.assert_success();
     assert_eq!(
         pairs(&out),
         vec![
-            (format!("{src}/team/app:latest"), "a.example.com/x:latest".into()),
-            (format!("{src}/team/app:latest"), "b.example.com/y/z:latest".into()),
+            (
+                format!("{src}/team/app:latest"),
+                "a.example.com/x:latest".into()
+            ),
+            (
+                format!("{src}/team/app:latest"),
+                "b.example.com/y/z:latest".into()
+            ),
         ]
     );
 }
@@ -101,7 +122,8 @@ async fn json_images_file_with_target_arrays() {
 #[tokio::test(flavor = "multi_thread")]
 async fn legacy_config_file() {
     let reg = Registry::start(Mode::BasicTls);
-    reg.seed_image("team/app", "v1", &ImageSpec::with_layers(2, 1, 512)).await;
+    reg.seed_image("team/app", "v1", &ImageSpec::with_layers(2, 1, 512))
+        .await;
     let dir = temp_dir();
     let (user, password) = reg.credentials().unwrap();
     let config = write_file(
@@ -114,9 +136,18 @@ async fn legacy_config_file() {
             ca = support::Pki::get().ca_cert.display()
         ),
     );
-    let out = support::run_ferry(&["plan".into(), format!("--config={}", config.display())], &[crate::FAST_RETRIES]);
+    let out = support::run_ferry(
+        &["plan".into(), format!("--config={}", config.display())],
+        &[crate::FAST_RETRIES],
+    );
     out.assert_success();
-    assert_eq!(pairs(&out), vec![(format!("{}/team/app:v1", reg.host()), "dst.example.com/team/app:v1".into())]);
+    assert_eq!(
+        pairs(&out),
+        vec![(
+            format!("{}/team/app:v1", reg.host()),
+            "dst.example.com/team/app:v1".into()
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,13 +170,30 @@ async fn unreadable_rules_are_named_and_the_rest_printed() {
     assert_eq!(
         pairs(&out),
         vec![
-            (format!("{src}/team/app:latest"), "dst.example.com/c:latest".into()),
-            (format!("{src}/team/app:v1.0"), "dst.example.com/a:v1.0".into()),
+            (
+                format!("{src}/team/app:latest"),
+                "dst.example.com/c:latest".into()
+            ),
+            (
+                format!("{src}/team/app:v1.0"),
+                "dst.example.com/a:v1.0".into()
+            ),
         ]
     );
-    assert!(out.stderr.contains(&format!("rule \"{src}/team/app:v1.0,nope\"")), "{out}");
-    assert!(out.stderr.contains(&format!("{src}/team/app:nope does not exist")), "{out}");
-    assert!(out.stderr.contains(&format!("rule \"{src}/team/missing\"")), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("rule \"{src}/team/app:v1.0,nope\"")),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{src}/team/app:nope does not exist")),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(&format!("rule \"{src}/team/missing\"")),
+        "{out}"
+    );
     assert!(out.stderr.contains("NAME_UNKNOWN"), "{out}");
 }
 
@@ -153,10 +201,21 @@ async fn unreadable_rules_are_named_and_the_rest_printed() {
 async fn unreachable_registry_fails_with_status_1() {
     let dir = temp_dir();
     let port = support::free_port();
-    let images = write_file(dir.path(), "images.yaml", format!("127.0.0.1:{port}/a/b:v1: dst.example.com/a/b\n"));
-    let auth = write_file(dir.path(), "auth.yaml", format!("127.0.0.1:{port}: {{insecure: true}}\n"));
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!("127.0.0.1:{port}/a/b:v1: dst.example.com/a/b\n"),
+    );
+    let auth = write_file(
+        dir.path(),
+        "auth.yaml",
+        format!("127.0.0.1:{port}: {{insecure: true}}\n"),
+    );
     let out = ferry_plan(Some(&auth), &images, &[], &[]);
     out.assert_code(1);
-    assert!(out.stderr.contains(&format!("ping 127.0.0.1:{port}")), "{out}");
+    assert!(
+        out.stderr.contains(&format!("ping 127.0.0.1:{port}")),
+        "{out}"
+    );
     assert!(out.stdout.is_empty(), "{out}");
 }

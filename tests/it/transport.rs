@@ -5,28 +5,45 @@
 
 use std::sync::Arc;
 
-use support::{fail_first, matching, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, ProxyRequest, Registry};
+use support::{
+    fail_first, matching, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, ProxyRequest,
+    Registry,
+};
 
 use crate::{ferry_plan, pairs};
 
 fn proxied_auth(dir: &std::path::Path, proxy: &Proxy) -> std::path::PathBuf {
-    write_file(dir, "auth.yaml", format!("{}: {{insecure: true}}\n", proxy.host()))
+    write_file(
+        dir,
+        "auth.yaml",
+        format!("{}: {{insecure: true}}\n", proxy.host()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_faults_are_retried() {
     let reg = Registry::start(Mode::Http);
-    reg.seed_image("team/app", "v1", &ImageSpec::with_layers(5, 1, 128)).await;
+    reg.seed_image("team/app", "v1", &ImageSpec::with_layers(5, 1, 128))
+        .await;
     let proxy = Proxy::passthrough(&reg);
     let unavailable = fail_first(2, matching("HEAD", "/manifests/v1"), Fault::unavailable());
-    let limited = fail_first(1, matching("GET", "/tags/list"), Fault::too_many_requests(1));
+    let limited = fail_first(
+        1,
+        matching("GET", "/tags/list"),
+        Fault::too_many_requests(1),
+    );
     let reset = fail_first(1, matching("GET", "/v2/"), Fault::Reset);
-    proxy.set_hook(move |r: &ProxyRequest| unavailable(r).or_else(|| limited(r)).or_else(|| reset(r)));
+    proxy.set_hook(move |r: &ProxyRequest| {
+        unavailable(r).or_else(|| limited(r)).or_else(|| reset(r))
+    });
     let dir = temp_dir();
     let images = write_file(
         dir.path(),
         "images.yaml",
-        format!("{0}/team/app:v1: dst.example.com/a\n{0}/team/app: dst.example.com/b\n", proxy.host()),
+        format!(
+            "{0}/team/app:v1: dst.example.com/a\n{0}/team/app: dst.example.com/b\n",
+            proxy.host()
+        ),
     );
     let started = std::time::Instant::now();
     let out = ferry_plan(Some(&proxied_auth(dir.path(), &proxy)), &images, &[], &[]);
@@ -42,30 +59,63 @@ async fn transient_faults_are_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn persistent_server_errors_fail_the_rule_after_retries() {
     let reg = Registry::start(Mode::Http);
-    reg.seed_image("team/app", "v1", &ImageSpec::with_layers(6, 1, 128)).await;
+    reg.seed_image("team/app", "v1", &ImageSpec::with_layers(6, 1, 128))
+        .await;
     let proxy = Proxy::passthrough(&reg);
-    proxy.set_hook(fail_first(usize::MAX, matching("HEAD", "/manifests/"), Fault::status(502)));
+    proxy.set_hook(fail_first(
+        usize::MAX,
+        matching("HEAD", "/manifests/"),
+        Fault::status(502),
+    ));
     let dir = temp_dir();
-    let images = write_file(dir.path(), "images.yaml", format!("{}/team/app:v1: dst.example.com/a\n", proxy.host()));
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!("{}/team/app:v1: dst.example.com/a\n", proxy.host()),
+    );
     let out = ferry_plan(Some(&proxied_auth(dir.path(), &proxy)), &images, &[], &[]);
     out.assert_code(1);
     assert!(out.stderr.contains("502"), "{out}");
-    assert_eq!(proxy.count("HEAD", "/manifests/v1"), 5, "five attempts in all");
+    assert_eq!(
+        proxy.count("HEAD", "/manifests/v1"),
+        5,
+        "five attempts in all"
+    );
 }
 
 /// Serves the real tag list in pages of `page` with `Link` headers.
-fn paging_hook(tags: Arc<Vec<String>>, repo: &'static str, page: usize) -> impl Fn(&ProxyRequest) -> Option<Fault> + Send + Sync {
+fn paging_hook(
+    tags: Arc<Vec<String>>,
+    repo: &'static str,
+    page: usize,
+) -> impl Fn(&ProxyRequest) -> Option<Fault> + Send + Sync {
     move |r: &ProxyRequest| {
         if r.method != "GET" || !r.path.starts_with(&format!("/v2/{repo}/tags/list")) {
             return None;
         }
-        let last = r.path.split_once("last=").map(|(_, l)| l.split('&').next().unwrap_or("").to_string());
-        let start = last.map_or(0, |l| tags.iter().position(|t| *t == l).map_or(tags.len(), |i| i + 1));
+        let last = r
+            .path
+            .split_once("last=")
+            .map(|(_, l)| l.split('&').next().unwrap_or("").to_string());
+        let start = last.map_or(0, |l| {
+            tags.iter()
+                .position(|t| *t == l)
+                .map_or(tags.len(), |i| i + 1)
+        });
         let chunk: Vec<&String> = tags.iter().skip(start).take(page).collect();
-        let body = serde_json::json!({"name": repo, "tags": chunk}).to_string().into_bytes();
-        let mut fault = Fault::Respond { status: 200, headers: vec![("content-type".into(), "application/json".into())], body };
+        let body = serde_json::json!({"name": repo, "tags": chunk})
+            .to_string()
+            .into_bytes();
+        let mut fault = Fault::Respond {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
         if start + page < tags.len() {
-            let next = format!("</v2/{repo}/tags/list?n={page}&last={}>; rel=\"next\"", chunk.last().unwrap());
+            let next = format!(
+                "</v2/{repo}/tags/list?n={page}&last={}>; rel=\"next\"",
+                chunk.last().unwrap()
+            );
             fault = fault.with_header("link", &next);
         }
         Some(fault)
@@ -75,7 +125,9 @@ fn paging_hook(tags: Arc<Vec<String>>, repo: &'static str, page: usize) -> impl 
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_pagination_is_followed() {
     let reg = Registry::start(Mode::Http);
-    let image = reg.seed_image("team/app", "t000", &ImageSpec::with_layers(7, 1, 128)).await;
+    let image = reg
+        .seed_image("team/app", "t000", &ImageSpec::with_layers(7, 1, 128))
+        .await;
     let mut tags: Vec<String> = (1..230).map(|i| format!("t{i:03}")).collect();
     reg.tag_many("team/app", &tags, &image).await;
     tags.insert(0, "t000".into());
@@ -83,11 +135,22 @@ async fn tag_pagination_is_followed() {
     let proxy = Proxy::passthrough(&reg);
     proxy.set_hook(paging_hook(Arc::new(listed), "team/app", 50));
     let dir = temp_dir();
-    let images = write_file(dir.path(), "images.yaml", format!("{}/team/app: dst.example.com/a\n", proxy.host()));
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!("{}/team/app: dst.example.com/a\n", proxy.host()),
+    );
     let out = ferry_plan(Some(&proxied_auth(dir.path(), &proxy)), &images, &[], &[]);
     out.assert_success();
-    let planned: Vec<String> = pairs(&out).into_iter().map(|(_, t)| t.rsplit(':').next().unwrap().to_string()).collect();
+    let planned: Vec<String> = pairs(&out)
+        .into_iter()
+        .map(|(_, t)| t.rsplit(':').next().unwrap().to_string())
+        .collect();
     tags.sort();
     assert_eq!(planned, tags);
-    assert_eq!(proxy.count("GET", "/tags/list"), 5, "230 tags in pages of 50");
+    assert_eq!(
+        proxy.count("GET", "/tags/list"),
+        5,
+        "230 tags in pages of 50"
+    );
 }

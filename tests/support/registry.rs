@@ -19,6 +19,14 @@
 //!   `MANIFEST_INVALID` if the config has no `history`), whatever
 //!   `compatibility.schema1.enabled` says; that setting only governs pushing
 //!   schema 1 manifests;
+//! - schema 1 manifests are stored without signatures and re-signed with the
+//!   registry's own key on every read: the bytes differ on each GET and
+//!   `Docker-Content-Digest` is the digest of the payload without the
+//!   signatures, never sha256 of the body (see
+//!   [`Registry::seed_schema1_image`]); asking for schema 2 still gets schema 1;
+//! - a blob `PUT` sent with `Content-Type: application/x-www-form-urlencoded`
+//!   (curl's default) has its body eaten by Go's form parsing and fails with
+//!   `DIGEST_INVALID`; send `application/octet-stream`;
 //! - upload `Location`s are absolute URLs built from the request's `Host`
 //!   (and `X-Forwarded-Proto`/`-Host`) unless `http.relativeurls` is set.
 
@@ -422,7 +430,7 @@ impl Registry {
                 .unwrap()
                 .iter()
                 .rev()
-                .any(|l| l.contains(&mark) && l.contains("\" "))
+                .any(|l| l.contains(&mark) && AccessLine::parse(l).is_some())
             {
                 // Let lines racing with the sentinel land too.
                 std::thread::sleep(Duration::from_millis(5));

@@ -312,6 +312,9 @@ impl Api {
         Ok(digest)
     }
 
+    /// PUT a manifest; returns the digest the registry answered. For
+    /// everything but signed schema 1 that must equal sha256 of the bytes;
+    /// for schema 1 it is the digest of the payload without signatures.
     async fn push_manifest(
         &self,
         repo: &str,
@@ -332,10 +335,19 @@ impl Api {
             .await?;
         let resp =
             expect_status(resp, 201, &format!("pushing manifest {repo}:{reference}")).await?;
-        if let Some(answered) = resp.headers().get("docker-content-digest") {
+        let answered = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        if media_type == DOCKER_MANIFEST_V1_SIGNED {
+            return answered
+                .ok_or_else(|| anyhow::anyhow!("no Docker-Content-Digest for schema 1 push"));
+        }
+        if let Some(answered) = answered {
             anyhow::ensure!(
-                answered.to_str().ok() == Some(digest.as_str()),
-                "registry computed digest {answered:?}, expected {digest}"
+                answered == digest,
+                "registry computed digest {answered}, expected {digest}"
             );
         }
         Ok(digest)
@@ -364,6 +376,33 @@ impl Api {
             config_digest,
             layer_digests,
             platform: (spec.os, spec.architecture, spec.variant),
+        })
+    }
+
+    async fn seed_schema1_image(&self, repo: &str, tag: &str, spec: ImageSpec) -> Res<SeededImage> {
+        let v2 = self.seed_image(repo, tag, spec).await?;
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                &self.url(repo, &format!("manifests/{tag}")),
+                repo,
+            )
+            .header("accept", DOCKER_MANIFEST_V1_SIGNED)
+            .send()
+            .await?;
+        let resp = expect_status(resp, 200, "fetching the schema 1 conversion").await?;
+        let signed = resp.bytes().await?;
+        self.delete_manifest(repo, &v2.digest).await?;
+        let digest = self
+            .push_manifest(repo, tag, DOCKER_MANIFEST_V1_SIGNED, signed.clone())
+            .await?;
+        Ok(SeededImage {
+            digest,
+            media_type: DOCKER_MANIFEST_V1_SIGNED.into(),
+            bytes: signed.to_vec(),
+            config_digest: String::new(),
+            layer_digests: v2.layer_digests,
+            platform: v2.platform,
         })
     }
 
@@ -521,6 +560,19 @@ impl Registry {
         net::on_bg(async move { api.seed_image(&repo, &tag, spec).await })
             .await
             .unwrap_or_else(|e| panic!("seed_image: {e:#}"))
+    }
+
+    /// Seed `spec` as a signed Docker schema 1 manifest under `repo:tag`:
+    /// distribution 2.8 cannot take unsigned schema 1, so this pushes the
+    /// schema 2 image, fetches the registry's own signed down-conversion,
+    /// deletes the schema 2 manifest and pushes the schema 1 bytes under the
+    /// tag. `digest` is the registry's (payload without signatures, so not
+    /// sha256 of `bytes`); `config_digest` is empty (schema 1 has none).
+    pub async fn seed_schema1_image(&self, repo: &str, tag: &str, spec: &ImageSpec) -> SeededImage {
+        let (api, repo, tag, spec) = (self.api(), repo.to_owned(), tag.to_owned(), spec.clone());
+        net::on_bg(async move { api.seed_schema1_image(&repo, &tag, spec).await })
+            .await
+            .unwrap_or_else(|e| panic!("seed_schema1_image: {e:#}"))
     }
 
     /// Push one small image per `(os, architecture, variant)` by digest, then

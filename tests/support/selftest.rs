@@ -165,6 +165,26 @@ async fn tag_get_without_accept_converts_to_schema1() {
         header(&resp, "content-type"),
         seed::DOCKER_MANIFEST_V1_SIGNED
     );
+
+    // A real schema 1 manifest: its digest is not sha256 of the body, and
+    // asking for schema 2 still gets schema 1.
+    let old = reg
+        .seed_schema1_image("conv", "old", &ImageSpec::with_layers(8, 2, 32))
+        .await;
+    assert_ne!(old.digest, sha256_digest(&old.bytes));
+    let fetched = reg.fetch_manifest("conv", "old").await.unwrap();
+    assert_eq!(fetched.media_type, seed::DOCKER_MANIFEST_V1_SIGNED);
+    assert_eq!(fetched.digest, old.digest);
+    let by_digest = reg.fetch_manifest("conv", &old.digest).await.unwrap();
+    assert_eq!(by_digest.digest, old.digest);
+    assert_eq!(reg.list_tags("conv").await, ["old", "t"]);
+    let schema1: Value = serde_json::from_slice(&fetched.bytes).unwrap();
+    assert_eq!(schema1["schemaVersion"], 1);
+    assert_eq!(schema1["fsLayers"].as_array().unwrap().len(), 2);
+    // Distribution stores schema 1 without signatures and re-signs it on
+    // every read: the bytes change per GET, only the digest is stable.
+    let again = reg.fetch_manifest("conv", "old").await.unwrap();
+    assert_eq!(again.digest, old.digest);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -569,4 +589,24 @@ fn write_file_creates_parents() {
 fn ferry_binary_runs() {
     let out = run_ferry(&["--help"], &[]);
     assert!(out.success(), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn timing_probe() {
+    for mode in Mode::ALL {
+        let t = std::time::Instant::now();
+        let reg = Registry::start(mode);
+        eprintln!("start {mode:?}: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let img = reg.seed_image("a", "b", &ImageSpec::with_layers(1, 2, 1 << 20)).await;
+        eprintln!("  seed 2x1MiB: {:?}", t.elapsed());
+        let tags: Vec<String> = (0..230).map(|i| format!("t{i:03}")).collect();
+        let t = std::time::Instant::now();
+        reg.tag_many("a", &tags, &img).await;
+        eprintln!("  tag_many(230): {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let n = reg.requests().len();
+        eprintln!("  requests() ({n} lines): {:?}", t.elapsed());
+    }
 }
