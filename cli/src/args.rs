@@ -1,9 +1,11 @@
 //! Command-line flags, image-syncer's names and meanings kept (`--auth`, `--images`,
-//! `--config`, `--registry`, `--namespace`, `--log`).
+//! `--config`, `--registry`, `--namespace`, `--log`, `--proc`, `--retries`, `--os`, `--arch`,
+//! `--force`). These are the raw flags as clap parsed them; `settings` validates what clap
+//! cannot (platform filters) before anything is contacted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -11,25 +13,40 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Copy container images between Docker Registry V2 / OCI registries",
     long_about = None,
+    // image-syncer has no subcommands, so its command lines (`ferry --auth=… --images=…`)
+    // must mean `ferry sync`. Sync flags before a subcommand would be ambiguous: refuse them.
+    args_conflicts_with_subcommands = true,
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    command: Option<Command>,
+    #[command(flatten)]
+    sync: SyncArgs,
 }
 
 impl Cli {
-    pub fn log_file(&self) -> Option<&std::path::Path> {
-        match &self.command {
-            Some(Command::Plan(args)) => args.input.log.as_deref(),
-            None => None,
-        }
+    /// The command to run: no subcommand means `sync` with the top-level flags.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Sync(self.sync))
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Copy every image the rules select to its targets (the default command).
+    Sync(SyncArgs),
     /// Resolve the rules against the source registries and print one JSON line per copy.
     Plan(PlanArgs),
+}
+
+impl Command {
+    /// `--log FILE`, whichever command was given.
+    pub fn log_file(&self) -> Option<&Path> {
+        match self {
+            Command::Sync(args) => args.input.log.as_deref(),
+            Command::Plan(args) => args.input.log.as_deref(),
+        }
+    }
 }
 
 /// The input files and defaults every command reads.
@@ -63,4 +80,135 @@ pub struct InputArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub input: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Blob transfers kept in flight.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+    )]
+    pub proc: usize,
+    /// Rounds of retrying failed images after every image was tried once.
+    #[arg(long, short = 'r', value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+    /// Copy only these OSes of multi-platform images (comma-separated, repeatable;
+    /// `os:version` pins an OS version, e.g. windows:10.0.17763).
+    #[arg(long, value_name = "OS[,OS…]")]
+    pub os: Vec<String>,
+    /// Copy only these architectures (comma-separated, repeatable; `arch:variant`, e.g. arm64:v8).
+    #[arg(long, value_name = "ARCH[,ARCH…]")]
+    pub arch: Vec<String>,
+    /// Push manifests even when the target already has the same digest.
+    #[arg(long)]
+    pub force: bool,
+    /// Write the images now in their targets to FILE, as an images file (source → [targets]).
+    #[arg(long, value_name = "FILE")]
+    pub output_success_images: Option<PathBuf>,
+    /// Format of --output-success-images.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = ImagesFormat::Yaml)]
+    pub output_images_format: ImagesFormat,
+    /// Write a JSON report of every image (status, reason, bytes, blobs, duration) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImagesFormat {
+    Yaml,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))
+            .map(Cli::into_command)
+    }
+
+    fn sync(args: &[&str]) -> SyncArgs {
+        match parse(args).unwrap() {
+            Command::Sync(args) => args,
+            other => panic!("expected sync, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn image_syncer_command_line_is_sync() {
+        let args = sync(&[
+            "--auth=./auth.yaml",
+            "--images=./images.yaml",
+            "--proc=6",
+            "--retries=3",
+            "--log=./log",
+        ]);
+        assert_eq!(args.input.auth.as_deref(), Some(Path::new("./auth.yaml")));
+        assert_eq!(
+            args.input.images.as_deref(),
+            Some(Path::new("./images.yaml"))
+        );
+        assert_eq!(args.proc, 6);
+        assert_eq!(args.retries, 3);
+        assert_eq!(args.input.log.as_deref(), Some(Path::new("./log")));
+    }
+
+    #[test]
+    fn defaults() {
+        let args = sync(&[]);
+        assert_eq!((args.proc, args.retries, args.force), (5, 2, false));
+        assert_eq!(args.output_images_format, ImagesFormat::Yaml);
+        assert!(args.os.is_empty() && args.arch.is_empty());
+    }
+
+    #[test]
+    fn sync_subcommand_short_and_spaced_flags() {
+        let args = sync(&[
+            "sync",
+            "-p",
+            "3",
+            "-r",
+            "0",
+            "--os",
+            "linux",
+            "--arch",
+            "amd64",
+            "--arch",
+            "arm64:v8",
+            "--force",
+            "--output-images-format",
+            "json",
+            "--report",
+            "r.json",
+        ]);
+        assert_eq!((args.proc, args.retries, args.force), (3, 0, true));
+        assert_eq!(args.os, ["linux"]);
+        assert_eq!(args.arch, ["amd64", "arm64:v8"]);
+        assert_eq!(args.output_images_format, ImagesFormat::Json);
+        assert_eq!(args.report.as_deref(), Some(Path::new("r.json")));
+    }
+
+    #[test]
+    fn rejected_flags() {
+        assert!(parse(&["--proc=0"]).is_err());
+        assert!(parse(&["--output-images-format=toml"]).is_err());
+        // Sync flags belong to sync, not to plan, and not before a subcommand.
+        assert!(parse(&["plan", "--proc=2"]).is_err());
+        assert!(parse(&["--proc=2", "plan"]).is_err());
+    }
+
+    #[test]
+    fn log_file_covers_every_command() {
+        let log = Some(Path::new("l"));
+        assert_eq!(parse(&["--log=l"]).unwrap().log_file(), log);
+        assert_eq!(parse(&["sync", "--log=l"]).unwrap().log_file(), log);
+        assert_eq!(parse(&["plan", "--log", "l"]).unwrap().log_file(), log);
+    }
 }

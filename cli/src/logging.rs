@@ -2,11 +2,14 @@
 //! does). `RUST_LOG` filters; the default is `info` for ferry and `warn` for dependencies.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
+
+use crate::progress;
 
 /// Keeps logging alive for the run.
 pub struct LogGuard;
@@ -31,8 +34,33 @@ pub fn init(file: Option<&Path>) -> anyhow::Result<LogGuard> {
                 std::io::IsTerminal::is_terminal(&std::io::stderr())
                     && std::env::var_os("NO_COLOR").is_none(),
             )
-            .with_writer(std::io::stderr)
+            .with_writer(StderrLine::default)
             .init(),
     }
     Ok(LogGuard)
+}
+
+/// One log event bound for standard error, written whole when dropped with the progress bar
+/// hidden, so log lines and the bar never overdraw each other.
+#[derive(Default)]
+struct StderrLine(Vec<u8>);
+
+impl Write for StderrLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StderrLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            // Nowhere left to report a failing standard error.
+            let _ = progress::suspend(|| std::io::stderr().lock().write_all(&self.0));
+        }
+    }
 }

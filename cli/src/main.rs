@@ -1,10 +1,17 @@
 //! `ferry`: the command line. It parses flags, loads the input files through `shared`, and
-//! wires the library's planner (and, later, copier) together; no domain logic lives here.
+//! wires the library's planner and copier together; no domain logic lives here.
 
 mod args;
 mod exit;
+mod inputs;
+mod interrupt;
 mod logging;
+mod outputs;
 mod plan;
+mod progress;
+mod settings;
+mod summary;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -13,8 +20,8 @@ use clap::Parser;
 use args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _log_guard = match logging::init(cli.log_file()) {
+    let command = Cli::parse().into_command();
+    let _log_guard = match logging::init(command.log_file()) {
         Ok(guard) => guard,
         Err(error) => return exit::report(&error),
     };
@@ -26,13 +33,9 @@ fn main() -> ExitCode {
         Err(error) => return exit::report(&anyhow::Error::from(error)),
     };
     let outcome = runtime.block_on(async {
-        match cli.command {
-            Some(Command::Plan(args)) => plan::run(args).await,
-            None => {
-                use clap::CommandFactory;
-                Cli::command().print_help()?;
-                Ok(exit::Status::BadInput)
-            }
+        match command {
+            Command::Sync(args) => sync::run(args).await,
+            Command::Plan(args) => plan::run(args).await,
         }
     });
     match outcome {

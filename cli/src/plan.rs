@@ -2,17 +2,13 @@
 //! registries, print one JSON object per copy on standard output, sorted.
 
 use std::io::Write as _;
-use std::sync::Arc;
 
 use serde::Serialize;
-use shared::env::ProcessEnv;
-use shared::input::{load_inputs, InputPaths};
-use shared::plan::{resolve, DEFAULT_PLAN_CONCURRENCY};
-use shared::registry::{ClientOptions, Registries, RetryPolicy};
-use shared::rules::Defaults;
+use shared::plan::{resolve, PlanOptions};
 
-use crate::args::{InputArgs, PlanArgs};
+use crate::args::PlanArgs;
 use crate::exit::Status;
+use crate::inputs::load;
 
 #[derive(Serialize)]
 struct PlanLine<'a> {
@@ -24,7 +20,7 @@ struct PlanLine<'a> {
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     let (rules, registries) = load(&args.input)?;
-    let plan = resolve(&rules, &registries, DEFAULT_PLAN_CONCURRENCY).await;
+    let plan = resolve(&rules, &registries, &PlanOptions::default()).await;
     let mut out = std::io::stdout().lock();
     for (image, target) in plan.pairs() {
         let line = PlanLine {
@@ -47,24 +43,4 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     } else {
         Status::Failed
     })
-}
-
-/// Reads the inputs and builds the registry clients every command shares.
-pub fn load(input: &InputArgs) -> anyhow::Result<(Vec<shared::rules::Rule>, Arc<Registries>)> {
-    let env = ProcessEnv;
-    let defaults =
-        Defaults::from_flags_or_env(input.registry.clone(), input.namespace.clone(), &env);
-    let paths = InputPaths {
-        auth: input.auth.clone(),
-        images: input.images.clone(),
-        config: input.config.clone(),
-    };
-    let inputs = load_inputs(&paths, &defaults, &env)?;
-    let options = ClientOptions {
-        retry: RetryPolicy::from_env(&env),
-        tags_page_size: input.tags_page_size,
-        ..ClientOptions::default()
-    };
-    let registries = Arc::new(Registries::new(Arc::new(inputs.auth), options));
-    Ok((inputs.rules, registries))
 }

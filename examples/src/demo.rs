@@ -1,10 +1,13 @@
 //! The end-to-end demo behind `infra/demo.sh`: two local registries (plain HTTP source,
-//! Basic auth over TLS target), a seeded multi-arch image, and `ferry` run on image-syncer
-//! style files, which are left in `.ferry-demo/` to read and rerun.
+//! Basic auth over TLS target), a seeded multi-arch image, `ferry plan`, `ferry` (sync) twice
+//! on image-syncer style files, and skopeo checking the copies are byte-identical; the files, which are left in `.ferry-demo/` to read and rerun.
 
 use std::path::Path;
 
-use support::{run_ferry, write_file, ImageSpec, Mode, Pki, Registry, BASIC_PASSWORD, BASIC_USER};
+use support::{
+    run_ferry, skopeo_inspect_raw, write_file, ImageSpec, Mode, Pki, Registry, BASIC_PASSWORD,
+    BASIC_USER,
+};
 
 #[tokio::main]
 async fn main() {
@@ -53,21 +56,48 @@ async fn main() {
             target.host()
         ),
     );
-    let args = [
-        "plan".to_string(),
+    let files = [
         format!("--auth={}", auth.display()),
         format!("--images={}", images.display()),
     ];
+    run(&[&["plan".to_string()], &files[..]].concat());
+    run(&[
+        &files[..],
+        &["--proc=6".to_string(), "--retries=3".to_string()],
+    ]
+    .concat());
+    run(&[&files[..], &["--proc=6".to_string()]].concat());
+
+    for (src_tag, dst) in [
+        ("1.0", "mirror/app:1.0"),
+        ("1.1", "mirror/app:1.1"),
+        ("1.0", "pinned/app:1.0"),
+    ] {
+        let a = skopeo_inspect_raw(&source, &format!("demo/app:{src_tag}"));
+        let b = skopeo_inspect_raw(&target, dst);
+        if a != b {
+            eprintln!("demo failed: {dst} differs from demo/app:{src_tag}");
+            std::process::exit(1);
+        }
+        println!(
+            "skopeo inspect --raw: {}/{dst} is byte-identical to its source",
+            target.host()
+        );
+    }
+    println!(
+        "\nThe registries stop now; the input files stay in {}/.",
+        dir.display()
+    );
+}
+
+/// Runs ferry, showing the command and its output; a failure ends the demo.
+fn run(args: &[String]) {
     println!("\n$ ferry {}", args.join(" "));
-    let out = run_ferry(&args, &[]);
+    let out = run_ferry(args, &[]);
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     if !out.success() {
         eprintln!("demo failed: ferry exited with {}", out.status);
         std::process::exit(1);
     }
-    println!(
-        "\nThe registries stop now; the input files stay in {}/.",
-        dir.display()
-    );
 }

@@ -2,10 +2,12 @@
 //! The `ferry` binary and the Lambda functions only parse input and wire these together.
 
 pub mod auth;
+pub mod copy;
 pub mod env;
 pub mod files;
 pub mod input;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod report;
 pub mod rules;

@@ -62,8 +62,24 @@ impl Plan {
     }
 }
 
-/// How many registry requests planning keeps in flight.
-pub const DEFAULT_PLAN_CONCURRENCY: usize = 16;
+/// How planning talks to registries.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Registry requests kept in flight.
+    pub concurrency: usize,
+    /// HEAD every source (`ferry plan`, the planner Lambda). `ferry sync` skips it because
+    /// the copier HEADs each source itself, so a no-op run costs one HEAD per image and target.
+    pub head_sources: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            concurrency: 16,
+            head_sources: true,
+        }
+    }
+}
 
 /// A source image one rule selects, with the targets that rule gives it.
 struct Selected {
@@ -73,8 +89,9 @@ struct Selected {
 }
 
 /// Resolves `rules` against their source registries.
-pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, concurrency: usize) -> Plan {
-    let concurrency = concurrency.max(1);
+pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &PlanOptions) -> Plan {
+    let concurrency = options.concurrency.max(1);
+    let head_sources = options.head_sources;
     let mut plan = Plan::default();
     let listed: Vec<(usize, Result<Vec<Selected>, PlanError>)> =
         stream::iter(rules.iter().enumerate())
@@ -96,7 +113,11 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, concurrency: 
     }
     let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
         .map(|s| async move {
-            let digest = head_source(&s.source, registries).await;
+            let digest = if head_sources {
+                head_source(&s.source, registries).await
+            } else {
+                Ok(None)
+            };
             (s, digest)
         })
         .buffer_unordered(concurrency)

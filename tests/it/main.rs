@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod plan;
+mod sync;
 mod transport;
 
 use std::path::{Path, PathBuf};

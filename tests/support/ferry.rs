@@ -23,60 +23,68 @@ pub fn workspace_root() -> PathBuf {
 /// process runs `cargo build -p ferry-cli --bin ferry` for that profile
 /// (a quick no-op when it is fresh; `cargo test -p ferry-tests` alone does
 /// not rebuild another package's binary) unless `FERRY_TEST_NO_BUILD` is
-/// set and the binary exists.
+/// set and the binary exists. A failed build is not retried: every caller
+/// panics with the same compiler output.
 pub fn ferry_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("FERRY_TEST_BIN") {
-            return PathBuf::from(bin);
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(locate_or_build) {
+        Ok(bin) => bin.clone(),
+        Err(why) => panic!("no ferry binary: {why}"),
+    }
+}
+
+fn locate_or_build() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("FERRY_TEST_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut dir = exe
+        .parent()
+        .ok_or("test exe has no directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX));
+    if std::env::var_os("FERRY_TEST_NO_BUILD").is_some() && bin.exists() {
+        return Ok(bin);
+    }
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--quiet",
+        "-p",
+        "ferry-cli",
+        "--bin",
+        "ferry",
+    ]);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
         }
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut dir = exe
-            .parent()
-            .expect("test exe has a directory")
-            .to_path_buf();
-        if dir.file_name().is_some_and(|n| n == "deps") {
-            dir.pop();
+        other => {
+            cmd.args(["--profile", other]);
         }
-        let bin = dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX));
-        if std::env::var_os("FERRY_TEST_NO_BUILD").is_some() && bin.exists() {
-            return bin;
-        }
-        let profile = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_owned();
-        let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cmd.current_dir(workspace_root()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "ferry-cli",
-            "--bin",
-            "ferry",
-        ]);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let status = cmd
-            .stdin(Stdio::null())
-            .status()
-            .expect("running cargo build for ferry");
-        assert!(
-            status.success(),
-            "cargo build -p ferry-cli failed: {status}"
-        );
-        assert!(bin.exists(), "{} missing after cargo build", bin.display());
-        bin
-    })
-    .clone()
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        return Err(format!(
+            "cargo build -p ferry-cli failed ({}):\n{tail}",
+            out.status
+        ));
+    }
+    if !bin.exists() {
+        return Err(format!("{} missing after cargo build", bin.display()));
+    }
+    Ok(bin)
 }
 
 /// An empty per-process `HOME` for ferry (and skopeo) runs.

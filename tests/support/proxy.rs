@@ -331,26 +331,25 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    let info;
-    let idx;
-    let fault = {
+    let mut info = ProxyRequest {
+        seq: 0,
+        method: req.method().as_str().to_owned(),
+        path: path.clone(),
+        headers: req.headers().clone(),
+    };
+    let hook = state.hook.read().unwrap().clone();
+    // Under the log lock, so that `seq` is the request's index in the log.
+    let (idx, fault) = {
         let mut log = state.log.lock().unwrap();
-        info = ProxyRequest {
-            seq: log.len(),
-            method: req.method().as_str().to_owned(),
-            path: path.clone(),
-            headers: req.headers().clone(),
-        };
-        let hook = state.hook.read().unwrap().clone();
+        info.seq = log.len();
         let fault = hook(&info);
-        idx = log.len();
         log.push(ProxiedRequest {
             method: info.method.clone(),
             path: path.clone(),
             fault: fault.clone(),
             status: None,
         });
-        fault
+        (info.seq, fault)
     };
     let set_status = |s: u16| state.log.lock().unwrap()[idx].status = Some(s);
     match &fault {

@@ -273,7 +273,7 @@ impl Registry {
                 "{}://127.0.0.1:{port}/v2/",
                 if mode.is_tls() { "https" } else { "http" }
             );
-            match proc.wait_ready(&url) {
+            match proc.wait_ready(port, &url) {
                 Ok(()) => {
                     return Registry {
                         mode,
@@ -471,12 +471,30 @@ impl Proc {
         }
     }
 
-    /// Poll `url` until anything answers (bounded by [`READY_TIMEOUT`]).
-    fn wait_ready(&mut self, url: &str) -> Result<(), String> {
+    /// Wait until this process logged that it listens on `port` (so it is
+    /// not some other server that took the port) and `url` answers anything
+    /// (bounded by [`READY_TIMEOUT`]).
+    fn wait_ready(&mut self, port: u16, url: &str) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
+        let listening = format!("listening on 127.0.0.1:{port}");
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("docker-registry exited early: {status}"));
+            }
+            if !self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(&listening))
+            {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "no {listening:?} log line within {READY_TIMEOUT:?}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
             let u = url.to_owned();
             let answered = net::block_on_bg(async move {

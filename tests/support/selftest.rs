@@ -592,21 +592,49 @@ fn ferry_binary_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore]
-async fn timing_probe() {
-    for mode in Mode::ALL {
-        let t = std::time::Instant::now();
-        let reg = Registry::start(mode);
-        eprintln!("start {mode:?}: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let img = reg.seed_image("a", "b", &ImageSpec::with_layers(1, 2, 1 << 20)).await;
-        eprintln!("  seed 2x1MiB: {:?}", t.elapsed());
-        let tags: Vec<String> = (0..230).map(|i| format!("t{i:03}")).collect();
-        let t = std::time::Instant::now();
-        reg.tag_many("a", &tags, &img).await;
-        eprintln!("  tag_many(230): {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let n = reg.requests().len();
-        eprintln!("  requests() ({n} lines): {:?}", t.elapsed());
-    }
+async fn relative_urls_and_password_grant() {
+    let reg = Registry::start_with(
+        Mode::TokenHttp,
+        Options {
+            relative_urls: true,
+            ..Options::default()
+        },
+    );
+    let client = http_client();
+    let realm = reg.issuer().unwrap().realm();
+    let form = |password: &str| {
+        format!("grant_type=password&service={TOKEN_SERVICE}&client_id=t&username={TOKEN_USER}&password={password}&scope=repository:app:pull,push")
+    };
+    let resp = client
+        .post(&realm)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = client
+        .post(&realm)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(TOKEN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = client
+        .post(format!("{}/v2/app/blobs/uploads/", reg.base_url()))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(header(&resp, "location").starts_with("/v2/app/blobs/uploads/"));
+    let reqs = reg.token_requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].method, "POST");
+    assert!(reqs[1].authenticated);
+    assert_eq!(reqs[1].granted[0].actions, ["pull", "push"]);
 }

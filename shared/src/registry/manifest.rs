@@ -131,6 +131,32 @@ impl Client {
     }
 }
 
+impl Client {
+    /// PUT a manifest's exact bytes with their media type; returns the digest the registry
+    /// computed (checked against ours by the caller).
+    pub async fn manifest_put(
+        &self,
+        reference: &Reference,
+        media_type: &str,
+        bytes: &Bytes,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let context = format!("PUT manifest {reference}");
+        let response = self
+            .send_ok(
+                &Scope::push(&reference.repository),
+                &context,
+                &manifest_path(reference),
+                |http, url| {
+                    http.put(url)
+                        .header(CONTENT_TYPE, media_type)
+                        .body(bytes.clone())
+                },
+            )
+            .await?;
+        content_digest(&response, &context)
+    }
+}
+
 pub(crate) fn manifest_path(reference: &Reference) -> String {
     format!(
         "{}/manifests/{}",

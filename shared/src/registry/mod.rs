@@ -5,12 +5,14 @@
 //! credentials or a Bearer token cached per (repository, actions). The API areas live in
 //! their own files (`manifest`, `tag`); retries and backoff live in `transport`.
 
+mod blob;
 mod challenge;
 mod error;
 mod manifest;
 mod tag;
 mod token;
 mod transport;
+mod upload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,10 +20,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
+pub use blob::BlobStream;
 pub use challenge::{parse_challenge, Challenge};
 pub use error::{ErrorKind, RegistryError};
 pub use manifest::{media_types, Manifest, ManifestHead};
 pub use transport::RetryPolicy;
+pub use upload::{UploadSession, UploadStart};
 
 use crate::auth::{AuthConfig, Credentials, TlsSettings};
 use crate::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API};
@@ -86,6 +90,8 @@ impl Registries {
 pub struct Scope {
     pub repository: Repository,
     pub actions: Actions,
+    /// A second repository to pull from in the same token, for cross-repository mounts.
+    pub mount_from: Option<Repository>,
 }
 
 /// The actions a token is asked for.
@@ -109,6 +115,7 @@ impl Scope {
         Scope {
             repository: repository.clone(),
             actions: Actions::Pull,
+            mount_from: None,
         }
     }
 
@@ -116,6 +123,15 @@ impl Scope {
         Scope {
             repository: repository.clone(),
             actions: Actions::PullPush,
+            mount_from: None,
+        }
+    }
+
+    /// Push to `repository` and pull from `from`, as a mount needs.
+    pub fn push_mounting(repository: &Repository, from: &Repository) -> Self {
+        Scope {
+            mount_from: Some(from.clone()),
+            ..Scope::push(repository)
         }
     }
 }
@@ -267,12 +283,28 @@ impl Client {
         path: &str,
         build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let url = self
-            .endpoint()
+        let url = self.url(path, context).await?;
+        self.send_to(scope, context, url, build).await
+    }
+
+    /// The absolute URL of `path` (relative to `/v2/`, or absolute as upload `Location`s
+    /// may be).
+    pub(crate) async fn url(&self, path: &str, context: &str) -> Result<Url, RegistryError> {
+        self.endpoint()
             .await?
             .base
             .join(path)
-            .map_err(|e| RegistryError::new(context, ErrorKind::Setup(e.to_string())))?;
+            .map_err(|e| RegistryError::new(context, ErrorKind::Setup(e.to_string())))
+    }
+
+    /// `send` to an absolute URL.
+    pub(crate) async fn send_to(
+        &self,
+        scope: &Scope,
+        context: &str,
+        url: Url,
+        build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let mut refreshed = false;
         loop {
             let authorization = self.authorization(scope, context).await?;
@@ -311,6 +343,27 @@ impl Client {
         } else {
             Err(status_error(response, context).await)
         }
+    }
+
+    /// Sends a request whose body can be sent only once (a streamed blob): no retries here;
+    /// the caller retries the whole transfer.
+    pub(crate) async fn send_once(
+        &self,
+        scope: &Scope,
+        context: &str,
+        request: impl FnOnce(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let authorization = self.authorization(scope, context).await?;
+        let mut request = request(&self.http);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.send().await.map_err(|error| {
+            RegistryError::new(
+                context,
+                ErrorKind::Transport(error_chain(&error.without_url())),
+            )
+        })
     }
 
     async fn authorization(

@@ -109,23 +109,29 @@ pub(crate) async fn fetch(
     if url.scheme() != "https" && !request.allow_plain_http {
         return Err(error(ErrorKind::InsecureRealm(request.realm.to_string())));
     }
-    let scope = format!(
+    let mut scopes = vec![format!(
         "repository:{}:{}",
         request.scope.repository.path(),
         request.scope.actions.as_str()
-    );
+    )];
+    if let Some(from) = &request.scope.mount_from {
+        scopes.push(format!("repository:{}:pull", from.path()));
+    }
     let started = Instant::now();
     let response = match request.credentials {
         Some(Credentials::IdentityToken(refresh)) => {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "refresh_token")
-                .append_pair("client_id", "ferry")
-                .append_pair("refresh_token", refresh.expose())
-                .append_pair("scope", &scope);
-            if let Some(service) = request.service {
-                form.append_pair("service", service);
-            }
-            let body = form.finish();
+            // Scoped: the serializer is not Send and must not live across an await.
+            let body = {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("client_id", "ferry")
+                    .append_pair("refresh_token", refresh.expose())
+                    .append_pair("scope", &scopes.join(" "));
+                if let Some(service) = request.service {
+                    form.append_pair("service", service);
+                }
+                form.finish()
+            };
             execute(retry, || {
                 http.post(url.clone())
                     .header("content-type", "application/x-www-form-urlencoded")
@@ -139,7 +145,9 @@ pub(crate) async fn fetch(
                 if let Some(service) = request.service {
                     query.append_pair("service", service);
                 }
-                query.append_pair("scope", &scope);
+                for scope in &scopes {
+                    query.append_pair("scope", scope);
+                }
                 if let Some(Credentials::Basic { username, .. }) = credentials {
                     query.append_pair("account", username);
                 }

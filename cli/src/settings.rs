@@ -1,0 +1,49 @@
+//! The second stage of flag parsing for `ferry sync`: raw clap flags → validated settings.
+//! Clap checks each value on its own; what needs `shared` to judge (platform filters) is
+//! checked here, before any file is read or registry contacted, so a bad flag exits 2.
+
+use std::path::PathBuf;
+
+use shared::copy::{CopyOptions, PlatformFilter};
+
+use crate::args::{ImagesFormat, InputArgs, SyncArgs};
+use crate::exit::UsageError;
+
+/// Everything `ferry sync` needs, validated.
+pub struct SyncSettings {
+    pub input: InputArgs,
+    pub copy: CopyOptions,
+    pub retries: u32,
+    pub outputs: Outputs,
+}
+
+/// Files written after the run.
+pub struct Outputs {
+    pub report: Option<PathBuf>,
+    pub success_images: Option<PathBuf>,
+    pub success_images_format: ImagesFormat,
+}
+
+impl TryFrom<SyncArgs> for SyncSettings {
+    type Error = UsageError;
+
+    fn try_from(args: SyncArgs) -> Result<Self, UsageError> {
+        let platforms = PlatformFilter::parse(&args.os, &args.arch)
+            .map_err(|message| UsageError(format!("--os/--arch: {message}")))?;
+        Ok(SyncSettings {
+            input: args.input,
+            copy: CopyOptions {
+                proc: args.proc,
+                force: args.force,
+                platforms,
+                ..CopyOptions::default()
+            },
+            retries: args.retries,
+            outputs: Outputs {
+                report: args.report,
+                success_images: args.output_success_images,
+                success_images_format: args.output_images_format,
+            },
+        })
+    }
+}

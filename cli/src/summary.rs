@@ -1,0 +1,111 @@
+//! The end-of-run summary on standard error, printed whatever happened (failures, Ctrl-C,
+//! logs sent to a file): the counts, bytes and duration, then every rule that could not be
+//! resolved and every image that failed, with the reason. Reasons come from the library,
+//! which never puts credentials in them.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use indicatif::HumanBytes;
+use shared::plan::RuleFailure;
+use shared::report::Report;
+
+/// What the summary describes.
+pub struct Summary<'a> {
+    pub report: &'a Report,
+    pub rule_failures: &'a [RuleFailure],
+    /// Ctrl-C came before the rules were resolved: nothing was tried.
+    pub interrupted_planning: bool,
+}
+
+impl Summary<'_> {
+    pub fn print(&self) {
+        // Standard error gone: nothing better to do than carry on to the exit status.
+        let _ = self.write(&mut io::stderr().lock());
+    }
+
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        let totals = &self.report.totals;
+        writeln!(
+            out,
+            "ferry: {} {}: {} copied, {} skipped, {} failed; {} in {}",
+            totals.images,
+            if totals.images == 1 {
+                "image"
+            } else {
+                "images"
+            },
+            totals.copied,
+            totals.skipped,
+            totals.failed,
+            HumanBytes(totals.bytes),
+            human_duration(Duration::from_millis(totals.duration_ms)),
+        )?;
+        if self.interrupted_planning {
+            writeln!(out, "ferry: interrupted before the rules were resolved")?;
+        }
+        for failure in self.rule_failures {
+            writeln!(out, "ferry: rule not resolved: {failure}")?;
+        }
+        for image in self.report.failures() {
+            let reason = image.reason.as_deref().unwrap_or("unknown error");
+            writeln!(out, "ferry: failed: {}: {reason}", image.source)?;
+        }
+        Ok(())
+    }
+}
+
+/// `850ms`, `4.2s`, `3m04s`, `1h02m09s`: short, and exact enough to compare runs.
+fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => format!("{}ms", duration.as_millis()),
+        1..60 => format!("{:.1}s", duration.as_secs_f64()),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!(
+            "{}h{:02}m{:02}s",
+            seconds / 3600,
+            seconds % 3600 / 60,
+            seconds % 60
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::report::{ImageReport, Status};
+
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(human_duration(Duration::from_millis(4_240)), "4.2s");
+        assert_eq!(human_duration(Duration::from_secs(184)), "3m04s");
+        assert_eq!(human_duration(Duration::from_secs(3_729)), "1h02m09s");
+    }
+
+    #[test]
+    fn counts_then_failures() {
+        let mut copied = ImageReport::new("s/a:1".into(), vec!["t/a:1".into()]);
+        copied.status = Status::Copied;
+        copied.bytes = 3 * 1024 * 1024;
+        let mut failed = ImageReport::new("s/b:1".into(), vec!["t/b:1".into()]);
+        failed.status = Status::Failed;
+        failed.reason = Some("interrupted".into());
+        let skipped = ImageReport::new("s/c:1".into(), vec!["t/c:1".into()]);
+        let report = Report::new(vec![copied, failed, skipped], Duration::from_secs(65));
+        let summary = Summary {
+            report: &report,
+            rule_failures: &[],
+            interrupted_planning: false,
+        };
+        let mut out = Vec::new();
+        summary.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ferry: 3 images: 1 copied, 1 skipped, 1 failed; 3.00 MiB in 1m05s\n\
+             ferry: failed: s/b:1: interrupted\n"
+        );
+    }
+}

@@ -1,0 +1,933 @@
+//! The copy engine: one planned source image → its targets, registry to registry through
+//! memory only.
+//!
+//! Order of work for an image: HEAD the source and every target (equal digests and no
+//! `--force`: skipped, no GET spent); GET the source manifest; apply the platform filter;
+//! then per target copy every blob (HEAD, mount when source and target share a registry,
+//! else a streamed GET → PUT verified by digest and size while it streams), push child
+//! manifests by digest, and only then the top manifest, so no tag ever points at an
+//! incomplete image. Manifests are pushed byte-identical unless a filter dropped entries.
+//! Blob transfers across all images share one bound (`--proc`); the same blob wanted twice
+//! for one target repository is transferred once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::Value;
+use sha2::Digest as _;
+use thiserror::Error;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::plan::PlannedImage;
+use crate::reference::{Algorithm, Digest, Locator, Reference, Repository};
+use crate::registry::{
+    media_types, Actions, Client, ErrorKind, Manifest, Registries, RegistryError, UploadStart,
+};
+use crate::report::{ImageReport, Status};
+
+/// How the copier works.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Blob transfers in flight across all images (`--proc`).
+    pub proc: usize,
+    /// Push even when a target already has the source digest.
+    pub force: bool,
+    pub platforms: PlatformFilter,
+    /// Upload in PATCH chunks of this many bytes instead of one streaming PUT.
+    pub chunk_size: Option<u64>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            proc: 5,
+            force: false,
+            platforms: PlatformFilter::default(),
+            chunk_size: None,
+        }
+    }
+}
+
+/// `--os` / `--arch`: entries `os` or `os:osversion`, `arch` or `arch:variant`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformFilter {
+    os: Vec<(String, Option<String>)>,
+    arch: Vec<(String, Option<String>)>,
+}
+
+impl PlatformFilter {
+    /// Parses repeatable, comma-separated flag values.
+    pub fn parse(os: &[String], arch: &[String]) -> Result<Self, String> {
+        Ok(PlatformFilter {
+            os: parse_platform_entries("--os", os)?,
+            arch: parse_platform_entries("--arch", arch)?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.os.is_empty() && self.arch.is_empty()
+    }
+
+    /// Whether a platform passes the filter; unknown fields pass only an empty filter side.
+    pub fn matches(&self, platform: &Platform) -> bool {
+        let side = |entries: &[(String, Option<String>)], name: &str, detail: &Option<String>| {
+            entries.is_empty()
+                || entries
+                    .iter()
+                    .any(|(n, d)| n == name && (d.is_none() || d == detail))
+        };
+        side(&self.os, &platform.os, &platform.os_version)
+            && side(&self.arch, &platform.architecture, &platform.variant)
+    }
+}
+
+fn parse_platform_entries(
+    flag: &str,
+    values: &[String],
+) -> Result<Vec<(String, Option<String>)>, String> {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    let mut entries = Vec::new();
+    for entry in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        let (name, detail) = match entry.split_once(':') {
+            Some((n, d)) => (n, Some(d)),
+            None => (entry, None),
+        };
+        if !valid(name) || detail.is_some_and(|d| !valid(d)) {
+            return Err(format!("invalid {flag} entry {entry:?}"));
+        }
+        entries.push((name.to_string(), detail.map(str::to_string)));
+    }
+    Ok(entries)
+}
+
+/// An image's platform, from an index entry or its config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub os_version: Option<String>,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    fn from_json(value: &Value) -> Platform {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+        Platform {
+            os: text("os").unwrap_or_default(),
+            os_version: text("os.version"),
+            architecture: text("architecture").unwrap_or_default(),
+            variant: text("variant"),
+        }
+    }
+}
+
+/// Progress as the copier sees it; the CLI draws bars, the Lambdas log.
+pub trait Progress: Send + Sync {
+    fn planned(&self, _images: usize) {}
+    fn bytes_transferred(&self, _n: u64) {}
+    fn image_finished(&self, _report: &ImageReport) {}
+}
+
+/// Progress nobody watches.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Why an image could not be copied.
+#[derive(Debug, Clone, Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0} does not exist")]
+    SourceMissing(Reference),
+    #[error("blob {digest} from {source_repo}: expected {expected}, received {actual}")]
+    BlobMismatch {
+        source_repo: String,
+        digest: Digest,
+        expected: String,
+        actual: String,
+    },
+    #[error("manifest {reference}: {message}")]
+    BadManifest { reference: String, message: String },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// How a blob reached a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlobOutcome {
+    Copied(u64),
+    Mounted,
+    Existing,
+}
+
+/// A blob a manifest references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BlobRef {
+    digest: Digest,
+    size: Option<u64>,
+}
+
+/// One manifest with what it references: blobs, or child manifests.
+struct ManifestTree {
+    manifest: Manifest,
+    blobs: Vec<BlobRef>,
+    children: Vec<ManifestTree>,
+}
+
+type BlobCell = Arc<OnceCell<Result<BlobOutcome, CopyError>>>;
+
+/// Copies images; shared by every image of a run so `proc` bounds them all.
+pub struct Copier {
+    registries: Arc<Registries>,
+    options: CopyOptions,
+    progress: Arc<dyn Progress>,
+    transfers: Semaphore,
+    in_flight: Mutex<HashMap<(Repository, Digest), BlobCell>>,
+    stopped: AtomicBool,
+}
+
+/// Nested indexes deeper than this are refused rather than followed forever.
+const MAX_DEPTH: usize = 4;
+/// Attempts at one blob transfer (each a fresh GET → PUT) on transient faults.
+const BLOB_ATTEMPTS: u32 = 3;
+/// Config blobs are read to check a single image's platform; they are small.
+const MAX_CONFIG_BYTES: usize = 8 << 20;
+
+impl Copier {
+    pub fn new(
+        registries: Arc<Registries>,
+        options: CopyOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Self {
+        let proc = options.proc.max(1);
+        Copier {
+            registries,
+            options,
+            progress,
+            transfers: Semaphore::new(proc),
+            in_flight: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Stop starting new images and blobs; transfers in flight finish.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Copies every image, then retries the failed ones up to `retries` more rounds.
+    pub async fn copy_all(&self, images: Vec<PlannedImage>, retries: u32) -> Vec<ImageReport> {
+        self.progress.planned(images.len());
+        let concurrency = (self.options.proc.max(1) * 4).min(64);
+        let mut pending = images;
+        let mut done = Vec::new();
+        for round in 0..=retries {
+            if round > 0 {
+                tokio::time::sleep(round_backoff(round)).await;
+            }
+            let last_round = round == retries;
+            let results: Vec<(PlannedImage, ImageReport)> = stream::iter(pending)
+                .map(|image| async move {
+                    let report = self.copy_image(&image).await;
+                    (image, report)
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            pending = Vec::new();
+            for (image, mut report) in results {
+                report.attempts = round + 1;
+                let retry = report.status == Status::Failed && !last_round && !self.is_stopped();
+                if retry {
+                    tracing::warn!(source = %image.source, reason = report.reason.as_deref().unwrap_or(""), "image failed; will retry");
+                    pending.push(image);
+                } else {
+                    self.progress.image_finished(&report);
+                    done.push(report);
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Copies one image to all its targets and says how it went.
+    pub async fn copy_image(&self, image: &PlannedImage) -> ImageReport {
+        let started = Instant::now();
+        let mut report = ImageReport::new(
+            image.source.to_string(),
+            image.targets.iter().map(ToString::to_string).collect(),
+        );
+        let outcome = if self.is_stopped() {
+            Err(CopyError::Interrupted)
+        } else {
+            self.copy_image_to_targets(image, &mut report).await
+        };
+        match outcome {
+            Ok(None) => report.status = Status::Copied,
+            Ok(Some(reason)) => {
+                report.status = Status::Skipped;
+                report.reason = Some(reason);
+            }
+            Err(error) => {
+                report.status = Status::Failed;
+                report.reason = Some(error.to_string());
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        if report.manifests_pushed == 0 && report.status == Status::Copied {
+            report.status = Status::Skipped;
+            report.reason = Some("already in sync".into());
+        }
+        report
+    }
+
+    /// `Ok(None)` copied, `Ok(Some(reason))` skipped.
+    async fn copy_image_to_targets(
+        &self,
+        image: &PlannedImage,
+        report: &mut ImageReport,
+    ) -> Result<Option<String>, CopyError> {
+        let source = &image.source;
+        let client = self.client(source.repository.registry())?;
+        let head = client
+            .manifest_head(source)
+            .await?
+            .ok_or_else(|| CopyError::SourceMissing(source.clone()))?;
+        let filtering = !self.options.platforms.is_empty();
+        if let (Some(digest), false, false) = (&head.digest, self.options.force, filtering) {
+            let stale = self.stale_targets(&image.targets, digest).await?;
+            if stale.is_empty() {
+                return Ok(Some("already in sync".into()));
+            }
+            let tree = self.fetch_tree(source, Some(digest)).await?;
+            return self
+                .push_to(&tree, &source.repository, &stale, report)
+                .await
+                .map(|()| None);
+        }
+        let tree = self.fetch_tree(source, head.digest.as_ref()).await?;
+        let tree = match self.filter(tree, source).await? {
+            Some(tree) => tree,
+            None => return Ok(Some("no platform matches the --os/--arch filter".into())),
+        };
+        let targets = if self.options.force {
+            image.targets.clone()
+        } else {
+            self.stale_targets(&image.targets, &tree.manifest.digest)
+                .await?
+        };
+        if targets.is_empty() {
+            return Ok(Some("already in sync".into()));
+        }
+        self.push_to(&tree, &source.repository, &targets, report)
+            .await
+            .map(|()| None)
+    }
+
+    /// The targets whose manifest is not `digest`.
+    async fn stale_targets(
+        &self,
+        targets: &[Reference],
+        digest: &Digest,
+    ) -> Result<Vec<Reference>, CopyError> {
+        let heads: Vec<Result<Option<Reference>, CopyError>> = stream::iter(targets)
+            .map(|target| async move {
+                let client = self.client(target.repository.registry())?;
+                let head = client.manifest_head(target).await?;
+                let in_sync = head.and_then(|h| h.digest).as_ref() == Some(digest);
+                Ok((!in_sync).then(|| target.clone()))
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        heads.into_iter().filter_map(Result::transpose).collect()
+    }
+
+    fn client(&self, registry: &str) -> Result<Arc<Client>, CopyError> {
+        Ok(self.registries.client(registry)?)
+    }
+
+    /// GETs a manifest and, for an index, every child manifest (recursively).
+    async fn fetch_tree(
+        &self,
+        reference: &Reference,
+        digest: Option<&Digest>,
+    ) -> Result<ManifestTree, CopyError> {
+        self.fetch_tree_at(reference, digest, 0).await
+    }
+
+    fn fetch_tree_at<'a>(
+        &'a self,
+        reference: &'a Reference,
+        digest: Option<&'a Digest>,
+        depth: usize,
+    ) -> futures::future::BoxFuture<'a, Result<ManifestTree, CopyError>> {
+        Box::pin(async move {
+            let client = self.client(reference.repository.registry())?;
+            // By digest when known, so a tag moving mid-copy cannot mix two images.
+            let pinned = match digest {
+                Some(d) => reference.repository.at(Locator::Digest(d.clone())),
+                None => reference.clone(),
+            };
+            let manifest = client.manifest_get(&pinned).await?;
+            let bad = |message: String| CopyError::BadManifest {
+                reference: pinned.to_string(),
+                message,
+            };
+            let references = parse_references(&manifest).map_err(bad)?;
+            let mut children = Vec::new();
+            if media_types::is_index(&manifest.media_type) {
+                if depth >= MAX_DEPTH {
+                    return Err(bad(format!("indexes nested deeper than {MAX_DEPTH}")));
+                }
+                for child in &references.children {
+                    let child_ref = reference
+                        .repository
+                        .at(Locator::Digest(child.digest.clone()));
+                    children.push(
+                        self.fetch_tree_at(&child_ref, Some(&child.digest), depth + 1)
+                            .await?,
+                    );
+                }
+            }
+            Ok(ManifestTree {
+                manifest,
+                blobs: references.blobs,
+                children,
+            })
+        })
+    }
+
+    /// Applies the platform filter: `None` when nothing matches.
+    async fn filter(
+        &self,
+        tree: ManifestTree,
+        source: &Reference,
+    ) -> Result<Option<ManifestTree>, CopyError> {
+        let filter = &self.options.platforms;
+        if filter.is_empty() {
+            return Ok(Some(tree));
+        }
+        if !media_types::is_index(&tree.manifest.media_type) {
+            let platform = self.image_platform(&tree, &source.repository).await?;
+            return Ok(platform.is_none_or(|p| filter.matches(&p)).then_some(tree));
+        }
+        let index: Value =
+            serde_json::from_slice(&tree.manifest.bytes).map_err(|e| CopyError::BadManifest {
+                reference: source.to_string(),
+                message: e.to_string(),
+            })?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let keep: Vec<bool> = entries
+            .iter()
+            .map(|e| filter.matches(&Platform::from_json(&e["platform"])))
+            .collect();
+        if !keep.contains(&true) {
+            return Ok(None);
+        }
+        if !keep.contains(&false) {
+            return Ok(Some(tree));
+        }
+        let mut rebuilt = index;
+        let mut flags = keep.iter();
+        if let Some(list) = rebuilt["manifests"].as_array_mut() {
+            list.retain(|_| *flags.next().unwrap_or(&false));
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&rebuilt).expect("a JSON value serialises"));
+        let mut flags = keep.iter();
+        let children = tree
+            .children
+            .into_iter()
+            .filter(|_| *flags.next().unwrap_or(&false))
+            .collect();
+        let digest = Digest::sha256(&bytes);
+        Ok(Some(ManifestTree {
+            manifest: Manifest {
+                bytes,
+                media_type: tree.manifest.media_type,
+                digest,
+            },
+            blobs: Vec::new(),
+            children,
+        }))
+    }
+
+    /// A single image's platform: from its config blob, or schema 1's `architecture`.
+    async fn image_platform(
+        &self,
+        tree: &ManifestTree,
+        repository: &Repository,
+    ) -> Result<Option<Platform>, CopyError> {
+        let manifest: Value = serde_json::from_slice(&tree.manifest.bytes).unwrap_or(Value::Null);
+        if media_types::is_schema1(&tree.manifest.media_type) {
+            // Schema 1 has no os; image-syncer's --os does not apply to it either.
+            return Ok(manifest["architecture"].as_str().map(|arch| Platform {
+                architecture: arch.to_string(),
+                ..Platform::default()
+            }));
+        }
+        let Some(config) = manifest["config"]["digest"]
+            .as_str()
+            .and_then(|d| d.parse::<Digest>().ok())
+        else {
+            return Ok(None);
+        };
+        let client = self.client(repository.registry())?;
+        let blob = client.blob_get(repository, &config).await?;
+        let bytes: Vec<u8> = blob
+            .chunks
+            .try_fold(Vec::new(), |mut acc, chunk| async move {
+                acc.extend_from_slice(&chunk);
+                Ok(acc)
+            })
+            .await?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Ok(None);
+        }
+        let config: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(config
+            .get("architecture")
+            .map(|_| Platform::from_json(&config)))
+    }
+
+    /// Pushes the tree to every target: blobs, then children, then the manifest itself.
+    async fn push_to(
+        &self,
+        tree: &ManifestTree,
+        source: &Repository,
+        targets: &[Reference],
+        report: &mut ImageReport,
+    ) -> Result<(), CopyError> {
+        for target in targets {
+            self.push_tree(tree, source, &target.repository, report)
+                .await?;
+            let client = self.client(target.repository.registry())?;
+            self.put_manifest(&client, target, &tree.manifest, report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Everything `tree` references, into `target` (the tree's own manifest excluded).
+    fn push_tree<'a>(
+        &'a self,
+        tree: &'a ManifestTree,
+        source: &'a Repository,
+        target: &'a Repository,
+        report: &'a mut ImageReport,
+    ) -> futures::future::BoxFuture<'a, Result<(), CopyError>> {
+        Box::pin(async move {
+            for child in &tree.children {
+                self.push_tree(child, source, target, report).await?;
+                let client = self.client(target.registry())?;
+                let by_digest = target.at(Locator::Digest(child.manifest.digest.clone()));
+                let exists = client.manifest_head(&by_digest).await?.is_some_and(|h| {
+                    h.digest
+                        .as_ref()
+                        .is_none_or(|d| *d == child.manifest.digest)
+                });
+                if !exists || self.options.force {
+                    self.put_manifest(&client, &by_digest, &child.manifest, report)
+                        .await?;
+                }
+            }
+            // The transfer semaphore bounds how many of these actually move data at once.
+            let outcomes = futures::future::join_all(
+                tree.blobs
+                    .iter()
+                    .map(|blob| self.blob(source, target, blob)),
+            )
+            .await;
+            for outcome in outcomes {
+                match outcome? {
+                    BlobOutcome::Copied(bytes) => {
+                        report.blobs_copied += 1;
+                        report.bytes += bytes;
+                    }
+                    BlobOutcome::Mounted => report.blobs_mounted += 1,
+                    BlobOutcome::Existing => report.blobs_existing += 1,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn put_manifest(
+        &self,
+        client: &Client,
+        target: &Reference,
+        manifest: &Manifest,
+        report: &mut ImageReport,
+    ) -> Result<(), CopyError> {
+        let pushed = client
+            .manifest_put(target, &manifest.media_type, &manifest.bytes)
+            .await?;
+        let same_algorithm = pushed
+            .as_ref()
+            .is_some_and(|d| d.algorithm() == manifest.digest.algorithm());
+        if let (true, Some(digest)) = (same_algorithm, pushed) {
+            if digest != manifest.digest {
+                return Err(RegistryError::new(
+                    format!("PUT manifest {target}"),
+                    ErrorKind::DigestMismatch {
+                        expected: manifest.digest.clone(),
+                        actual: digest,
+                    },
+                )
+                .into());
+            }
+        }
+        report.manifests_pushed += 1;
+        Ok(())
+    }
+
+    /// One blob into `target`, transferred at most once at a time per target repository.
+    async fn blob(
+        &self,
+        source: &Repository,
+        target: &Repository,
+        blob: &BlobRef,
+    ) -> Result<BlobOutcome, CopyError> {
+        let key = (target.clone(), blob.digest.clone());
+        let cell = self
+            .in_flight
+            .lock()
+            .expect("in-flight map poisoned")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut first = false;
+        let outcome = cell
+            .get_or_init(|| {
+                first = true;
+                self.blob_with_retries(source, target, blob)
+            })
+            .await
+            .clone();
+        if outcome.is_err() {
+            // A failed transfer must not be remembered: the next round tries again.
+            self.in_flight
+                .lock()
+                .expect("in-flight map poisoned")
+                .remove(&key);
+        }
+        match outcome {
+            Ok(BlobOutcome::Copied(_)) if !first => Ok(BlobOutcome::Existing),
+            other => other,
+        }
+    }
+
+    async fn blob_with_retries(
+        &self,
+        source: &Repository,
+        target: &Repository,
+        blob: &BlobRef,
+    ) -> Result<BlobOutcome, CopyError> {
+        let _permit = self
+            .transfers
+            .acquire()
+            .await
+            .map_err(|_| CopyError::Interrupted)?;
+        let mut attempt = 1;
+        loop {
+            if self.is_stopped() {
+                return Err(CopyError::Interrupted);
+            }
+            match self.transfer(source, target, blob).await {
+                Err(CopyError::Registry(e))
+                    if e.kind().is_transient() && attempt < BLOB_ATTEMPTS =>
+                {
+                    tracing::debug!(error = %e, attempt, "blob transfer failed; retrying");
+                    tokio::time::sleep(round_backoff(attempt) / 4).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// HEAD, then mount or stream the blob.
+    async fn transfer(
+        &self,
+        source: &Repository,
+        target: &Repository,
+        blob: &BlobRef,
+    ) -> Result<BlobOutcome, CopyError> {
+        let target_client = self.client(target.registry())?;
+        if target_client
+            .blob_head(target, &blob.digest, Actions::PullPush)
+            .await?
+            .is_some()
+        {
+            return Ok(BlobOutcome::Existing);
+        }
+        let mount = (source.registry() == target.registry() && source != target)
+            .then_some((&blob.digest, source));
+        let session = match target_client.upload_start(target, mount).await? {
+            UploadStart::Mounted => return Ok(BlobOutcome::Mounted),
+            UploadStart::Session(session) => session,
+        };
+        let source_client = self.client(source.registry())?;
+        let stream = source_client.blob_get(source, &blob.digest).await?;
+        let expected_size = blob.size.or(stream.size);
+        let verifier = Arc::new(Mutex::new(Verifier::new(&blob.digest)));
+        let progress = self.progress.clone();
+        let tap = verifier.clone();
+        let checked = stream
+            .chunks
+            .map_ok(move |chunk| {
+                tap.lock().expect("verifier poisoned").update(&chunk);
+                progress.bytes_transferred(chunk.len() as u64);
+                chunk
+            })
+            .chain(stream::once({
+                let verifier = verifier.clone();
+                let digest = blob.digest.clone();
+                async move {
+                    verifier
+                        .lock()
+                        .expect("verifier poisoned")
+                        .finish(&digest, expected_size)
+                }
+            }))
+            .try_filter(|chunk| futures::future::ready(!chunk.is_empty()))
+            .boxed();
+        let chunk_size = self.options.chunk_size.or(session.min_chunk);
+        let result = match chunk_size {
+            Some(size) => {
+                target_client
+                    .upload_chunked(target, session, &blob.digest, size, checked)
+                    .await
+            }
+            None => {
+                let body = reqwest::Body::wrap_stream(checked);
+                target_client
+                    .upload_put(target, session, &blob.digest, expected_size, body)
+                    .await
+            }
+        };
+        // A mismatch seen while streaming explains any upload error that followed it.
+        let verifier = verifier.lock().expect("verifier poisoned");
+        if let Some((expected, actual)) = &verifier.mismatch {
+            return Err(CopyError::BlobMismatch {
+                source_repo: source.to_string(),
+                digest: blob.digest.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            });
+        }
+        result?;
+        Ok(BlobOutcome::Copied(verifier.bytes))
+    }
+}
+
+/// Hashes and counts a blob as it streams past.
+struct Verifier {
+    hasher: Hasher,
+    bytes: u64,
+    mismatch: Option<(String, String)>,
+}
+
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Verifier {
+    fn new(digest: &Digest) -> Self {
+        let hasher = match digest.algorithm() {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        };
+        Verifier {
+            hasher,
+            bytes: 0,
+            mismatch: None,
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        match &mut self.hasher {
+            Hasher::Sha256(h) => h.update(chunk),
+            Hasher::Sha512(h) => h.update(chunk),
+        }
+    }
+
+    /// At the end of the stream: an empty chunk if all is well, else an error that aborts
+    /// the upload before the registry can commit it.
+    fn finish(&mut self, digest: &Digest, size: Option<u64>) -> Result<Bytes, RegistryError> {
+        let actual = match std::mem::replace(&mut self.hasher, Hasher::Sha256(sha2::Sha256::new()))
+        {
+            Hasher::Sha256(h) => format!("sha256:{}", hex(&h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex(&h.finalize())),
+        };
+        if let Some(size) = size.filter(|s| *s != self.bytes) {
+            self.mismatch = Some((format!("{size} bytes"), format!("{} bytes", self.bytes)));
+        } else if actual != digest.as_str() {
+            self.mismatch = Some((digest.to_string(), actual));
+        }
+        match &self.mismatch {
+            None => Ok(Bytes::new()),
+            Some((expected, actual)) => Err(RegistryError::new(
+                format!("verify blob {digest}"),
+                ErrorKind::Protocol(format!("expected {expected}, received {actual}")),
+            )),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a manifest references.
+struct References {
+    blobs: Vec<BlobRef>,
+    children: Vec<BlobRef>,
+}
+
+/// Blobs (config, layers; schema 1 `fsLayers`) or child manifests (index entries).
+/// Non-distributable (foreign) layers are not copied: registries do not hold them.
+fn parse_references(manifest: &Manifest) -> Result<References, String> {
+    let value: Value =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let descriptor = |d: &Value| -> Result<Option<BlobRef>, String> {
+        let media_type = d["mediaType"].as_str().unwrap_or_default();
+        if media_type.contains("foreign") || media_type.contains("nondistributable") {
+            return Ok(None);
+        }
+        let digest = d["digest"]
+            .as_str()
+            .ok_or("descriptor without digest")?
+            .parse::<Digest>()
+            .map_err(|e| e.to_string())?;
+        Ok(Some(BlobRef {
+            digest,
+            size: d["size"].as_u64(),
+        }))
+    };
+    let list = |key: &str| -> Result<Vec<BlobRef>, String> {
+        value[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(descriptor)
+                    .filter_map(Result::transpose)
+                    .collect()
+            })
+            .unwrap_or(Ok(Vec::new()))
+    };
+    if media_types::is_index(&manifest.media_type) {
+        return Ok(References {
+            blobs: Vec::new(),
+            children: list("manifests")?,
+        });
+    }
+    let mut blobs = Vec::new();
+    if media_types::is_schema1(&manifest.media_type) {
+        for layer in value["fsLayers"].as_array().into_iter().flatten() {
+            let digest = layer["blobSum"]
+                .as_str()
+                .ok_or("fsLayer without blobSum")?
+                .parse::<Digest>()
+                .map_err(|e| e.to_string())?;
+            blobs.push(BlobRef { digest, size: None });
+        }
+    } else {
+        if let Some(config) = descriptor(&value["config"])? {
+            blobs.push(config);
+        }
+        blobs.extend(list("layers")?);
+    }
+    // The same layer twice in one image is copied once.
+    let mut seen = std::collections::HashSet::new();
+    blobs.retain(|b| seen.insert(b.digest.clone()));
+    Ok(References {
+        blobs,
+        children: Vec::new(),
+    })
+}
+
+/// Backoff between rounds of image retries: 1 s, 2 s, 4 s … capped at 30 s, with jitter.
+fn round_backoff(round: u32) -> Duration {
+    let base =
+        Duration::from_secs(1u64 << round.saturating_sub(1).min(5)).min(Duration::from_secs(30));
+    base / 2 + (base / 2).mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_filters() {
+        let f = PlatformFilter::parse(&["linux".into()], &["amd64,arm64:v8".into()]).unwrap();
+        let p = |os: &str, arch: &str, variant: Option<&str>| Platform {
+            os: os.into(),
+            os_version: None,
+            architecture: arch.into(),
+            variant: variant.map(Into::into),
+        };
+        assert!(f.matches(&p("linux", "amd64", None)));
+        assert!(f.matches(&p("linux", "arm64", Some("v8"))));
+        assert!(!f.matches(&p("linux", "arm64", Some("v7"))));
+        assert!(!f.matches(&p("windows", "amd64", None)));
+        assert!(PlatformFilter::parse(&["linux:".into()], &[]).is_err());
+        assert!(PlatformFilter::parse(&[], &["a b".into()]).is_err());
+        assert!(PlatformFilter::default().is_empty());
+        let win = PlatformFilter::parse(&["windows:10.0.17763".into()], &[]).unwrap();
+        let mut w = p("windows", "amd64", None);
+        assert!(!win.matches(&w));
+        w.os_version = Some("10.0.17763".into());
+        assert!(win.matches(&w));
+    }
+
+    #[test]
+    fn references_of_each_manifest_kind() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let image = Manifest {
+            bytes: Bytes::from(format!(
+                r#"{{"config":{{"digest":"{}","size":1}},"layers":[{{"digest":"{}","size":2}},{{"digest":"{}","size":2}},{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}"}}]}}"#,
+                d('a'),
+                d('b'),
+                d('b'),
+                d('c')
+            )),
+            media_type: media_types::DOCKER_MANIFEST.into(),
+            digest: Digest::sha256(b""),
+        };
+        let refs = parse_references(&image).unwrap();
+        assert_eq!(refs.blobs.len(), 2);
+        let schema1 = Manifest {
+            bytes: Bytes::from(format!(
+                r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{}"}}]}}"#,
+                d('e')
+            )),
+            media_type: media_types::DOCKER_SCHEMA1_SIGNED.into(),
+            digest: Digest::sha256(b""),
+        };
+        assert_eq!(
+            parse_references(&schema1).unwrap().blobs[0]
+                .digest
+                .to_string(),
+            d('e')
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Blob uploads: POST to open a session (or mount from another repository of the same
+//! registry), then one streaming PUT with `?digest=`, or PATCH chunks of bounded size when
+//! the registry asks for them (`OCI-Chunk-Min-Length`) or the user configured a chunk size.
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::{Response, StatusCode, Url};
+
+use super::error::{ErrorKind, RegistryError};
+use super::{status_error, Client, Scope};
+use crate::reference::{Digest, Repository};
+
+/// An open upload: where to send the data.
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    location: Url,
+    /// The smallest chunk the registry accepts, when it says so.
+    pub min_chunk: Option<u64>,
+}
+
+/// What opening an upload gave.
+#[derive(Debug)]
+pub enum UploadStart {
+    /// The blob was mounted from the other repository: nothing to send.
+    Mounted,
+    Session(UploadSession),
+}
+
+impl Client {
+    /// Opens an upload in `repository`, asking to mount `digest` from `mount_from` when given.
+    pub async fn upload_start(
+        &self,
+        repository: &Repository,
+        mount: Option<(&Digest, &Repository)>,
+    ) -> Result<UploadStart, RegistryError> {
+        let context = format!("start upload to {repository}");
+        let mut path = format!("{}/blobs/uploads/", repository.path());
+        let scope = match mount {
+            Some((digest, from)) => {
+                path.push_str(&format!("?mount={digest}&from={}", from.path()));
+                Scope::push_mounting(repository, from)
+            }
+            None => Scope::push(repository),
+        };
+        let response = self
+            .send(&scope, &context, &path, |http, url| {
+                http.post(url).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED if mount.is_some() => Ok(UploadStart::Mounted),
+            StatusCode::ACCEPTED => Ok(UploadStart::Session(session(&response, &context)?)),
+            _ => Err(status_error(response, &context).await),
+        }
+    }
+
+    /// Sends the whole blob in one streaming PUT and closes the session.
+    pub async fn upload_put(
+        &self,
+        repository: &Repository,
+        session: UploadSession,
+        digest: &Digest,
+        size: Option<u64>,
+        body: reqwest::Body,
+    ) -> Result<(), RegistryError> {
+        let context = format!("upload {repository}@{digest}");
+        let url = with_digest(session.location, digest);
+        let response = self
+            .send_once(&Scope::push(repository), &context, |http| {
+                let request = http
+                    .put(url)
+                    .header(CONTENT_TYPE, "application/octet-stream");
+                match size {
+                    Some(n) => request.header(CONTENT_LENGTH, n),
+                    None => request,
+                }
+                .body(body)
+            })
+            .await?;
+        expect_created(response, &context).await
+    }
+
+    /// Sends the blob in PATCH chunks of `chunk_size` bytes (buffering at most one chunk),
+    /// then closes the session with an empty PUT.
+    pub async fn upload_chunked(
+        &self,
+        repository: &Repository,
+        mut session: UploadSession,
+        digest: &Digest,
+        chunk_size: u64,
+        mut data: BoxStream<'static, Result<Bytes, RegistryError>>,
+    ) -> Result<(), RegistryError> {
+        let context = format!("chunked upload {repository}@{digest}");
+        let scope = Scope::push(repository);
+        let chunk_size = chunk_size.max(session.min_chunk.unwrap_or(0)).max(1) as usize;
+        let mut offset = 0u64;
+        let mut buffer = BytesMut::with_capacity(chunk_size);
+        let mut finished = false;
+        // Bounded by the blob: each iteration sends one chunk or ends.
+        while !finished {
+            while buffer.len() < chunk_size {
+                match data.next().await {
+                    Some(chunk) => buffer.extend_from_slice(&chunk?),
+                    None => {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            let take = buffer.len().min(chunk_size);
+            if take == 0 {
+                break;
+            }
+            let chunk = buffer.split_to(take).freeze();
+            let end = offset + chunk.len() as u64 - 1;
+            let url = session.location.clone();
+            let response = self
+                .send_to(&scope, &context, url, |http, url| {
+                    http.patch(url)
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                        .header(CONTENT_LENGTH, chunk.len())
+                        .body(chunk.clone())
+                })
+                .await?;
+            if response.status() != StatusCode::ACCEPTED {
+                return Err(status_error(response, &context).await);
+            }
+            session.location = session_url(&response, &session.location, &context)?;
+            offset = end + 1;
+            finished = finished && buffer.is_empty();
+        }
+        let url = with_digest(session.location, digest);
+        let response = self
+            .send_to(&scope, &context, url, |http, url| {
+                http.put(url).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        expect_created(response, &context).await
+    }
+}
+
+fn session(response: &Response, context: &str) -> Result<UploadSession, RegistryError> {
+    let min_chunk = response
+        .headers()
+        .get("oci-chunk-min-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    Ok(UploadSession {
+        location: session_url(response, response.url(), context)?,
+        min_chunk,
+    })
+}
+
+/// The `Location` of an upload response, resolved against the request URL (it may be
+/// relative).
+fn session_url(response: &Response, base: &Url, context: &str) -> Result<Url, RegistryError> {
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            RegistryError::new(
+                context,
+                ErrorKind::Protocol("upload response without Location".into()),
+            )
+        })?;
+    base.join(location)
+        .map_err(|e| RegistryError::new(context, ErrorKind::Protocol(format!("bad Location: {e}"))))
+}
+
+fn with_digest(mut url: Url, digest: &Digest) -> Url {
+    url.query_pairs_mut().append_pair("digest", digest.as_str());
+    url
+}
+
+async fn expect_created(response: Response, context: &str) -> Result<(), RegistryError> {
+    if response.status() == StatusCode::CREATED || response.status().is_success() {
+        Ok(())
+    } else {
+        Err(status_error(response, context).await)
+    }
+}

@@ -1,0 +1,156 @@
+//! What a run did, image by image: the JSON report (`--report`), the success list
+//! (`--output-success-images`) and the totals the summary prints. Never holds credentials.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The outcome of one source image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Something was pushed to at least one target.
+    Copied,
+    /// Nothing needed pushing (targets already in sync), or no platform matched the filter.
+    Skipped,
+    Failed,
+}
+
+/// One source image's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageReport {
+    pub source: String,
+    pub targets: Vec<String>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Blob bytes transferred (mounted and existing blobs not counted).
+    pub bytes: u64,
+    pub blobs_copied: u64,
+    pub blobs_mounted: u64,
+    pub blobs_existing: u64,
+    pub manifests_pushed: u64,
+    pub duration_ms: u64,
+    /// Rounds this image took (1 unless `--retries` had to try it again).
+    pub attempts: u32,
+}
+
+impl ImageReport {
+    /// A report with nothing done yet.
+    pub fn new(source: String, targets: Vec<String>) -> Self {
+        ImageReport {
+            source,
+            targets,
+            status: Status::Skipped,
+            reason: None,
+            bytes: 0,
+            blobs_copied: 0,
+            blobs_mounted: 0,
+            blobs_existing: 0,
+            manifests_pushed: 0,
+            duration_ms: 0,
+            attempts: 1,
+        }
+    }
+
+    /// Copied or already in sync: the targets hold the image.
+    pub fn succeeded(&self) -> bool {
+        self.status != Status::Failed
+    }
+}
+
+/// Sums over a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub images: u64,
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub blobs_copied: u64,
+    pub blobs_mounted: u64,
+    pub blobs_existing: u64,
+    pub manifests_pushed: u64,
+    pub duration_ms: u64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub images: Vec<ImageReport>,
+    pub totals: Totals,
+}
+
+impl Report {
+    pub fn new(mut images: Vec<ImageReport>, elapsed: Duration) -> Self {
+        images.sort_by(|a, b| a.source.cmp(&b.source));
+        let mut totals = Totals {
+            duration_ms: elapsed.as_millis() as u64,
+            ..Totals::default()
+        };
+        for image in &images {
+            totals.images += 1;
+            match image.status {
+                Status::Copied => totals.copied += 1,
+                Status::Skipped => totals.skipped += 1,
+                Status::Failed => totals.failed += 1,
+            }
+            totals.bytes += image.bytes;
+            totals.blobs_copied += image.blobs_copied;
+            totals.blobs_mounted += image.blobs_mounted;
+            totals.blobs_existing += image.blobs_existing;
+            totals.manifests_pushed += image.manifests_pushed;
+        }
+        Report { images, totals }
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &ImageReport> {
+        self.images.iter().filter(|i| i.status == Status::Failed)
+    }
+
+    /// source → targets for images now in their targets, in image-syncer's images-file shape.
+    pub fn success_images(&self) -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for image in self.images.iter().filter(|i| i.succeeded()) {
+            map.entry(image.source.clone())
+                .or_default()
+                .extend(image.targets.iter().cloned());
+        }
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_and_success_list() {
+        let mut a = ImageReport::new("s/a:1".into(), vec!["t/a:1".into()]);
+        a.status = Status::Copied;
+        a.bytes = 10;
+        a.blobs_copied = 2;
+        let mut b = ImageReport::new("s/b:1".into(), vec!["t/b:1".into()]);
+        b.status = Status::Failed;
+        b.reason = Some("boom".into());
+        let c = ImageReport::new("s/c:1".into(), vec!["t/c:1".into(), "u/c:1".into()]);
+        let report = Report::new(vec![b, c, a], Duration::from_millis(5));
+        assert_eq!(report.totals.images, 3);
+        assert_eq!(
+            (
+                report.totals.copied,
+                report.totals.skipped,
+                report.totals.failed
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(report.totals.bytes, 10);
+        assert_eq!(report.images[0].source, "s/a:1");
+        assert_eq!(report.success_images().len(), 2);
+        assert_eq!(report.failures().count(), 1);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["images"][1]["status"], "failed");
+        assert_eq!(json["images"][1]["reason"], "boom");
+    }
+}
