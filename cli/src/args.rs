@@ -105,7 +105,7 @@ pub struct SyncArgs {
     /// Copy only these architectures (comma-separated, repeatable; `arch:variant`, e.g. arm64:v8).
     #[arg(long, value_name = "ARCH[,ARCH…]")]
     pub arch: Vec<String>,
-    /// Push manifests even when the target already has the same digest.
+    /// Copy images even when their targets already have the source digest.
     #[arg(long)]
     pub force: bool,
     /// Write the images now in their targets to FILE, as an images file (source → [targets]).
@@ -170,24 +170,9 @@ mod tests {
 
     #[test]
     fn sync_subcommand_short_and_spaced_flags() {
-        let args = sync(&[
-            "sync",
-            "-p",
-            "3",
-            "-r",
-            "0",
-            "--os",
-            "linux",
-            "--arch",
-            "amd64",
-            "--arch",
-            "arm64:v8",
-            "--force",
-            "--output-images-format",
-            "json",
-            "--report",
-            "r.json",
-        ]);
+        let line = "sync -p 3 -r 0 --os linux --arch amd64 --arch arm64:v8 --force \
+                    --output-images-format json --report r.json";
+        let args = sync(&line.split_whitespace().collect::<Vec<_>>());
         assert_eq!((args.proc, args.retries, args.force), (3, 0, true));
         assert_eq!(args.os, ["linux"]);
         assert_eq!(args.arch, ["amd64", "arm64:v8"]);

@@ -6,10 +6,12 @@
 //! it is drawn (log lines, the Ctrl-C notice) must go through [`suspend`], or the two would
 //! overwrite each other.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use indicatif::style::ProgressTracker;
 use indicatif::{HumanBytes, ProgressBar, ProgressState, ProgressStyle};
 use shared::copy::Progress;
 use shared::report::{ImageReport, Status};
@@ -29,7 +31,9 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
 
 /// Removes the bar from the terminal for good (quitting without a summary).
 pub fn clear() {
-    if let Some(bar) = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    // Taken out first so the lock is not held while the terminal is written.
+    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(bar) = bar {
         bar.finish_and_clear();
     }
 }
@@ -84,8 +88,8 @@ impl Drop for CliProgress {
 }
 
 impl Progress for CliProgress {
-    /// The first call turns the spinner into the bar; later ones (a retry round announcing
-    /// the images it tries again) leave the total alone, as those images are counted already.
+    /// The first call turns the spinner into the bar; any later one (a retry round announcing
+    /// the images it tries again) leaves the total alone, as those images are counted already.
     fn planned(&self, images: usize) {
         let Some(bar) = &self.bar else { return };
         if bar.length().is_none() {
@@ -127,7 +131,6 @@ fn start_spinner() -> ProgressBar {
 
 fn bar_style(counters: &Arc<Counters>) -> ProgressStyle {
     let bytes = Arc::clone(counters);
-    let rate = Arc::clone(counters);
     let failed = Arc::clone(counters);
     ProgressStyle::with_template(
         "{elapsed:>4} [{wide_bar}] {pos}/{len} images  {transferred}  {rate}{failed}",
@@ -136,56 +139,126 @@ fn bar_style(counters: &Arc<Counters>) -> ProgressStyle {
     .progress_chars("=> ")
     .with_key(
         "transferred",
-        move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+        move |_: &ProgressState, w: &mut dyn Write| {
             let _ = write!(w, "{}", HumanBytes(bytes.bytes.load(Ordering::Relaxed)));
         },
     )
-    .with_key(
-        "rate",
-        move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let seconds = state.elapsed().as_secs_f64().max(0.001);
-            let per_second = rate.bytes.load(Ordering::Relaxed) as f64 / seconds;
-            let _ = write!(w, "{}/s", HumanBytes(per_second as u64));
-        },
-    )
-    .with_key(
-        "failed",
-        move |_: &ProgressState, w: &mut dyn std::fmt::Write| match failed
-            .failed
-            .load(Ordering::Relaxed)
-        {
-            0 => {}
-            n => {
-                let _ = write!(w, "  {n} failed");
-            }
-        },
-    )
+    .with_key("rate", Throughput::new(Arc::clone(counters)))
+    .with_key("failed", move |_: &ProgressState, w: &mut dyn Write| {
+        let n = failed.failed.load(Ordering::Relaxed);
+        if n > 0 {
+            let _ = write!(w, "  {n} failed");
+        }
+    })
+}
+
+/// Bytes per second lately (an exponentially weighted average over a few seconds), not
+/// since the start: the bar should show what the network does now, and drop to zero while
+/// only a retry's backoff is being waited out.
+#[derive(Clone)]
+struct Throughput {
+    counters: Arc<Counters>,
+    last: Option<(Instant, u64)>,
+    per_second: Option<f64>,
+}
+
+impl Throughput {
+    /// Seconds over which older samples fade to a third of their weight.
+    const WINDOW: f64 = 3.0;
+    /// Updates from `inc` come in bursts; samples closer together than this are noise.
+    const MIN_SAMPLE: f64 = 0.1;
+
+    fn new(counters: Arc<Counters>) -> Self {
+        Throughput {
+            counters,
+            last: None,
+            per_second: None,
+        }
+    }
+
+    fn sample(&mut self, now: Instant, bytes: u64) {
+        let Some((then, before)) = self.last else {
+            self.last = Some((now, bytes));
+            return;
+        };
+        let elapsed = now.saturating_duration_since(then).as_secs_f64();
+        if elapsed < Self::MIN_SAMPLE {
+            return;
+        }
+        let current = bytes.saturating_sub(before) as f64 / elapsed;
+        let weight = 1.0 - (-elapsed / Self::WINDOW).exp();
+        self.per_second = Some(match self.per_second {
+            Some(average) => average + weight * (current - average),
+            None => current,
+        });
+        self.last = Some((now, bytes));
+    }
+}
+
+impl ProgressTracker for Throughput {
+    fn clone_box(&self) -> Box<dyn ProgressTracker> {
+        Box::new(self.clone())
+    }
+
+    fn tick(&mut self, _: &ProgressState, now: Instant) {
+        self.sample(now, self.counters.bytes.load(Ordering::Relaxed));
+    }
+
+    fn reset(&mut self, _: &ProgressState, now: Instant) {
+        self.last = Some((now, self.counters.bytes.load(Ordering::Relaxed)));
+        self.per_second = None;
+    }
+
+    fn write(&self, _: &ProgressState, w: &mut dyn Write) {
+        let per_second = self.per_second.unwrap_or(0.0) as u64;
+        let _ = write!(w, "{}/s", HumanBytes(per_second));
+    }
 }
 
 /// One line per finished image: source, status, bytes, and why when it failed or was skipped.
 fn log_image(report: &ImageReport) {
     let source = &report.source;
+    let status = status_name(report.status);
     let bytes = HumanBytes(report.bytes);
     match (report.status, report.reason.as_deref()) {
         (Status::Failed, reason) => {
             let reason = reason.unwrap_or("unknown error");
-            tracing::warn!(%source, status = "failed", %bytes, reason, "image finished");
+            tracing::warn!(%source, %status, %bytes, reason, "image finished");
         }
-        (status, Some(reason)) => {
-            let status = status_name(status);
-            tracing::info!(%source, status, %bytes, reason, "image finished");
-        }
-        (status, None) => {
-            let status = status_name(status);
-            tracing::info!(%source, status, %bytes, "image finished");
-        }
+        (_, Some(reason)) => tracing::info!(%source, %status, %bytes, reason, "image finished"),
+        (_, None) => tracing::info!(%source, %status, %bytes, "image finished"),
     }
 }
 
-pub fn status_name(status: Status) -> &'static str {
+fn status_name(status: Status) -> &'static str {
     match status {
         Status::Copied => "copied",
         Status::Skipped => "skipped",
         Status::Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throughput_follows_the_current_rate() {
+        let mut rate = Throughput::new(Arc::default());
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        rate.sample(at(0), 0);
+        assert_eq!(rate.per_second, None);
+        rate.sample(at(1_000), 1_000);
+        assert_eq!(rate.per_second, Some(1_000.0));
+        // Too close to the last sample: ignored.
+        rate.sample(at(1_050), 1_500);
+        assert_eq!(rate.per_second, Some(1_000.0));
+        rate.sample(at(2_000), 2_000);
+        assert_eq!(rate.per_second, Some(1_000.0));
+        // Idle for a long while: the rate falls towards zero instead of averaging the run.
+        rate.sample(at(32_000), 2_000);
+        let idle = rate.per_second.unwrap();
+        assert!((0.0..10.0).contains(&idle), "{idle}");
     }
 }

@@ -28,8 +28,7 @@ impl TryFrom<SyncArgs> for SyncSettings {
     type Error = UsageError;
 
     fn try_from(args: SyncArgs) -> Result<Self, UsageError> {
-        let platforms = PlatformFilter::parse(&args.os, &args.arch)
-            .map_err(|message| UsageError(format!("--os/--arch: {message}")))?;
+        let platforms = PlatformFilter::parse(&args.os, &args.arch).map_err(UsageError)?;
         Ok(SyncSettings {
             input: args.input,
             copy: CopyOptions {

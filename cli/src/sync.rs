@@ -7,17 +7,19 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use shared::copy::{Copier, Progress as _};
-use shared::plan::{resolve, Plan, PlanOptions};
+use shared::copy::Copier;
+use shared::plan::{resolve, PlanOptions, PlannedImage, RuleFailure};
+use shared::registry::Registries;
 use shared::report::Report;
+use shared::rules::Rule;
 
 use crate::args::SyncArgs;
 use crate::exit::Status;
 use crate::inputs::load;
-use crate::interrupt;
+use crate::interrupt::{self, Interrupts};
 use crate::outputs;
 use crate::progress::CliProgress;
-use crate::settings::SyncSettings;
+use crate::settings::{Outputs, SyncSettings};
 use crate::summary::Summary;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
@@ -31,47 +33,66 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
         progress.clone(),
     ));
     let mut interrupts = interrupt::watch(Arc::clone(&copier));
+    let (images, unresolved) = plan(&rules, &registries, &mut interrupts).await;
+    let images = copier.copy_all(images, settings.retries).await;
+    progress.finish();
+    let report = Report::new(images, started.elapsed());
+    let status = conclude(&report, &unresolved, &settings.outputs);
+    // Ctrl-C stays handled until the output files are complete.
+    drop(interrupts);
+    Ok(status)
+}
+
+/// What planning leaves for the summary once its images are handed to the copier.
+struct Unresolved {
+    rule_failures: Vec<RuleFailure>,
+    /// Ctrl-C came while the rules were being resolved.
+    interrupted: bool,
+}
+
+/// Resolves the rules without HEADing sources (the copier does), unless Ctrl-C comes first:
+/// then planning is abandoned, as nothing has been copied yet.
+async fn plan(
+    rules: &[Rule],
+    registries: &Arc<Registries>,
+    interrupts: &mut Interrupts,
+) -> (Vec<PlannedImage>, Unresolved) {
     let options = PlanOptions {
         head_sources: false,
         ..PlanOptions::default()
     };
-    // Ctrl-C while listing tags abandons planning; nothing has been copied yet.
     let plan = tokio::select! {
-        plan = resolve(&rules, &registries, &options) => Some(plan),
+        plan = resolve(rules, registries, &options) => Some(plan),
         () = interrupts.stopped() => None,
     };
-    let interrupted_planning = plan.is_none();
-    let Plan {
-        images,
-        failures: rule_failures,
-        empty_rules,
-    } = plan.unwrap_or_default();
-    for rule in &empty_rules {
+    let interrupted = plan.is_none();
+    let plan = plan.unwrap_or_default();
+    for rule in &plan.empty_rules {
         tracing::warn!(rule = %rule, "rule selects no image");
     }
-    let images = if images.is_empty() {
-        Vec::new()
-    } else {
-        progress.planned(images.len());
-        copier.copy_all(images, settings.retries).await
+    let unresolved = Unresolved {
+        rule_failures: plan.failures,
+        interrupted,
     };
-    progress.finish();
-    let report = Report::new(images, started.elapsed());
+    (plan.images, unresolved)
+}
+
+/// Prints the summary, writes the output files, and decides the exit status.
+fn conclude(report: &Report, unresolved: &Unresolved, outputs: &Outputs) -> Status {
     Summary {
-        report: &report,
-        rule_failures: &rule_failures,
-        interrupted_planning,
+        report,
+        rule_failures: &unresolved.rule_failures,
+        interrupted_planning: unresolved.interrupted,
     }
     .print();
-    let written = outputs::write(&settings.outputs, &report);
-    // Ctrl-C stays handled until the files above are complete.
-    drop(interrupts);
-    let failed = interrupted_planning || !rule_failures.is_empty() || report.totals.failed > 0;
-    Ok(if failed || !written {
+    let written = outputs::write(outputs, report);
+    let failed =
+        unresolved.interrupted || !unresolved.rule_failures.is_empty() || report.totals.failed > 0;
+    if failed || !written {
         Status::Failed
     } else {
         Status::Success
-    })
+    }
 }
 
 /// A bar when standard error is a terminal; a log line per image when there is no bar to
