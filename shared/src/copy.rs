@@ -238,19 +238,17 @@ impl Copier {
                 tokio::time::sleep(round_backoff(round)).await;
             }
             let last_round = round == retries;
-            let results: Vec<(PlannedImage, ImageReport)> = stream::iter(pending)
+            let mut results = stream::iter(pending)
                 .map(|image| async move {
-                    let report = self.copy_image(&image).await;
-                    (image, report)
+                    let (report, retryable) = self.copy_image_once(&image).await;
+                    (image, report, retryable)
                 })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+                .buffer_unordered(concurrency);
             pending = Vec::new();
-            for (image, mut report) in results {
+            // Each image is reported as it ends, so progress moves while a round runs.
+            while let Some((image, mut report, retryable)) = results.next().await {
                 report.attempts = round + 1;
-                let retry = report.status == Status::Failed && !last_round && !self.is_stopped();
-                if retry {
+                if retryable && !last_round && !self.is_stopped() {
                     tracing::warn!(source = %image.source, reason = report.reason.as_deref().unwrap_or(""), "image failed; will retry");
                     pending.push(image);
                 } else {
@@ -267,6 +265,11 @@ impl Copier {
 
     /// Copies one image to all its targets and says how it went.
     pub async fn copy_image(&self, image: &PlannedImage) -> ImageReport {
+        self.copy_image_once(image).await.0
+    }
+
+    /// The report, and whether a failure is worth another round (a missing source is not).
+    async fn copy_image_once(&self, image: &PlannedImage) -> (ImageReport, bool) {
         let started = Instant::now();
         let mut report = ImageReport::new(
             image.source.to_string(),
@@ -277,6 +280,7 @@ impl Copier {
         } else {
             self.copy_image_to_targets(image, &mut report).await
         };
+        let retryable = matches!(&outcome, Err(e) if !matches!(e, CopyError::SourceMissing(_)));
         match outcome {
             Ok(None) => report.status = Status::Copied,
             Ok(Some(reason)) => {
@@ -293,7 +297,7 @@ impl Copier {
             report.status = Status::Skipped;
             report.reason = Some("already in sync".into());
         }
-        report
+        (report, retryable)
     }
 
     /// `Ok(None)` copied, `Ok(Some(reason))` skipped.

@@ -282,3 +282,47 @@ async fn success_list_in_image_syncer_shape() {
         "{json}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_source_tag_fails_once_without_retries() {
+    let src = Registry::start(Mode::Http);
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(61, 1, 512))
+        .await;
+    let dst = Registry::start(Mode::Http);
+    let dir = temp_dir();
+    let auth = auth_file(dir.path(), &[&src, &dst]);
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!(
+            "{}/team/app:v1,nope: {}/mirror/app\n",
+            src.host(),
+            dst.host()
+        ),
+    );
+    let report = dir.path().join("report.json");
+    let out = sync(
+        &auth,
+        &images,
+        &["--retries=3", &format!("--report={}", report.display())],
+    );
+    out.assert_code(1);
+    let json = read_json(&report);
+    let failed = json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "failed")
+        .unwrap()
+        .clone();
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("team/app:nope does not exist"),
+        "{failed}"
+    );
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert_eq!(json["totals"]["copied"], 1, "{json}");
+    assert!(out.stderr.contains("team/app:nope"), "{out}");
+}
