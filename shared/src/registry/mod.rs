@@ -239,7 +239,7 @@ impl Client {
                     self.learn_challenge(&response, &context)?;
                     return Ok(Endpoint { base });
                 }
-                Err(failure) => last_error = Some(self.failure(failure, &context).await),
+                Err(failure) => last_error = Some(transport_failure(failure, &context).await),
             }
         }
         Err(last_error.expect("at least one scheme is tried"))
@@ -318,7 +318,7 @@ impl Client {
             .await;
             let response = match response {
                 Ok(response) => response,
-                Err(failure) => return Err(self.failure(failure, context).await),
+                Err(failure) => return Err(transport_failure(failure, context).await),
             };
             if response.status() != StatusCode::UNAUTHORIZED || refreshed {
                 return Ok(response);
@@ -358,12 +358,10 @@ impl Client {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
-        request.send().await.map_err(|error| {
-            RegistryError::new(
-                context,
-                ErrorKind::Transport(error_chain(&error.without_url())),
-            )
-        })
+        request
+            .send()
+            .await
+            .map_err(|error| transport_error(error, context))
     }
 
     async fn authorization(
@@ -417,16 +415,22 @@ impl Client {
             .credentials_for(&scope.repository)
             .map_err(|e| RegistryError::new(context, ErrorKind::Credentials(e.to_string())))
     }
+}
 
-    async fn failure(&self, failure: TransportFailure, context: &str) -> RegistryError {
-        match failure {
-            TransportFailure::Io(error) => RegistryError::new(
-                context,
-                ErrorKind::Transport(error_chain(&error.without_url())),
-            ),
-            TransportFailure::Status(response) => status_error(response, context).await,
-        }
+/// The error for a request that failed after its retries.
+pub(crate) async fn transport_failure(failure: TransportFailure, context: &str) -> RegistryError {
+    match failure {
+        TransportFailure::Io(error) => transport_error(error, context),
+        TransportFailure::Status(response) => status_error(response, context).await,
     }
+}
+
+/// A connection-level error, without its URL (queries can carry upload state).
+fn transport_error(error: reqwest::Error, context: &str) -> RegistryError {
+    RegistryError::new(
+        context,
+        ErrorKind::Transport(error_chain(&error.without_url())),
+    )
 }
 
 /// The error for a response whose status is not what the operation needed.

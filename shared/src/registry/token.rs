@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::{ErrorKind, RegistryError};
 use super::transport::{execute, RetryPolicy};
-use super::{status_error, Scope};
+use super::{status_error, transport_failure, Scope};
 use crate::auth::{Credentials, Secret};
 
 /// Tokens are renewed this long before their stated expiry, so none expires in flight.
@@ -166,11 +166,9 @@ pub(crate) async fn fetch(
     };
     let response = match response {
         Ok(r) => r,
-        Err(super::transport::TransportFailure::Io(e)) => {
-            return Err(error(ErrorKind::Transport(e.without_url().to_string())))
-        }
-        Err(super::transport::TransportFailure::Status(r)) => {
-            return Err(status_error(r, &format!("{context}: token")).await)
+        Err(failure) => {
+            let context = format!("{context}: token from {}", request.realm);
+            return Err(transport_failure(failure, &context).await);
         }
     };
     if response.status() == StatusCode::UNAUTHORIZED || response.status() == StatusCode::FORBIDDEN {
