@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use shared::copy::{CopyOptions, PlatformFilter};
+use shared::copy::{CopyOptions, ImageOptions, PlatformFilter};
 
 use crate::args::{ImagesFormat, InputArgs, SyncArgs};
 use crate::exit::UsageError;
@@ -33,8 +33,10 @@ impl TryFrom<SyncArgs> for SyncSettings {
             input: args.input,
             copy: CopyOptions {
                 proc: args.proc,
-                force: args.force,
-                platforms,
+                image: ImageOptions {
+                    force: args.force,
+                    platforms,
+                },
                 ..CopyOptions::default()
             },
             retries: args.retries,

@@ -34,9 +34,8 @@ use crate::report::{ImageReport, Status};
 pub struct CopyOptions {
     /// Blob transfers in flight across all images (`--proc`).
     pub proc: usize,
-    /// Push even when a target already has the source digest.
-    pub force: bool,
-    pub platforms: PlatformFilter,
+    /// What every image gets unless its job says otherwise.
+    pub image: ImageOptions,
     /// Upload in PATCH chunks of this many bytes instead of one streaming PUT.
     pub chunk_size: Option<u64>,
 }
@@ -45,11 +44,19 @@ impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             proc: 5,
-            force: false,
-            platforms: PlatformFilter::default(),
+            image: ImageOptions::default(),
             chunk_size: None,
         }
     }
+}
+
+/// What one image's copy asks for beyond its source and targets; a queued job carries its
+/// own, so one copier can serve jobs planned with different flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// Push even when a target already has the source digest.
+    pub force: bool,
+    pub platforms: PlatformFilter,
 }
 
 /// `--os` / `--arch`: entries `os` or `os:osversion`, `arch` or `arch:variant`.
@@ -240,7 +247,8 @@ impl Copier {
             let last_round = round == retries;
             let mut results = stream::iter(pending)
                 .map(|image| async move {
-                    let (report, retryable) = self.copy_image_once(&image).await;
+                    let (report, retryable) =
+                        self.copy_image_once(&image, &self.options.image).await;
                     (image, report, retryable)
                 })
                 .buffer_unordered(concurrency);
@@ -265,11 +273,25 @@ impl Copier {
 
     /// Copies one image to all its targets and says how it went.
     pub async fn copy_image(&self, image: &PlannedImage) -> ImageReport {
-        self.copy_image_once(image).await.0
+        self.copy_image_once(image, &self.options.image).await.0
+    }
+
+    /// Copies one image with its own options (a queued job's) and says how it went, and
+    /// whether a failure is worth another attempt.
+    pub async fn copy_image_with(
+        &self,
+        image: &PlannedImage,
+        options: &ImageOptions,
+    ) -> (ImageReport, bool) {
+        self.copy_image_once(image, options).await
     }
 
     /// The report, and whether a failure is worth another round (a missing source is not).
-    async fn copy_image_once(&self, image: &PlannedImage) -> (ImageReport, bool) {
+    async fn copy_image_once(
+        &self,
+        image: &PlannedImage,
+        options: &ImageOptions,
+    ) -> (ImageReport, bool) {
         let started = Instant::now();
         let mut report = ImageReport::new(
             image.source.to_string(),
@@ -278,7 +300,8 @@ impl Copier {
         let outcome = if self.is_stopped() {
             Err(CopyError::Interrupted)
         } else {
-            self.copy_image_to_targets(image, &mut report).await
+            self.copy_image_to_targets(image, options, &mut report)
+                .await
         };
         let retryable = matches!(&outcome, Err(e) if !matches!(e, CopyError::SourceMissing(_)));
         match outcome {
@@ -304,6 +327,7 @@ impl Copier {
     async fn copy_image_to_targets(
         &self,
         image: &PlannedImage,
+        options: &ImageOptions,
         report: &mut ImageReport,
     ) -> Result<Option<String>, CopyError> {
         let source = &image.source;
@@ -312,24 +336,25 @@ impl Copier {
             .manifest_head(source)
             .await?
             .ok_or_else(|| CopyError::SourceMissing(source.clone()))?;
-        let filtering = !self.options.platforms.is_empty();
-        if let (Some(digest), false, false) = (&head.digest, self.options.force, filtering) {
+        let force = options.force;
+        let filtering = !options.platforms.is_empty();
+        if let (Some(digest), false, false) = (&head.digest, force, filtering) {
             let stale = self.stale_targets(&image.targets, digest).await?;
             if stale.is_empty() {
                 return Ok(Some("already in sync".into()));
             }
             let tree = self.fetch_tree(source, Some(digest)).await?;
             return self
-                .push_to(&tree, &source.repository, &stale, report)
+                .push_to(&tree, &source.repository, &stale, force, report)
                 .await
                 .map(|()| None);
         }
         let tree = self.fetch_tree(source, head.digest.as_ref()).await?;
-        let tree = match self.filter(tree, source).await? {
+        let tree = match self.filter(tree, source, &options.platforms).await? {
             Some(tree) => tree,
             None => return Ok(Some("no platform matches the --os/--arch filter".into())),
         };
-        let targets = if self.options.force {
+        let targets = if force {
             image.targets.clone()
         } else {
             self.stale_targets(&image.targets, &tree.manifest.digest)
@@ -338,7 +363,7 @@ impl Copier {
         if targets.is_empty() {
             return Ok(Some("already in sync".into()));
         }
-        self.push_to(&tree, &source.repository, &targets, report)
+        self.push_to(&tree, &source.repository, &targets, force, report)
             .await
             .map(|()| None)
     }
@@ -422,8 +447,8 @@ impl Copier {
         &self,
         tree: ManifestTree,
         source: &Reference,
+        filter: &PlatformFilter,
     ) -> Result<Option<ManifestTree>, CopyError> {
-        let filter = &self.options.platforms;
         if filter.is_empty() {
             return Ok(Some(tree));
         }
@@ -515,10 +540,11 @@ impl Copier {
         tree: &ManifestTree,
         source: &Repository,
         targets: &[Reference],
+        force: bool,
         report: &mut ImageReport,
     ) -> Result<(), CopyError> {
         for target in targets {
-            self.push_tree(tree, source, &target.repository, report)
+            self.push_tree(tree, source, &target.repository, force, report)
                 .await?;
             let client = self.client(target.repository.registry())?;
             self.put_manifest(&client, target, &tree.manifest, report)
@@ -533,11 +559,12 @@ impl Copier {
         tree: &'a ManifestTree,
         source: &'a Repository,
         target: &'a Repository,
+        force: bool,
         report: &'a mut ImageReport,
     ) -> futures::future::BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             for child in &tree.children {
-                self.push_tree(child, source, target, report).await?;
+                self.push_tree(child, source, target, force, report).await?;
                 let client = self.client(target.registry())?;
                 let by_digest = target.at(Locator::Digest(child.manifest.digest.clone()));
                 let exists = client.manifest_head(&by_digest).await?.is_some_and(|h| {
@@ -545,7 +572,7 @@ impl Copier {
                         .as_ref()
                         .is_none_or(|d| *d == child.manifest.digest)
                 });
-                if !exists || self.options.force {
+                if !exists || force {
                     self.put_manifest(&client, &by_digest, &child.manifest, report)
                         .await?;
                 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod copy_paths;
 mod plan;
 mod sync;
 mod transport;

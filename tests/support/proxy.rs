@@ -9,7 +9,7 @@
 //! A hook sees each request ([`ProxyRequest`]) and may return a [`Fault`]:
 //! answer with a status of its own (503, 429 + `Retry-After`...), reset or
 //! close the connection without answering, delay, or forward but corrupt or
-//! truncate the response body. Every request is recorded with its fault and
+//! truncate the response body, forward to another path, or add a response header. Every request is recorded with its fault and
 //! the status answered. The proxy runs on the support background runtime;
 //! dropping it stops it.
 
@@ -73,6 +73,10 @@ pub enum Fault {
     /// Forward, but send only the first `n` body bytes (headers keep the
     /// full `Content-Length`), then drop the connection.
     TruncateBody(usize),
+    /// Forward to this path and query instead of the requested one.
+    Rewrite(String),
+    /// Forward, and add this header to the response.
+    AddResponseHeader(String, String),
 }
 
 impl Fault {
@@ -387,8 +391,12 @@ async fn handle(
     strip_hop_by_hop(&mut headers);
     let body = req.into_body();
     let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
+    let forward_path = match &fault {
+        Some(Fault::Rewrite(rewritten)) => rewritten.as_str(),
+        _ => path.as_str(),
+    };
     let mut upstream_req = net::bg_client()
-        .request(method, format!("{}{path}", state.upstream))
+        .request(method, format!("{}{forward_path}", state.upstream))
         .headers(headers);
     if !empty {
         upstream_req = upstream_req.body(reqwest::Body::wrap_stream(
@@ -413,6 +421,14 @@ async fn handle(
             if let Ok(v) = HeaderValue::try_from(format!("{}{rest}", state.public)) {
                 headers.insert("location", v);
             }
+        }
+    }
+    if let Some(Fault::AddResponseHeader(name, value)) = &fault {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(k, v);
         }
     }
     if let Some(h) = resp.headers_mut() {
