@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod copy_paths;
 mod plan;
+mod queue;
 mod sync;
 mod transport;
 

@@ -4,7 +4,7 @@
 //! inspection through the Registry V2 API ([`ImageSpec`],
 //! [`Registry::seed_image`], ...), a counting fault-injection [`Proxy`], and
 //! helpers to run the `ferry` binary ([`run_ferry`]) and skopeo
-//! ([`skopeo_inspect_raw`]). Everything binds loopback only, lives in temp
+//! ([`skopeo_inspect_raw`]), and a local SQS ([`Moto`], a `moto_server` process). Everything binds loopback only, lives in temp
 //! dirs, and is torn down on drop (child processes also die with the test
 //! process).
 //!
@@ -16,6 +16,7 @@
 
 pub mod certs;
 pub mod ferry;
+pub mod moto;
 pub mod net;
 pub mod proxy;
 pub mod registry;
@@ -31,6 +32,7 @@ use std::sync::{Mutex, Once};
 
 pub use certs::Pki;
 pub use ferry::{ferry, ferry_bin, run_ferry, test_home, workspace_root, Output};
+pub use moto::{moto_bin, Moto, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use net::{free_port, http_client};
 pub use proxy::{fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest};
 pub use registry::{AccessLine, Mode, Options, Registry, BASIC_PASSWORD, BASIC_REALM, BASIC_USER};

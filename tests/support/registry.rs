@@ -555,7 +555,10 @@ fn yaml_str(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
 
-fn capture(stream: impl Read + Send + 'static, logs: Arc<Mutex<Vec<String>>>) -> JoinHandle<()> {
+pub(crate) fn capture(
+    stream: impl Read + Send + 'static,
+    logs: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut r = BufReader::new(stream);
         let mut buf = Vec::new();

@@ -1,0 +1,521 @@
+//! A copy job: the body of one queue message in ferry's serverless mode, sent by the planner
+//! and read by the workers. One job is one planned source image with all its targets.
+//!
+//! The body is versioned JSON:
+//!
+//! ```json
+//! {"v":1,"plan_id":"1763820000-0a1b2c3d","source":"quay.io/coreos/etcd:v3.5.0",
+//!  "digest":"sha256:…","targets":["registry.example.com/mirror/etcd:v3.5.0"],
+//!  "os":["linux"],"arch":["amd64","arm64:v8"],"force":false}
+//! ```
+//!
+//! `digest`, `os`, `arch` and `force` may be absent; unknown fields are ignored so a newer
+//! planner can add optional fields without breaking older workers, while a different `v`
+//! is refused. A job never carries credentials: workers read them from their own
+//! configuration. A malformed body is an error naming the field and value, never a panic.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::copy::PlatformFilter;
+use crate::plan::PlannedImage;
+use crate::reference::{Digest, Locator, Reference, ReferenceError};
+
+/// The body format version this build writes and reads.
+pub const JOB_VERSION: u64 = 1;
+
+/// Values quoted in errors are cut to this many characters: a garbage message must not
+/// flood the logs.
+const QUOTE_LIMIT: usize = 120;
+
+/// No valid reference is this long (a 253-character host, a 255-character path and a
+/// sha512 digest come to about 650), so a longer value is refused before parsing.
+const MAX_REFERENCE_LEN: usize = 1024;
+
+/// One queue message: copy `source` to every target. Read bodies with [`Job::parse`], which
+/// validates; plain serde deserialisation checks only the shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub v: u64,
+    /// The planner run that produced this job, for correlating logs and reports.
+    #[serde(default)]
+    pub plan_id: String,
+    /// `registry/repo:tag` or `registry/repo@digest`, normalised.
+    pub source: String,
+    /// The manifest digest the planner saw, when the registry told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub targets: Vec<String>,
+    /// Raw `--os` entries (`linux`, `windows:10.0.17763`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os: Vec<String>,
+    /// Raw `--arch` entries (`amd64`, `arm64:v8`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arch: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a message body is not a usable job.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum JobError {
+    #[error("job message is not JSON: {0}")]
+    NotJson(String),
+    #[error("job message is not a JSON object")]
+    NotObject,
+    #[error("job message has no {0:?} field")]
+    Missing(&'static str),
+    #[error("job field {field:?} must be {expected}, not {value}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+        value: String,
+    },
+    #[error("unsupported job version {0} (this ferry reads version {JOB_VERSION})")]
+    Version(String),
+    #[error("job field \"targets\" is empty")]
+    NoTargets,
+    #[error("job field {field:?}: {value:?}: {error}")]
+    Reference {
+        field: String,
+        value: String,
+        error: ReferenceError,
+    },
+    #[error("job field {field:?} is {len} characters long, too long for a reference")]
+    TooLong { field: String, len: usize },
+    #[error("job field \"digest\" {digest:?} contradicts the source's digest {source_digest:?}")]
+    DigestConflict {
+        digest: String,
+        source_digest: String,
+    },
+    #[error("job platform filter: {0}")]
+    Platform(String),
+}
+
+impl Job {
+    /// The job for one planned image. `os`/`arch` are the raw flag entries.
+    pub fn from_planned(
+        image: &PlannedImage,
+        plan_id: &str,
+        os: &[String],
+        arch: &[String],
+        force: bool,
+    ) -> Job {
+        Job {
+            v: JOB_VERSION,
+            plan_id: plan_id.to_string(),
+            source: image.source.to_string(),
+            digest: image.digest.as_ref().map(Digest::to_string),
+            targets: image.targets.iter().map(Reference::to_string).collect(),
+            os: os.to_vec(),
+            arch: arch.to_vec(),
+            force,
+        }
+    }
+
+    /// Parses and validates a message body: version, field types, every reference and the
+    /// platform filter, so a job that parses can be executed.
+    pub fn parse(body: &str) -> Result<Job, JobError> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| JobError::NotJson(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(JobError::NotObject);
+        };
+        // The version first: another version may have another shape entirely.
+        check_version(&map)?;
+        let job = Job {
+            v: JOB_VERSION,
+            plan_id: optional_string(&map, "plan_id")?.unwrap_or_default(),
+            source: required_string(&map, "source")?,
+            digest: optional_string(&map, "digest")?,
+            targets: string_list(&map, "targets")?.ok_or(JobError::Missing("targets"))?,
+            os: string_list(&map, "os")?.unwrap_or_default(),
+            arch: string_list(&map, "arch")?.unwrap_or_default(),
+            force: optional_bool(&map, "force")?.unwrap_or(false),
+        };
+        job.to_planned()?;
+        job.platform_filter()?;
+        Ok(job)
+    }
+
+    /// The message body.
+    pub fn to_body(&self) -> String {
+        // A struct of strings, lists and a bool always serialises.
+        serde_json::to_string(self).expect("a Job always serialises to JSON")
+    }
+
+    /// The planned image this job copies; duplicate targets are dropped.
+    pub fn to_planned(&self) -> Result<PlannedImage, JobError> {
+        if self.v != JOB_VERSION {
+            return Err(JobError::Version(self.v.to_string()));
+        }
+        let source = parse_reference("source", &self.source)?;
+        let digest = self.checked_digest(&source)?;
+        if self.targets.is_empty() {
+            return Err(JobError::NoTargets);
+        }
+        let mut seen = HashSet::new();
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for (i, text) in self.targets.iter().enumerate() {
+            let target = parse_reference(&format!("targets[{i}]"), text)?;
+            if seen.insert(target.clone()) {
+                targets.push(target);
+            }
+        }
+        Ok(PlannedImage {
+            source,
+            digest,
+            targets,
+        })
+    }
+
+    /// The `--os`/`--arch` filter the planner was run with.
+    pub fn platform_filter(&self) -> Result<PlatformFilter, JobError> {
+        PlatformFilter::parse(&self.os, &self.arch).map_err(JobError::Platform)
+    }
+
+    /// `digest` parsed, and consistent with a digest source (a contradiction means the
+    /// message was built wrong, and copying either would be a guess).
+    fn checked_digest(&self, source: &Reference) -> Result<Option<Digest>, JobError> {
+        let Some(text) = &self.digest else {
+            return Ok(None);
+        };
+        let digest: Digest = text.parse().map_err(|error| JobError::Reference {
+            field: "digest".into(),
+            value: quote(text),
+            error,
+        })?;
+        match &source.locator {
+            Locator::Digest(d) if *d != digest => Err(JobError::DigestConflict {
+                digest: digest.to_string(),
+                source_digest: d.to_string(),
+            }),
+            _ => Ok(Some(digest)),
+        }
+    }
+}
+
+/// A short plan id, unique enough to tell planner runs apart in logs: the UNIX time in
+/// seconds (so ids sort by start time) and 32 random bits.
+pub fn new_plan_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{secs}-{:08x}", fastrand::u32(..))
+}
+
+fn check_version(map: &Map<String, Value>) -> Result<(), JobError> {
+    match map.get("v") {
+        None => Err(JobError::Missing("v")),
+        Some(Value::Number(n)) if n.as_u64() == Some(JOB_VERSION) => Ok(()),
+        Some(Value::Number(n)) => Err(JobError::Version(quote(&n.to_string()))),
+        Some(other) => Err(wrong_type("v", "a number", other)),
+    }
+}
+
+fn required_string(map: &Map<String, Value>, field: &'static str) -> Result<String, JobError> {
+    optional_string(map, field)?.ok_or(JobError::Missing(field))
+}
+
+/// A string field; `null` counts as absent.
+fn optional_string(map: &Map<String, Value>, field: &str) -> Result<Option<String>, JobError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn optional_bool(map: &Map<String, Value>, field: &str) -> Result<Option<bool>, JobError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong_type(field, "true or false", other)),
+    }
+}
+
+/// A list-of-strings field; `null` counts as absent.
+fn string_list(map: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, JobError> {
+    let items = match map.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(wrong_type(field, "a list of strings", other)),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(wrong_type(&format!("{field}[{i}]"), "a string", other)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn wrong_type(field: &str, expected: &'static str, value: &Value) -> JobError {
+    JobError::WrongType {
+        field: field.to_string(),
+        expected,
+        value: quote(&value.to_string()),
+    }
+}
+
+fn parse_reference(field: &str, text: &str) -> Result<Reference, JobError> {
+    // The parser's own errors quote the whole value.
+    if text.len() > MAX_REFERENCE_LEN {
+        return Err(JobError::TooLong {
+            field: field.to_string(),
+            len: text.chars().count(),
+        });
+    }
+    Reference::parse(text).map_err(|error| JobError::Reference {
+        field: field.to_string(),
+        value: quote(text),
+        error,
+    })
+}
+
+/// `text`, cut to [`QUOTE_LIMIT`] characters.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_LIMIT) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn planned() -> PlannedImage {
+        PlannedImage {
+            source: Reference::parse("quay.io/coreos/etcd:v3.5.0").unwrap(),
+            digest: Some(digest('a').parse().unwrap()),
+            targets: vec![
+                Reference::parse("127.0.0.1:5000/mirror/etcd:v3.5.0").unwrap(),
+                Reference::parse("backup.example.com/etcd:v3.5.0").unwrap(),
+            ],
+        }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn round_trips() {
+        let job = Job::from_planned(
+            &planned(),
+            "p1",
+            &strings(&["linux"]),
+            &strings(&["amd64,arm64:v8"]),
+            true,
+        );
+        let body = job.to_body();
+        assert!(body.starts_with(r#"{"v":1,"plan_id":"p1","source":"quay.io/coreos/etcd:v3.5.0""#));
+        let parsed = Job::parse(&body).unwrap();
+        assert_eq!(parsed, job);
+        assert_eq!(parsed.to_planned().unwrap(), planned());
+        assert_eq!(
+            parsed.platform_filter().unwrap(),
+            PlatformFilter::parse(&strings(&["linux"]), &strings(&["amd64,arm64:v8"])).unwrap()
+        );
+    }
+
+    #[test]
+    fn omits_and_defaults_optional_fields() {
+        let mut image = planned();
+        image.digest = None;
+        let job = Job::from_planned(&image, "p", &[], &[], false);
+        let body = job.to_body();
+        for absent in ["\"digest\"", "\"os\"", "\"arch\"", "\"force\""] {
+            assert!(!body.contains(absent), "{absent} in {body}");
+        }
+        let minimal = Job::parse(r#"{"v":1,"source":"nginx","targets":["h.io/n"]}"#).unwrap();
+        assert_eq!(minimal.plan_id, "");
+        assert!(minimal.platform_filter().unwrap().is_empty());
+        let image = minimal.to_planned().unwrap();
+        assert_eq!(image.source.to_string(), "docker.io/library/nginx:latest");
+        assert_eq!(image.targets[0].to_string(), "h.io/n:latest");
+    }
+
+    #[test]
+    fn accepts_unknown_fields() {
+        let body = r#"{"v":1,"source":"a.io/x:1","targets":["b.io/x:1"],"priority":7}"#;
+        assert_eq!(Job::parse(body).unwrap().source, "a.io/x:1");
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let body = |v: &str| format!(r#"{{"v":{v},"source":"a.io/x:1","targets":["b.io/x:1"]}}"#);
+        assert_eq!(Job::parse(&body("2")), Err(JobError::Version("2".into())));
+        assert_eq!(Job::parse(&body("0")), Err(JobError::Version("0".into())));
+        assert!(Job::parse(&body("1.5")).is_err());
+        assert!(matches!(
+            Job::parse(&body(r#""1""#)),
+            Err(JobError::WrongType { ref field, .. }) if field == "v"
+        ));
+        let job = Job {
+            v: 2,
+            ..Job::parse(&body("1")).unwrap()
+        };
+        assert!(matches!(job.to_planned(), Err(JobError::Version(_))));
+    }
+
+    /// Every malformed body is an error whose message names what is wrong.
+    #[test]
+    fn rejects_garbage_with_a_named_reason() {
+        let d = digest('b');
+        let cases: Vec<(String, &str)> = vec![
+            ("".into(), "not JSON"),
+            ("not json".into(), "not JSON"),
+            ("\u{0}\u{1}{".into(), "not JSON"),
+            ("[1,2]".into(), "not a JSON object"),
+            ("null".into(), "not a JSON object"),
+            (
+                r#"{"source":"a.io/x","targets":["b.io/x"]}"#.into(),
+                "no \"v\"",
+            ),
+            (r#"{"v":1,"targets":["b.io/x"]}"#.into(), "no \"source\""),
+            (r#"{"v":1,"source":"a.io/x"}"#.into(), "no \"targets\""),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":[]}"#.into(),
+                "\"targets\" is empty",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":"b.io/x"}"#.into(),
+                "\"targets\" must be a list",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":["b.io/x",3]}"#.into(),
+                "\"targets[1]\" must be a string, not 3",
+            ),
+            (
+                r#"{"v":1,"source":7,"targets":["b.io/x"]}"#.into(),
+                "\"source\" must be a string, not 7",
+            ),
+            (
+                r#"{"v":1,"source":"A.io/X:1","targets":["b.io/x"]}"#.into(),
+                "\"source\": \"A.io/X:1\"",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":["b.io/x:-bad"]}"#.into(),
+                "\"targets[0]\": \"b.io/x:-bad\"",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","digest":"md5:00","targets":["b.io/x"]}"#.into(),
+                "\"digest\": \"md5:00\"",
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"source":"a.io/x@{}","digest":"{d}","targets":["b.io/x"]}}"#,
+                    digest('c')
+                ),
+                "contradicts",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":["b.io/x"],"force":"yes"}"#.into(),
+                "\"force\" must be true or false",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":["b.io/x"],"arch":["arm/v7"]}"#.into(),
+                "invalid --arch entry \"arm/v7\"",
+            ),
+            (
+                r#"{"v":1,"source":"a.io/x","targets":["b.io/x"],"os":{"linux":1}}"#.into(),
+                "\"os\" must be a list",
+            ),
+        ];
+        for (body, reason) in cases {
+            let error = Job::parse(&body).expect_err(&body).to_string();
+            assert!(
+                error.contains(reason),
+                "{body:?}: {error:?} lacks {reason:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn quotes_long_values_shortly() {
+        let body = format!(
+            r#"{{"v":1,"source":"{}","targets":["b.io/x"]}}"#,
+            "X".repeat(10_000)
+        );
+        let error = Job::parse(&body).unwrap_err().to_string();
+        assert!(error.len() < 200, "{error}");
+        assert!(
+            error.contains("\"source\" is 10000 characters long"),
+            "{error}"
+        );
+        let body = format!(
+            r#"{{"v":1,"source":"a.io/x","targets":["b.io/x"],"os":[{}]}}"#,
+            "1,".repeat(5000) + "1"
+        );
+        let error = Job::parse(&body).unwrap_err().to_string();
+        assert!(error.len() < 200, "{error}");
+        assert!(
+            error.contains("\"os[0]\" must be a string, not 1"),
+            "{error}"
+        );
+        let body = format!(
+            r#"{{"v":1,"source":"a.io/x","targets":["b.io/x"],"force":"{}"}}"#,
+            "y".repeat(5000)
+        );
+        let error = Job::parse(&body).unwrap_err().to_string();
+        assert!(error.len() < 200 && error.contains('…'), "{error}");
+    }
+
+    #[test]
+    fn drops_duplicate_targets() {
+        let job =
+            Job::parse(r#"{"v":1,"source":"a.io/x:1","targets":["b.io/x:1","b.io/x:1","c.io/x"]}"#)
+                .unwrap();
+        let targets: Vec<String> = job
+            .to_planned()
+            .unwrap()
+            .targets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(targets, ["b.io/x:1", "c.io/x:latest"]);
+    }
+
+    #[test]
+    fn fifty_targets_fit_easily_in_a_message() {
+        let mut image = planned();
+        image.targets = (0..50)
+            .map(|i| {
+                Reference::parse(&format!(
+                    "registry-{i}.mirror.example.com:5000/some/deeply/nested/team/path/etcd:v3.5.0-{i}"
+                ))
+                .unwrap()
+            })
+            .collect();
+        let arch = strings(&["amd64", "arm64:v8"]);
+        let body =
+            Job::from_planned(&image, &new_plan_id(), &strings(&["linux"]), &arch, false).to_body();
+        assert!(body.len() < 16 * 1024, "{} bytes", body.len());
+        assert!(body.len() < 256 * 1024);
+        assert_eq!(Job::parse(&body).unwrap().targets.len(), 50);
+    }
+
+    #[test]
+    fn plan_ids_are_short_and_differ() {
+        let (a, b) = (new_plan_id(), new_plan_id());
+        assert_ne!(a, b);
+        assert!(a.len() <= 24, "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+}
