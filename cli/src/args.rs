@@ -35,8 +35,11 @@ impl Cli {
 pub enum Command {
     /// Copy every image the rules select to its targets (the default command).
     Sync(SyncArgs),
-    /// Resolve the rules against the source registries and print one JSON line per copy.
+    /// Resolve the rules against the source registries and print one JSON line per copy,
+    /// or with --queue-url enqueue one job per image not yet in sync.
     Plan(PlanArgs),
+    /// Run the copy jobs of a queue (what the copier Lambda does), from any machine.
+    Worker(WorkerArgs),
 }
 
 impl Command {
@@ -45,6 +48,7 @@ impl Command {
         match self {
             Command::Sync(args) => args.input.log.as_deref(),
             Command::Plan(args) => args.input.log.as_deref(),
+            Command::Worker(args) => args.log.as_deref(),
         }
     }
 }
@@ -80,6 +84,69 @@ pub struct InputArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// Enqueue one job per image not yet in sync on this SQS queue instead of printing
+    /// (AWS configuration from the environment; AWS_ENDPOINT_URL_SQS for a local SQS).
+    #[arg(long, value_name = "URL")]
+    pub queue_url: Option<String>,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+    /// With --queue-url: enqueue images even when their targets are in sync, and push again.
+    #[arg(long, requires = "queue_url")]
+    pub force: bool,
+}
+
+/// `--os` and `--arch`, shared by the commands that copy or plan copies.
+#[derive(Debug, Args)]
+pub struct PlatformArgs {
+    /// Copy only these OSes of multi-platform images (comma-separated, repeatable;
+    /// `os:version` pins an OS version, e.g. windows:10.0.17763).
+    #[arg(long, value_name = "OS[,OS…]")]
+    pub os: Vec<String>,
+    /// Copy only these architectures (comma-separated, repeatable; `arch:variant`, e.g. arm64:v8).
+    #[arg(long, value_name = "ARCH[,ARCH…]")]
+    pub arch: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The SQS queue to consume (AWS configuration from the environment;
+    /// AWS_ENDPOINT_URL_SQS for a local SQS).
+    #[arg(long, value_name = "URL")]
+    pub queue_url: String,
+    /// Auth file (YAML or JSON), as for sync; the Docker config is the fallback.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+    /// Blob transfers kept in flight.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+    )]
+    pub proc: usize,
+    /// Jobs (images) kept in flight.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+    )]
+    pub jobs: usize,
+    /// Seconds a received job stays hidden from other workers; renewed while it runs.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+        value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(2..=43200))]
+    pub visibility: u64,
+    /// Seconds to long-poll for jobs per receive (0..=20).
+    #[arg(long, value_name = "SECONDS", default_value_t = 20,
+        value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(0..=20))]
+    pub wait: u64,
+    /// Exit once the queue is empty and every job has ended, instead of waiting for more.
+    #[arg(long)]
+    pub exit_when_empty: bool,
+    /// Write logs to FILE instead of standard error.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -98,13 +165,8 @@ pub struct SyncArgs {
     /// Rounds of retrying failed images after every image was tried once.
     #[arg(long, short = 'r', value_name = "N", default_value_t = 2)]
     pub retries: u32,
-    /// Copy only these OSes of multi-platform images (comma-separated, repeatable;
-    /// `os:version` pins an OS version, e.g. windows:10.0.17763).
-    #[arg(long, value_name = "OS[,OS…]")]
-    pub os: Vec<String>,
-    /// Copy only these architectures (comma-separated, repeatable; `arch:variant`, e.g. arm64:v8).
-    #[arg(long, value_name = "ARCH[,ARCH…]")]
-    pub arch: Vec<String>,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
     /// Copy images even when their targets already have the source digest.
     #[arg(long)]
     pub force: bool,
@@ -165,7 +227,7 @@ mod tests {
         let args = sync(&[]);
         assert_eq!((args.proc, args.retries, args.force), (5, 2, false));
         assert_eq!(args.output_images_format, ImagesFormat::Yaml);
-        assert!(args.os.is_empty() && args.arch.is_empty());
+        assert!(args.platforms.os.is_empty() && args.platforms.arch.is_empty());
     }
 
     #[test]
@@ -174,8 +236,8 @@ mod tests {
                     --output-images-format json --report r.json";
         let args = sync(&line.split_whitespace().collect::<Vec<_>>());
         assert_eq!((args.proc, args.retries, args.force), (3, 0, true));
-        assert_eq!(args.os, ["linux"]);
-        assert_eq!(args.arch, ["amd64", "arm64:v8"]);
+        assert_eq!(args.platforms.os, ["linux"]);
+        assert_eq!(args.platforms.arch, ["amd64", "arm64:v8"]);
         assert_eq!(args.output_images_format, ImagesFormat::Json);
         assert_eq!(args.report.as_deref(), Some(Path::new("r.json")));
     }

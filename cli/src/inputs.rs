@@ -2,10 +2,12 @@
 //! the registry clients. Nothing here contacts a registry, so bad input fails before any
 //! request (exit status 2).
 
+use std::path::Path;
 use std::sync::Arc;
 
+use shared::auth::AuthConfig;
 use shared::env::ProcessEnv;
-use shared::input::{load_inputs, InputPaths};
+use shared::input::{load_inputs, InputError, InputPaths};
 use shared::registry::{ClientOptions, Registries, RetryPolicy};
 use shared::rules::{Defaults, Rule};
 
@@ -22,11 +24,26 @@ pub fn load(input: &InputArgs) -> anyhow::Result<(Vec<Rule>, Arc<Registries>)> {
         config: input.config.clone(),
     };
     let inputs = load_inputs(&paths, &defaults, &env)?;
+    let registries = registries(inputs.auth, input.tags_page_size);
+    Ok((inputs.rules, registries))
+}
+
+/// Only the auth file (`ferry worker`: its jobs name their sources and targets).
+pub fn load_auth(auth: Option<&Path>) -> anyhow::Result<Arc<Registries>> {
+    let env = ProcessEnv;
+    let config = match auth {
+        Some(path) => AuthConfig::load(path, &env).map_err(InputError::from)?,
+        None => AuthConfig::empty(),
+    };
+    let config = config.with_docker_config(&env).map_err(InputError::from)?;
+    Ok(registries(config, None))
+}
+
+fn registries(auth: AuthConfig, tags_page_size: Option<usize>) -> Arc<Registries> {
     let options = ClientOptions {
-        retry: RetryPolicy::from_env(&env),
-        tags_page_size: input.tags_page_size,
+        retry: RetryPolicy::from_env(&ProcessEnv),
+        tags_page_size,
         ..ClientOptions::default()
     };
-    let registries = Arc::new(Registries::new(Arc::new(inputs.auth), options));
-    Ok((inputs.rules, registries))
+    Arc::new(Registries::new(Arc::new(auth), options))
 }

@@ -12,6 +12,7 @@ mod progress;
 mod settings;
 mod summary;
 mod sync;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         match command {
             Command::Sync(args) => sync::run(args).await,
             Command::Plan(args) => plan::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
         }
     });
     match outcome {

@@ -4,10 +4,16 @@
 use std::io::Write as _;
 
 use serde::Serialize;
-use shared::plan::{resolve, PlanOptions};
+use std::sync::Arc;
+
+use shared::copy::PlatformFilter;
+use shared::plan::{dispatch, resolve, DispatchOptions, PlanOptions};
+use shared::queue::SqsQueue;
+use shared::registry::Registries;
+use shared::rules::Rule;
 
 use crate::args::PlanArgs;
-use crate::exit::Status;
+use crate::exit::{Status, UsageError};
 use crate::inputs::load;
 
 #[derive(Serialize)]
@@ -19,7 +25,11 @@ struct PlanLine<'a> {
 }
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
+    PlatformFilter::parse(&args.platforms.os, &args.platforms.arch).map_err(UsageError)?;
     let (rules, registries) = load(&args.input)?;
+    if let Some(url) = &args.queue_url {
+        return enqueue(&args, url, &rules, &registries).await;
+    }
     let plan = resolve(&rules, &registries, &PlanOptions::default()).await;
     let mut out = std::io::stdout().lock();
     for (image, target) in plan.pairs() {
@@ -39,6 +49,33 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
         eprintln!("ferry: {failure}");
     }
     Ok(if plan.failures.is_empty() {
+        Status::Success
+    } else {
+        Status::Failed
+    })
+}
+
+/// `--queue-url`: enqueue jobs for the images not yet in sync and print what was done, as
+/// the planner Lambda answers it.
+async fn enqueue(
+    args: &PlanArgs,
+    url: &str,
+    rules: &[Rule],
+    registries: &Arc<Registries>,
+) -> anyhow::Result<Status> {
+    let queue = SqsQueue::from_env(url).await;
+    let options = DispatchOptions {
+        os: args.platforms.os.clone(),
+        arch: args.platforms.arch.clone(),
+        force: args.force,
+        concurrency: PlanOptions::default().concurrency,
+    };
+    let summary = dispatch(rules, registries, &queue, &options).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    for error in &summary.errors {
+        eprintln!("ferry: {error}");
+    }
+    Ok(if summary.errors.is_empty() {
         Status::Success
     } else {
         Status::Failed

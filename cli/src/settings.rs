@@ -28,7 +28,8 @@ impl TryFrom<SyncArgs> for SyncSettings {
     type Error = UsageError;
 
     fn try_from(args: SyncArgs) -> Result<Self, UsageError> {
-        let platforms = PlatformFilter::parse(&args.os, &args.arch).map_err(UsageError)?;
+        let platforms =
+            PlatformFilter::parse(&args.platforms.os, &args.platforms.arch).map_err(UsageError)?;
         Ok(SyncSettings {
             input: args.input,
             copy: CopyOptions {

@@ -374,17 +374,7 @@ impl Copier {
         targets: &[Reference],
         digest: &Digest,
     ) -> Result<Vec<Reference>, CopyError> {
-        let heads: Vec<Result<Option<Reference>, CopyError>> = stream::iter(targets)
-            .map(|target| async move {
-                let client = self.client(target.repository.registry())?;
-                let head = client.manifest_head(target).await?;
-                let in_sync = head.and_then(|h| h.digest).as_ref() == Some(digest);
-                Ok((!in_sync).then(|| target.clone()))
-            })
-            .buffered(8)
-            .collect()
-            .await;
-        heads.into_iter().filter_map(Result::transpose).collect()
+        Ok(self.registries.stale_targets(targets, digest, 8).await?)
     }
 
     fn client(&self, registry: &str) -> Result<Arc<Client>, CopyError> {

@@ -49,6 +49,12 @@ pub fn read_document(path: &Path) -> Result<Value, FileError> {
     parse_document(path, format, &text)
 }
 
+/// Parses a document given inline (an environment variable, an event field) as YAML, which
+/// also reads JSON; `label` names where it came from in messages.
+pub fn parse_inline(label: &Path, text: &str) -> Result<Value, FileError> {
+    parse_document(label, "YAML or JSON", text)
+}
+
 fn parse_document(path: &Path, format: &'static str, text: &str) -> Result<Value, FileError> {
     let malformed = |message: String| FileError::Malformed {
         file: path.to_path_buf(),

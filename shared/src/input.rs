@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::auth::{AuthConfig, AuthError};
 use crate::env::Env;
-use crate::files::{read_document, FileError};
+use crate::files::{parse_inline, read_document, FileError};
 use crate::rules::{load_rules, rules_from_value, Defaults, Rule, RulesError};
 
 /// The input files as given on the command line.
@@ -40,6 +40,10 @@ pub enum InputError {
     Config { file: PathBuf, message: String },
     #[error("no images file: pass --images FILE (or --config FILE); ./images.json does not exist")]
     NoImages,
+    #[error("no rules: set FERRY_IMAGES (inline YAML or JSON) or FERRY_IMAGES_FILE")]
+    NoImagesInEnvironment,
+    #[error("{name}: {message}")]
+    Variable { name: &'static str, message: String },
 }
 
 /// image-syncer's defaults when neither `--images` nor `--config` is given.
@@ -80,6 +84,120 @@ pub fn load_inputs(
     };
     let auth = auth.with_docker_config(env)?;
     Ok(Inputs { auth, rules })
+}
+
+/// The serverless functions' configuration, from their environment: the rules from
+/// `FERRY_IMAGES` (inline YAML or JSON) or `FERRY_IMAGES_FILE`, the auth from `FERRY_AUTH` or
+/// `FERRY_AUTH_FILE` (whose `${NAME}` values are filled from other variables, which the
+/// template resolves from Secrets Manager), and `FERRY_REGISTRY`/`FERRY_NAMESPACE` as the
+/// defaults for empty targets. Rules are optional where a function only runs queued jobs.
+pub fn load_inputs_from_env(env: &dyn Env, rules_required: bool) -> Result<Inputs, InputError> {
+    let defaults = Defaults {
+        registry: non_empty(env, "FERRY_REGISTRY"),
+        namespace: non_empty(env, "FERRY_NAMESPACE"),
+    };
+    let rules = match document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE")? {
+        Some((file, value)) => rules_from_value(&file, &value, &defaults, env)?,
+        None if rules_required => return Err(InputError::NoImagesInEnvironment),
+        None => Vec::new(),
+    };
+    let auth = match document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE")? {
+        Some((file, value)) => AuthConfig::from_value(&file, &value, env)?,
+        None => AuthConfig::empty(),
+    };
+    Ok(Inputs { auth, rules })
+}
+
+/// Rules given inline (an invocation's `"images"` override), validated like a file's.
+pub fn rules_from_inline(
+    label: &str,
+    value: &serde_json::Value,
+    env: &dyn Env,
+) -> Result<Vec<Rule>, InputError> {
+    let defaults = Defaults {
+        registry: non_empty(env, "FERRY_REGISTRY"),
+        namespace: non_empty(env, "FERRY_NAMESPACE"),
+    };
+    // A string holds a YAML or JSON document; anything else is the rules map itself.
+    let label = Path::new(label);
+    let value = match value {
+        serde_json::Value::String(text) => parse_inline(label, text)?,
+        other => other.clone(),
+    };
+    Ok(rules_from_value(label, &value, &defaults, env)?)
+}
+
+/// The serverless functions' copy settings from their environment: `FERRY_OS`/`FERRY_ARCH`
+/// (comma-separated, as the flags), `FERRY_PROC` (blob transfers in flight, which bounds
+/// memory) and `FERRY_CONCURRENCY` (registry requests in flight while planning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    pub os: Vec<String>,
+    pub arch: Vec<String>,
+    pub proc: usize,
+    pub concurrency: usize,
+}
+
+pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, InputError> {
+    let list = |name: &str| -> Vec<String> {
+        env.var(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (os, arch) = (list("FERRY_OS"), list("FERRY_ARCH"));
+    crate::copy::PlatformFilter::parse(&os, &arch).map_err(|message| InputError::Variable {
+        name: "FERRY_OS/FERRY_ARCH",
+        message,
+    })?;
+    Ok(ServiceSettings {
+        os,
+        arch,
+        proc: positive(env, "FERRY_PROC", 5)?,
+        concurrency: positive(env, "FERRY_CONCURRENCY", 32)?,
+    })
+}
+
+fn positive(env: &dyn Env, name: &'static str, default: usize) -> Result<usize, InputError> {
+    match env.var(name).map(|v| v.trim().to_string()) {
+        None => Ok(default),
+        Some(v) if v.is_empty() => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(InputError::Variable {
+                name,
+                message: format!("{v:?} is not a positive whole number"),
+            }),
+        },
+    }
+}
+
+fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.trim().trim_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A document from `inline` (its text) or else `file` (a path); the path names it in messages.
+fn document_from_env(
+    env: &dyn Env,
+    inline: &'static str,
+    file: &'static str,
+) -> Result<Option<(PathBuf, serde_json::Value)>, InputError> {
+    if let Some(text) = env.var(inline).filter(|t| !t.trim().is_empty()) {
+        let label = PathBuf::from(format!("${inline}"));
+        return Ok(Some((label.clone(), parse_inline(&label, &text)?)));
+    }
+    match env.var(file).filter(|p| !p.trim().is_empty()) {
+        Some(path) => {
+            let path = PathBuf::from(path.trim());
+            Ok(Some((path.clone(), read_document(&path)?)))
+        }
+        None => Ok(None),
+    }
 }
 
 struct LegacyConfig {

@@ -13,3 +13,4 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod rules;
+pub mod worker;

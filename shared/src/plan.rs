@@ -13,6 +13,10 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
+use serde::Serialize;
+
+use crate::job::{new_plan_id, Job};
+use crate::queue::{Queue, QueueError};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Registries, RegistryError};
 use crate::rules::{Naming, Rule, Selector};
@@ -193,6 +197,109 @@ async fn select(
             source: rule.source.at(locator),
         })
         .collect())
+}
+
+/// What the planner is asked to do beyond resolving the rules.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchOptions {
+    /// Raw `--os`/`--arch` entries, carried by every job.
+    pub os: Vec<String>,
+    pub arch: Vec<String>,
+    /// Enqueue every image, even those already in sync, and ask copiers to push again.
+    pub force: bool,
+    /// Registry requests kept in flight while resolving and checking targets.
+    pub concurrency: usize,
+}
+
+/// What a planner run did: the planner Lambda's answer and `ferry plan --queue-url`'s summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DispatchSummary {
+    pub plan_id: String,
+    pub rules: usize,
+    /// Source images (tags or digests) the rules selected.
+    pub tags_seen: usize,
+    pub jobs_enqueued: usize,
+    pub already_in_sync: usize,
+    /// Rules that could not be resolved and target checks that failed, one line each.
+    pub errors: Vec<String>,
+}
+
+/// Resolves `rules`, drops the images every target already has (unless forced; a platform
+/// filter rewrites indexes, so then digests cannot be compared and every image goes), and
+/// enqueues one job per remaining image with only its stale targets.
+pub async fn dispatch(
+    rules: &[Rule],
+    registries: &Arc<Registries>,
+    queue: &dyn Queue,
+    options: &DispatchOptions,
+) -> Result<DispatchSummary, QueueError> {
+    let concurrency = options.concurrency.max(1);
+    let plan = resolve(
+        rules,
+        registries,
+        &PlanOptions {
+            concurrency,
+            head_sources: true,
+        },
+    )
+    .await;
+    let mut summary = DispatchSummary {
+        plan_id: new_plan_id(),
+        rules: rules.len(),
+        tags_seen: plan.images.len(),
+        errors: plan.failures.iter().map(ToString::to_string).collect(),
+        ..DispatchSummary::default()
+    };
+    for rule in &plan.empty_rules {
+        tracing::warn!(rule = %rule, "rule selects no image");
+    }
+    let compare = !options.force && options.os.is_empty() && options.arch.is_empty();
+    let checked: Vec<(PlannedImage, Result<Vec<Reference>, RegistryError>)> =
+        stream::iter(plan.images)
+            .map(|image| async move {
+                let stale = match (&image.digest, compare) {
+                    (Some(digest), true) => {
+                        registries
+                            .stale_targets(&image.targets, digest, image.targets.len())
+                            .await
+                    }
+                    _ => Ok(image.targets.clone()),
+                };
+                (image, stale)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut jobs = Vec::new();
+    for (mut image, stale) in checked {
+        match stale {
+            Ok(stale) if stale.is_empty() => summary.already_in_sync += 1,
+            Ok(stale) => {
+                image.targets = stale;
+                jobs.push(image);
+            }
+            // The copier checks again and retries; the job still goes.
+            Err(error) => {
+                summary.errors.push(format!("{}: {error}", image.source));
+                jobs.push(image);
+            }
+        }
+    }
+    jobs.sort_by(|a, b| a.source.cmp(&b.source));
+    let jobs: Vec<Job> = jobs
+        .iter()
+        .map(|image| {
+            Job::from_planned(
+                image,
+                &summary.plan_id,
+                &options.os,
+                &options.arch,
+                options.force,
+            )
+        })
+        .collect();
+    summary.jobs_enqueued = queue.send(&jobs).await?.sent;
+    Ok(summary)
 }
 
 /// The target reference for the source at `position` of the rule's selection.

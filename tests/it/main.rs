@@ -6,6 +6,7 @@ mod bad_input;
 mod copy_paths;
 mod plan;
 mod queue;
+mod serverless;
 mod sync;
 mod transport;
 

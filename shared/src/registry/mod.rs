@@ -28,7 +28,9 @@ pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
 use crate::auth::{AuthConfig, Credentials, TlsSettings};
-use crate::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API};
+use futures::stream::{self, StreamExt};
+
+use crate::reference::{Digest, Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
 use error::describe_error_body;
 use token::TokenCache;
 use transport::{execute, TransportFailure};
@@ -81,6 +83,27 @@ impl Registries {
 
     pub fn auth(&self) -> &AuthConfig {
         &self.auth
+    }
+
+    /// The targets whose manifest is not `digest` (missing or different), HEADing up to
+    /// `concurrency` at once. HEAD spends no pull quota, which is what makes no-op runs free.
+    pub async fn stale_targets(
+        &self,
+        targets: &[Reference],
+        digest: &Digest,
+        concurrency: usize,
+    ) -> Result<Vec<Reference>, RegistryError> {
+        let heads: Vec<Result<Option<Reference>, RegistryError>> = stream::iter(targets)
+            .map(|target| async move {
+                let client = self.client(target.repository.registry())?;
+                let head = client.manifest_head(target).await?;
+                let in_sync = head.and_then(|h| h.digest).as_ref() == Some(digest);
+                Ok((!in_sync).then(|| target.clone()))
+            })
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
+        heads.into_iter().filter_map(Result::transpose).collect()
     }
 }
 

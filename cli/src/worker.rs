@@ -1,0 +1,71 @@
+//! `ferry worker`: consume a queue of copy jobs from any machine (ECS, Kubernetes, a VM),
+//! the way the copier Lambda does: long polling, visibility renewed while an image copies,
+//! deleted on success. The first SIGTERM or Ctrl-C stops receiving and lets the jobs in
+//! flight finish; a second stops starting new blobs, and their jobs are left to reappear.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::copy::{Copier, CopyOptions, NoProgress};
+use shared::queue::{Queue, SqsQueue};
+use shared::worker::{work, WorkerOptions};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::args::WorkerArgs;
+use crate::exit::Status;
+use crate::inputs::load_auth;
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
+    let registries = load_auth(args.auth.as_deref())?;
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
+    let copier = Arc::new(Copier::new(
+        registries,
+        CopyOptions {
+            proc: args.proc,
+            ..CopyOptions::default()
+        },
+        Arc::new(NoProgress),
+    ));
+    let options = WorkerOptions {
+        max_in_flight: args.jobs,
+        wait: Duration::from_secs(args.wait),
+        visibility: Duration::from_secs(args.visibility),
+        exit_when_empty: args.exit_when_empty,
+        ..WorkerOptions::default()
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let signals = tokio::spawn(stop_on_signals(stop_tx, Arc::clone(&copier)));
+    tracing::info!(queue = %args.queue_url, "worker started");
+    let summary = work(queue, copier, options, stop).await;
+    signals.abort();
+    let summary = summary?;
+    eprintln!(
+        "ferry: worker: {} jobs succeeded, {} failed",
+        summary.succeeded, summary.failed
+    );
+    Ok(if summary.failed == 0 {
+        Status::Success
+    } else {
+        Status::Failed
+    })
+}
+
+/// First signal: stop receiving. Second: stop starting new blobs too.
+async fn stop_on_signals(stop: watch::Sender<bool>, copier: Arc<Copier>) {
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    let next = async |term: &mut tokio::signal::unix::Signal| {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    next(&mut term).await;
+    eprintln!("ferry: worker stopping: receiving no more jobs, finishing those in flight");
+    let _ = stop.send(true);
+    next(&mut term).await;
+    eprintln!("ferry: worker stopping now: no new blobs; unfinished jobs will reappear");
+    copier.stop();
+}

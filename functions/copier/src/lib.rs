@@ -1,0 +1,84 @@
+//! The copier function: each SQS record is one copy job; the answer lists only the records
+//! that failed (`ReportBatchItemFailures`), so SQS deletes the rest and redelivers those.
+//!
+//! The invocation's deadline is watched: with little time left no new image or blob is
+//! started, and jobs still unfinished are reported failed, so the next delivery resumes them
+//! (blobs already copied are skipped). `FERRY_PROC` bounds transfers in flight, and with them
+//! memory. Credentials come from the function's own configuration (`FERRY_AUTH` or
+//! `FERRY_AUTH_FILE`), never from the messages.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use shared::copy::{Copier, CopyOptions, NoProgress};
+use shared::env::Env;
+use shared::input::{load_inputs_from_env, service_settings_from_env};
+use shared::registry::{ClientOptions, Registries, RetryPolicy};
+use shared::worker::{run_messages, Deadline, Message};
+use tokio::time::Instant;
+
+/// What outlives one invocation: the registry clients, with their cached tokens.
+pub struct CopierFunction {
+    registries: Arc<Registries>,
+    proc: usize,
+}
+
+impl CopierFunction {
+    pub fn from_env(env: &dyn Env) -> anyhow::Result<CopierFunction> {
+        let inputs = load_inputs_from_env(env, false)?;
+        let settings = service_settings_from_env(env)?;
+        let options = ClientOptions {
+            retry: RetryPolicy::from_env(env),
+            ..ClientOptions::default()
+        };
+        Ok(CopierFunction {
+            registries: Arc::new(Registries::new(Arc::new(inputs.auth), options)),
+            proc: settings.proc,
+        })
+    }
+
+    /// One batch. `deadline_ms` is the invocation's deadline in milliseconds since the epoch,
+    /// as the Lambda context gives it; `None` runs without one.
+    pub async fn handle(&self, event: SqsEvent, deadline_ms: Option<u64>) -> SqsBatchResponse {
+        let messages: Vec<Message> = event
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| Message {
+                // A record without an id cannot be reported back; it still runs.
+                id: record.message_id.unwrap_or_else(|| format!("record-{i}")),
+                body: record.body.unwrap_or_default(),
+            })
+            .collect();
+        // A copier per invocation: its stop (at the deadline) must not outlive this batch.
+        let copier = Copier::new(
+            Arc::clone(&self.registries),
+            CopyOptions {
+                proc: self.proc,
+                ..CopyOptions::default()
+            },
+            Arc::new(NoProgress),
+        );
+        let deadline = deadline_ms.map(|ms| Deadline::before(instant_at(ms)));
+        let outcomes = run_messages(&copier, messages, deadline).await;
+        let mut response = SqsBatchResponse::default();
+        for outcome in outcomes {
+            if let Some(reason) = &outcome.failure {
+                tracing::warn!(message_id = %outcome.message_id, reason = %reason, "job failed; SQS will redeliver it");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = outcome.message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+}
+
+/// The monotonic instant of a wall-clock deadline in epoch milliseconds.
+fn instant_at(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

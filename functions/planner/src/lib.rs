@@ -1,0 +1,90 @@
+//! The planner function: on a schedule or a manual invoke, expand the configured rules into
+//! one queue message per image not yet in sync, and answer what it did.
+//!
+//! Configuration comes from the environment (see `shared::input::load_inputs_from_env`):
+//! `FERRY_QUEUE_URL`, `FERRY_IMAGES` or `FERRY_IMAGES_FILE`, `FERRY_AUTH` or
+//! `FERRY_AUTH_FILE`, `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
+//! `FERRY_CONCURRENCY`. An invocation's payload may override two things:
+//! `{"force": true}` and `{"images": <rules, as a map or as YAML/JSON text>}`; anything
+//! else in it (an EventBridge schedule event, say) is ignored.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use shared::env::Env;
+use shared::input::{load_inputs_from_env, rules_from_inline, service_settings_from_env};
+use shared::plan::{dispatch, DispatchOptions, DispatchSummary};
+use shared::queue::Queue;
+use shared::registry::{ClientOptions, Registries, RetryPolicy};
+use shared::rules::Rule;
+
+/// Everything an invocation needs, built once per cold start.
+pub struct Planner {
+    rules: Vec<Rule>,
+    registries: Arc<Registries>,
+    queue: Arc<dyn Queue>,
+    options: DispatchOptions,
+    env: Arc<dyn Env>,
+}
+
+impl Planner {
+    /// Reads the configuration; `queue` is where jobs go (SQS in Lambda, anything in tests).
+    pub fn from_env(env: Arc<dyn Env>, queue: Arc<dyn Queue>) -> anyhow::Result<Planner> {
+        // Rules may also come with each invocation, so none configured is not an error yet.
+        let inputs = load_inputs_from_env(env.as_ref(), false)?;
+        let settings = service_settings_from_env(env.as_ref())?;
+        let options = ClientOptions {
+            retry: RetryPolicy::from_env(env.as_ref()),
+            ..ClientOptions::default()
+        };
+        Ok(Planner {
+            rules: inputs.rules,
+            registries: Arc::new(Registries::new(Arc::new(inputs.auth), options)),
+            queue,
+            options: DispatchOptions {
+                os: settings.os,
+                arch: settings.arch,
+                force: false,
+                concurrency: settings.concurrency,
+            },
+            env,
+        })
+    }
+
+    /// One invocation: plan and enqueue, with the payload's overrides.
+    pub async fn handle(&self, payload: &Value) -> anyhow::Result<DispatchSummary> {
+        let mut options = self.options.clone();
+        if let Some(force) = payload.get("force") {
+            options.force = force.as_bool().with_context(|| {
+                format!("invocation field \"force\" must be true or false, not {force}")
+            })?;
+        }
+        let inline;
+        let rules = match payload.get("images") {
+            Some(images) => {
+                inline = rules_from_inline("invocation \"images\"", images, self.env.as_ref())?;
+                &inline
+            }
+            None => &self.rules,
+        };
+        anyhow::ensure!(
+            !rules.is_empty(),
+            "no rules: set FERRY_IMAGES or FERRY_IMAGES_FILE, or invoke with {{\"images\": …}}"
+        );
+        let summary = dispatch(rules, &self.registries, self.queue.as_ref(), &options).await?;
+        tracing::info!(
+            plan_id = %summary.plan_id,
+            rules = summary.rules,
+            tags_seen = summary.tags_seen,
+            jobs_enqueued = summary.jobs_enqueued,
+            already_in_sync = summary.already_in_sync,
+            errors = summary.errors.len(),
+            "plan enqueued"
+        );
+        for error in &summary.errors {
+            tracing::warn!(plan_id = %summary.plan_id, error = %error, "planning error");
+        }
+        Ok(summary)
+    }
+}

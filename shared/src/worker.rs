@@ -1,0 +1,301 @@
+//! Running queued jobs: what the copier Lambda does with one SQS batch, and what
+//! `ferry worker` does in a loop on any machine. A message is a job; a job that cannot be
+//! parsed, fails, or does not finish in time is a failed message, left for the queue to
+//! deliver again (and in the end to its dead-letter queue). Running a job twice is harmless:
+//! the copier skips targets already in sync and blobs already present.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::copy::{Copier, ImageOptions};
+use crate::job::Job;
+use crate::queue::{Delivery, Queue, QueueError};
+use crate::report::{ImageReport, Status};
+
+/// One message to run: its id (for `batchItemFailures`) and body.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub body: String,
+}
+
+/// How one message went.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub message_id: String,
+    /// The copy's report; `None` when the message never became a copy (malformed, or not
+    /// started before the deadline).
+    pub report: Option<ImageReport>,
+    /// Why the message failed; `None` when it succeeded.
+    pub failure: Option<String>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// When a run must wrap up.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// From here no new image or blob is started.
+    pub stop_starting: Instant,
+    /// From here whatever is unfinished is abandoned and reported as failed.
+    pub give_up: Instant,
+}
+
+impl Deadline {
+    /// For a Lambda invocation ending at `end`: stop starting work with a fifth of the time
+    /// (at most a minute, at least 2 s) left, give up with 2 s left to answer.
+    pub fn before(end: Instant) -> Deadline {
+        let left = end.saturating_duration_since(Instant::now());
+        let margin = (left / 5).clamp(Duration::from_secs(2), Duration::from_secs(60));
+        let answer = Duration::from_secs(2).min(left / 2);
+        Deadline {
+            stop_starting: end.checked_sub(margin).unwrap_or(end),
+            give_up: end.checked_sub(answer).unwrap_or(end),
+        }
+    }
+}
+
+/// Runs every message at once (the copier's `--proc` bounds the transfers) and reports each.
+/// With a deadline, the copier stops starting new work at `stop_starting` (so it should be
+/// a copier of this run alone) and messages unfinished at `give_up` are failed.
+pub async fn run_messages(
+    copier: &Copier,
+    messages: Vec<Message>,
+    deadline: Option<Deadline>,
+) -> Vec<Outcome> {
+    let mut pending: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    let mut running: FuturesUnordered<_> = messages
+        .into_iter()
+        .map(|message| run_message(copier, message))
+        .collect();
+    let mut outcomes = Vec::new();
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let stop_at = deadline.map_or(far, |d| d.stop_starting);
+    let give_up_at = deadline.map_or(far, |d| d.give_up);
+    let mut stop_sent = false;
+    loop {
+        tokio::select! {
+            next = running.next() => match next {
+                Some(outcome) => {
+                    pending.retain(|id| *id != outcome.message_id);
+                    outcomes.push(outcome);
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(stop_at), if !stop_sent => {
+                tracing::warn!("invocation deadline near: starting no new work");
+                copier.stop();
+                stop_sent = true;
+            }
+            () = tokio::time::sleep_until(give_up_at) => {
+                tracing::warn!(unfinished = pending.len(), "invocation deadline: giving up");
+                break;
+            }
+        }
+    }
+    drop(running);
+    outcomes.extend(pending.into_iter().map(|message_id| Outcome {
+        message_id,
+        report: None,
+        failure: Some("not finished before the invocation deadline; it will be redelivered".into()),
+    }));
+    outcomes
+}
+
+/// Parses and runs one message, logging its outcome as one structured line.
+async fn run_message(copier: &Copier, message: Message) -> Outcome {
+    let job = match parse(&message.body) {
+        Ok(job) => job,
+        Err(reason) => {
+            tracing::error!(message_id = %message.id, reason = %reason, "malformed job message");
+            return Outcome {
+                message_id: message.id,
+                report: None,
+                failure: Some(reason),
+            };
+        }
+    };
+    let (image, options) = job;
+    let (report, _retryable) = copier.copy_image_with(&image, &options).await;
+    let failure = (report.status == Status::Failed)
+        .then(|| report.reason.clone().unwrap_or_else(|| "failed".into()));
+    tracing::info!(
+        message_id = %message.id,
+        source = %report.source,
+        targets = ?report.targets,
+        status = ?report.status,
+        reason = report.reason.as_deref().unwrap_or(""),
+        bytes = report.bytes,
+        blobs_copied = report.blobs_copied,
+        blobs_mounted = report.blobs_mounted,
+        duration_ms = report.duration_ms,
+        "job finished"
+    );
+    Outcome {
+        message_id: message.id,
+        report: Some(report),
+        failure,
+    }
+}
+
+fn parse(body: &str) -> Result<(crate::plan::PlannedImage, ImageOptions), String> {
+    let job = Job::parse(body).map_err(|e| e.to_string())?;
+    let image = job.to_planned().map_err(|e| e.to_string())?;
+    let platforms = job.platform_filter().map_err(|e| e.to_string())?;
+    Ok((
+        image,
+        ImageOptions {
+            force: job.force,
+            platforms,
+        },
+    ))
+}
+
+/// How `ferry worker` consumes a queue.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Messages received per call (at most 10) and jobs in flight at most.
+    pub batch: usize,
+    pub max_in_flight: usize,
+    /// Long-polling wait per receive.
+    pub wait: Duration,
+    /// How long a received message stays hidden; renewed at half of it while its job runs.
+    pub visibility: Duration,
+    /// Return once a receive comes back empty with nothing in flight (batch use, tests).
+    pub exit_when_empty: bool,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            batch: 10,
+            max_in_flight: 20,
+            wait: Duration::from_secs(20),
+            visibility: Duration::from_secs(120),
+            exit_when_empty: false,
+        }
+    }
+}
+
+/// What a worker did before it returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+/// Consumes `queue` until `stop` turns true (then receives nothing more and lets jobs in
+/// flight finish) or, with `exit_when_empty`, until it is drained. Succeeded messages are
+/// deleted; failed ones are left to reappear after their visibility timeout.
+pub async fn work(
+    queue: Arc<dyn Queue>,
+    copier: Arc<Copier>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<WorkerSummary, QueueError> {
+    let mut summary = WorkerSummary::default();
+    let mut running = FuturesUnordered::new();
+    let max_in_flight = options.max_in_flight.max(1);
+    let mut stopping = *stop.borrow();
+    let mut stop_closed = false;
+    // One receive at a time, polled together with the jobs in flight so both progress.
+    let mut receiving: Option<BoxFuture<'_, Result<Vec<Delivery>, QueueError>>> = None;
+    // Each round handles one event; it ends once stopping (or drained) with nothing in flight.
+    loop {
+        let room = max_in_flight.saturating_sub(running.len());
+        if receiving.is_none() && !stopping && room > 0 {
+            receiving = Some(queue.receive(room.min(options.batch), options.wait));
+        }
+        if receiving.is_none() && running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(succeeded) = running.next(), if !running.is_empty() => {
+                tally(&mut summary, succeeded);
+            }
+            received = async { receiving.as_mut().expect("guarded").await }, if receiving.is_some() => {
+                receiving = None;
+                let deliveries = received?;
+                if deliveries.is_empty() && running.is_empty() && options.exit_when_empty {
+                    stopping = true;
+                }
+                for delivery in deliveries {
+                    running.push(run_delivery(&queue, &copier, delivery, options.visibility));
+                }
+            }
+            changed = stop.changed(), if !stopping && !stop_closed => {
+                // A dropped sender means nobody can ask for a stop any more: carry on.
+                stop_closed = changed.is_err();
+                if !stop_closed && *stop.borrow() {
+                    stopping = true;
+                    // A receive cut short leaves its messages hidden until they time out.
+                    receiving = None;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn tally(summary: &mut WorkerSummary, succeeded: bool) {
+    if succeeded {
+        summary.succeeded += 1;
+    } else {
+        summary.failed += 1;
+    }
+}
+
+/// Runs one delivery, keeping it hidden while it runs, and deletes it when it succeeded.
+async fn run_delivery(
+    queue: &Arc<dyn Queue>,
+    copier: &Copier,
+    delivery: Delivery,
+    visibility: Duration,
+) -> bool {
+    let Delivery {
+        message_id,
+        receipt,
+        body,
+        receive_count,
+    } = delivery;
+    tracing::debug!(message_id = %message_id, receive_count, "job received");
+    let message = Message {
+        id: message_id.clone(),
+        body,
+    };
+    let outcome = {
+        let run = run_message(copier, message);
+        tokio::pin!(run);
+        let mut renew = tokio::time::interval_at(Instant::now() + visibility / 2, visibility / 2);
+        loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                _ = renew.tick() => {
+                    if let Err(error) = queue.extend_visibility(&receipt, visibility).await {
+                        tracing::warn!(message_id = %message_id, error = %error, "could not extend visibility");
+                    }
+                }
+            }
+        }
+    };
+    if !outcome.succeeded() {
+        return false;
+    }
+    match queue.delete(&receipt).await {
+        Ok(()) => true,
+        Err(error) => {
+            // The copy is done; a redelivery will find everything in sync.
+            tracing::warn!(message_id = %message_id, error = %error, "could not delete message");
+            true
+        }
+    }
+}
