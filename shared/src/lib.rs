@@ -13,4 +13,5 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod rules;
+pub mod webhook;
 pub mod worker;

@@ -302,8 +302,9 @@ pub async fn dispatch(
     Ok(summary)
 }
 
-/// The target reference for the source at `position` of the rule's selection.
-fn target_reference(
+/// The target reference for the source at `position` of the rule's selection. Shared with
+/// `webhook`, so a pushed image is named exactly as a planned one would be.
+pub(crate) fn target_reference(
     repository: &Repository,
     naming: &Naming,
     position: usize,
