@@ -341,3 +341,59 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
         );
     }
 }
+
+/// Once through the real Lambda Runtime API (the `cargo lambda watch` emulator): the planner
+/// invoked with the schedule fixture enqueues into moto, and the copier invoked with the
+/// resulting SQS event copies the image.
+#[tokio::test(flavor = "multi_thread")]
+async fn planner_and_copier_under_the_lambda_runtime_emulator() {
+    let src = Registry::start(Mode::Http);
+    let dst = Registry::start(Mode::Http);
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(241, 2, 4096))
+        .await;
+    let moto = Moto::start();
+    let (url, _) = moto.create_queue("ferry-jobs", None).await;
+    let queue = moto.queue(&url);
+    let dir = temp_dir();
+    let images = format!(
+        "{{\"{}/team/app\": \"{}/mirror/app\"}}",
+        src.host(),
+        dst.host()
+    );
+    let auth = format!(
+        "{{\"{}\": {{\"insecure\": true}}, \"{}\": {{\"insecure\": true}}}}",
+        src.host(),
+        dst.host()
+    );
+    let endpoint = moto.endpoint();
+    let emulator = support::LambdaEmulator::start(
+        &[
+            ("FERRY_QUEUE_URL", &url),
+            ("FERRY_IMAGES", &images),
+            ("FERRY_AUTH", &auth),
+            ("AWS_ENDPOINT_URL_SQS", &endpoint),
+            ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
+            ("AWS_REGION", MOTO_REGION),
+        ],
+        dir.path(),
+    );
+    let schedule = workspace_root().join("tests/fixtures/schedule-event.json");
+    let summary = emulator.invoke("planner", &schedule);
+    assert_eq!(summary["jobs_enqueued"], 1, "{summary}");
+
+    let deliveries = receive_at_least(&queue, 1).await;
+    let event = serde_json::to_vec(&sqs_event(&ids_and_bodies(&deliveries))).unwrap();
+    let event_file = write_file(dir.path(), "sqs.json", event);
+    let response = emulator.invoke("copier", &event_file);
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": []}),
+        "{:?}",
+        emulator.logs()
+    );
+    assert_eq!(
+        skopeo_inspect_raw(&src, "team/app:v1"),
+        skopeo_inspect_raw(&dst, "mirror/app:v1")
+    );
+}

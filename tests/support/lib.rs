@@ -16,6 +16,7 @@
 
 pub mod certs;
 pub mod ferry;
+pub mod lambda;
 pub mod moto;
 pub mod net;
 pub mod proxy;
@@ -32,6 +33,7 @@ use std::sync::{Mutex, Once};
 
 pub use certs::Pki;
 pub use ferry::{ferry, ferry_bin, run_ferry, test_home, workspace_root, Output};
+pub use lambda::{cargo_lambda_bin, LambdaEmulator};
 pub use moto::{moto_bin, Moto, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use net::{free_port, http_client};
 pub use proxy::{fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest};

@@ -60,7 +60,15 @@ impl CopierFunction {
             },
             Arc::new(NoProgress),
         );
-        let deadline = deadline_ms.map(|ms| Deadline::before(instant_at(ms)));
+        let end = deadline_ms.map(instant_at);
+        tracing::info!(
+            records = messages.len(),
+            deadline_ms,
+            time_left_ms =
+                end.map(|e| e.saturating_duration_since(Instant::now()).as_millis() as u64),
+            "batch received"
+        );
+        let deadline = end.map(Deadline::before);
         let outcomes = run_messages(&copier, messages, deadline).await;
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
@@ -75,10 +83,37 @@ impl CopierFunction {
     }
 }
 
-/// The monotonic instant of a wall-clock deadline in epoch milliseconds.
+/// Epoch milliseconds of September 2001: anything smaller is not a wall-clock deadline.
+const PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
+
+/// The monotonic instant of a wall-clock deadline in epoch milliseconds. The cargo-lambda
+/// emulator sends the function's timeout (e.g. 600000) instead of a time, so a value too
+/// small to be one is read as milliseconds from now.
 fn instant_at(deadline_ms: u64) -> Instant {
+    if deadline_ms < PLAUSIBLE_EPOCH_MS {
+        return Instant::now() + Duration::from_millis(deadline_ms);
+    }
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_in_epoch_milliseconds_and_emulator_durations() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = |at: Instant| at.saturating_duration_since(Instant::now());
+        let epoch = left(instant_at(now_ms + 30_000));
+        assert!(epoch > Duration::from_secs(25) && epoch <= Duration::from_secs(30));
+        let emulated = left(instant_at(600_000));
+        assert!(emulated > Duration::from_secs(595) && emulated <= Duration::from_secs(600));
+        assert_eq!(left(instant_at(now_ms - 1_000)), Duration::ZERO);
+    }
 }
