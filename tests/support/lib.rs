@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod registry;
 pub mod seed;
 pub mod skopeo;
+pub mod streamed;
 pub mod token;
 
 #[cfg(test)]
@@ -44,6 +45,9 @@ pub use seed::{
     OCI_LAYER, OCI_MANIFEST,
 };
 pub use skopeo::{skopeo, skopeo_flags, skopeo_inspect_raw};
+pub use streamed::{
+    gzip_layer_chunks, gzip_layer_len, layer_chunks, layer_digest, LayerChunks, LAYER_CHUNK,
+};
 pub use token::{
     Access, TokenIssuer, TokenRequest, DEFAULT_EXPIRES_IN, TOKEN_ISSUER, TOKEN_PASSWORD,
     TOKEN_SERVICE, TOKEN_USER,
