@@ -40,6 +40,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run the copy jobs of a queue (what the copier Lambda does), from any machine.
     Worker(WorkerArgs),
+    /// Serve registry push webhooks and copy each pushed image the rules select (the
+    /// webhook Lambda, with the copier built in). The secret comes from FERRY_WEBHOOK_SECRET.
+    Serve(ServeArgs),
 }
 
 impl Command {
@@ -49,6 +52,7 @@ impl Command {
             Command::Sync(args) => args.input.log.as_deref(),
             Command::Plan(args) => args.input.log.as_deref(),
             Command::Worker(args) => args.log.as_deref(),
+            Command::Serve(args) => args.input.log.as_deref(),
         }
     }
 }
@@ -105,6 +109,29 @@ pub struct PlatformArgs {
     /// Copy only these architectures (comma-separated, repeatable; `arch:variant`, e.g. arm64:v8).
     #[arg(long, value_name = "ARCH[,ARCH…]")]
     pub arch: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Blob transfers kept in flight.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+    )]
+    pub proc: usize,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+    /// Registry of payloads that name none (Docker Hub's) [env: FERRY_WEBHOOK_REGISTRY].
+    #[arg(long, value_name = "REGISTRY", env = "FERRY_WEBHOOK_REGISTRY")]
+    pub webhook_registry: Option<String>,
 }
 
 #[derive(Debug, Args)]

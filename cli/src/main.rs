@@ -9,6 +9,7 @@ mod logging;
 mod outputs;
 mod plan;
 mod progress;
+mod serve;
 mod settings;
 mod summary;
 mod sync;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync::run(args).await,
             Command::Plan(args) => plan::run(args).await,
             Command::Worker(args) => worker::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match outcome {

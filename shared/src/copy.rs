@@ -330,7 +330,17 @@ impl Copier {
         options: &ImageOptions,
         report: &mut ImageReport,
     ) -> Result<Option<String>, CopyError> {
-        let source = &image.source;
+        // A job that names the digest its planner or push event saw copies exactly that
+        // image: a registry may announce a push before the tag points at it, and a tag that
+        // moved since planning is the next plan's business.
+        let pinned;
+        let source = match &image.digest {
+            Some(digest) => {
+                pinned = image.source.repository.at(Locator::Digest(digest.clone()));
+                &pinned
+            }
+            None => &image.source,
+        };
         let client = self.client(source.repository.registry())?;
         let head = client
             .manifest_head(source)

@@ -172,6 +172,9 @@ pub struct WorkerOptions {
     pub visibility: Duration,
     /// Return once a receive comes back empty with nothing in flight (batch use, tests).
     pub exit_when_empty: bool,
+    /// Delete a failed message after this many receives. SQS's redrive policy does this
+    /// (to a dead-letter queue); an in-memory queue has none, so its worker gives up itself.
+    pub max_receives: Option<u32>,
 }
 
 impl Default for WorkerOptions {
@@ -182,6 +185,7 @@ impl Default for WorkerOptions {
             wait: Duration::from_secs(20),
             visibility: Duration::from_secs(120),
             exit_when_empty: false,
+            max_receives: None,
         }
     }
 }
@@ -229,7 +233,7 @@ pub async fn work(
                     stopping = true;
                 }
                 for delivery in deliveries {
-                    running.push(run_delivery(&queue, &copier, delivery, options.visibility));
+                    running.push(run_delivery(&queue, &copier, delivery, &options));
                 }
             }
             changed = stop.changed(), if !stopping && !stop_closed => {
@@ -259,8 +263,9 @@ async fn run_delivery(
     queue: &Arc<dyn Queue>,
     copier: &Copier,
     delivery: Delivery,
-    visibility: Duration,
+    options: &WorkerOptions,
 ) -> bool {
+    let visibility = options.visibility;
     let Delivery {
         message_id,
         receipt,
@@ -287,15 +292,26 @@ async fn run_delivery(
             }
         }
     };
-    if !outcome.succeeded() {
+    let give_up = options.max_receives.is_some_and(|max| receive_count >= max);
+    if !outcome.succeeded() && !give_up {
+        // Back soon rather than after the whole visibility timeout: 5 s, 10 s, 20 s...
+        let retry_in = (Duration::from_secs(5)
+            * 2u32.saturating_pow(receive_count.saturating_sub(1)))
+        .min(visibility);
+        if let Err(error) = queue.extend_visibility(&receipt, retry_in).await {
+            tracing::warn!(message_id = %message_id, error = %error, "could not schedule the retry");
+        }
         return false;
     }
+    if !outcome.succeeded() {
+        tracing::error!(message_id = %message_id, receive_count, "job failed too often; dropping it");
+    }
     match queue.delete(&receipt).await {
-        Ok(()) => true,
+        Ok(()) => outcome.succeeded(),
         Err(error) => {
             // The copy is done; a redelivery will find everything in sync.
             tracing::warn!(message_id = %message_id, error = %error, "could not delete message");
-            true
+            outcome.succeeded()
         }
     }
 }

@@ -9,6 +9,7 @@ mod queue;
 mod serverless;
 mod sync;
 mod transport;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 

@@ -128,6 +128,9 @@ pub struct Options {
     /// Initial token lifetime for token modes (default 300 s); can also be
     /// changed later through [`Registry::issuer`].
     pub token_expires_in: Option<u64>,
+    /// Send push/pull notifications (`notifications: endpoints:`) to this URL, with these
+    /// extra request headers; the registry retries every second until it is answered.
+    pub notify: Option<(String, Vec<(String, String)>)>,
 }
 
 /// One parsed access-log line.
@@ -251,6 +254,17 @@ impl Registry {
                     issuer.realm(),
                     yaml_str(&Pki::get().token_cert)
                 );
+            }
+            if let Some((url, headers)) = &opts.notify {
+                cfg += &format!(
+                    "notifications:\n  endpoints:\n    - name: test\n      url: {url}\n      timeout: 2s\n      threshold: 3\n      backoff: 1s\n"
+                );
+                if !headers.is_empty() {
+                    cfg += "      headers:\n";
+                    for (name, value) in headers {
+                        cfg += &format!("        {name}: [{value:?}]\n");
+                    }
+                }
             }
             cfg += "compatibility:\n  schema1:\n    enabled: true\n";
             let config = dir.path().join("config.yml");

@@ -1,0 +1,184 @@
+//! `ferry serve`: the webhook for users without AWS. POST on any path is a registry's push
+//! notification (checked against FERRY_WEBHOOK_SECRET, matched against the rules, queued);
+//! `GET /healthz` answers 200 for load balancers. Queued jobs run in the same process on an
+//! in-memory queue. SIGTERM or Ctrl-C stops accepting requests, then finishes every queued
+//! copy before exiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt as _;
+use shared::auth::Secret;
+use shared::copy::{Copier, CopyOptions, NoProgress, PlatformFilter};
+use shared::queue::{MemoryQueue, Queue};
+use shared::webhook::{HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES, SECRET_VARIABLE};
+use shared::worker::{work, WorkerOptions};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::args::ServeArgs;
+use crate::exit::{Status, UsageError};
+use crate::inputs::load;
+
+/// A failed job is tried this many times (the in-memory queue has no dead-letter queue).
+const MAX_RECEIVES: u32 = 3;
+
+#[derive(Clone)]
+struct AppState {
+    webhook: Arc<Webhook>,
+    queue: Arc<MemoryQueue>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
+    let (os, arch) = (args.platforms.os.clone(), args.platforms.arch.clone());
+    PlatformFilter::parse(&os, &arch).map_err(UsageError)?;
+    let (rules, registries) = load(&args.input)?;
+    let secret = std::env::var(SECRET_VARIABLE)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if secret.is_none() {
+        tracing::warn!("{SECRET_VARIABLE} is not set: every webhook request will be refused");
+    }
+    let webhook = Webhook::new(
+        rules,
+        WebhookSettings {
+            secret: secret.map(Secret::new),
+            default_registry: args.webhook_registry.clone(),
+            os,
+            arch,
+        },
+    )?;
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(120)));
+    let copier = Arc::new(Copier::new(
+        registries,
+        CopyOptions {
+            proc: args.proc,
+            ..CopyOptions::default()
+        },
+        Arc::new(NoProgress),
+    ));
+    let state = AppState {
+        webhook: Arc::new(webhook),
+        queue: Arc::clone(&queue),
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(deliver)
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    eprintln!(
+        "ferry: serving webhooks on http://{}",
+        listener.local_addr()?
+    );
+
+    let options = WorkerOptions {
+        max_receives: Some(MAX_RECEIVES),
+        ..WorkerOptions::default()
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let worker = work(
+        Arc::clone(&queue) as Arc<dyn Queue>,
+        Arc::clone(&copier),
+        options.clone(),
+        stop,
+    );
+    tokio::pin!(worker);
+    let server = axum::serve(listener, app).with_graceful_shutdown(termination());
+    let mut worked = tokio::select! {
+        served = server => { served?; None }
+        worked = &mut worker => Some(worked?),
+    };
+    // No more requests: finish what is queued, then leave.
+    if worked.is_none() {
+        let _ = stop_tx.send(true);
+        worked = Some(worker.await?);
+    }
+    let (_keep, never) = watch::channel(false);
+    let drain = WorkerOptions {
+        exit_when_empty: true,
+        wait: Duration::ZERO,
+        ..options
+    };
+    let drained = work(queue, copier, drain, never).await?;
+    let worked = worked.unwrap_or_default();
+    let (succeeded, failed) = (
+        worked.succeeded + drained.succeeded,
+        worked.failed + drained.failed,
+    );
+    eprintln!("ferry: serve: {succeeded} jobs succeeded, {failed} failed");
+    Ok(Status::Success)
+}
+
+/// Completes on the first SIGTERM or Ctrl-C.
+async fn termination() {
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("ferry: stopping: no new requests; finishing queued copies");
+}
+
+/// Any request but `/healthz`: the webhook library decides (405, 401, 413, 400, 200, 202).
+async fn deliver(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    let request = HttpRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        body: read_capped(body).await,
+    };
+    let response = state
+        .webhook
+        .handle_http(&request, state.queue.as_ref())
+        .await;
+    let mut out = (
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        format!("{}\n", response.body),
+    )
+        .into_response();
+    for (name, value) in &response.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            out.headers_mut().insert(name, value);
+        }
+    }
+    out
+}
+
+/// The body, but never more than one byte past the limit: enough for the library to answer
+/// 413 (after the secret check) without holding an arbitrarily large upload.
+async fn read_capped(body: Body) -> Vec<u8> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = (MAX_BODY_BYTES + 1).saturating_sub(bytes.len());
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() > MAX_BODY_BYTES {
+            break;
+        }
+    }
+    bytes
+}

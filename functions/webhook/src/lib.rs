@@ -1,0 +1,101 @@
+//! The webhook function. Two kinds of event reach it: a Lambda Function URL request (payload
+//! v2) carrying a registry's push notification, checked against `FERRY_WEBHOOK_SECRET`; and
+//! an "ECR Image Action" event from EventBridge, invoked directly. Either way the pushed image
+//! is matched against the rules and queued as one job per image (`shared::webhook`).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use base64::Engine as _;
+use serde_json::Value;
+use shared::env::Env;
+use shared::queue::Queue;
+use shared::webhook::{Format, HttpRequest, HttpResponse, Webhook};
+
+/// What outlives one invocation.
+pub struct WebhookFunction {
+    webhook: Webhook,
+    queue: Arc<dyn Queue>,
+}
+
+impl WebhookFunction {
+    pub fn from_env(env: &dyn Env, queue: Arc<dyn Queue>) -> anyhow::Result<WebhookFunction> {
+        Ok(WebhookFunction {
+            webhook: Webhook::from_env(env)?,
+            queue,
+        })
+    }
+
+    /// One invocation: a Function URL request answers an HTTP response; an ECR event answers
+    /// what was queued. Anything else is refused.
+    pub async fn handle(&self, payload: Value) -> anyhow::Result<Value> {
+        if Format::detect(&payload) == Some(Format::Ecr) {
+            let outcome = self
+                .webhook
+                .handle_event(&payload, self.queue.as_ref())
+                .await?;
+            return Ok(outcome.to_json());
+        }
+        let request: LambdaFunctionUrlRequest = serde_json::from_value(payload).map_err(|e| {
+            anyhow::anyhow!("neither a Function URL request nor an ECR Image Action event: {e}")
+        })?;
+        let response = match http_request(request) {
+            Ok(request) => {
+                self.webhook
+                    .handle_http(&request, self.queue.as_ref())
+                    .await
+            }
+            Err(reason) => HttpResponse {
+                status: 400,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: serde_json::json!({ "error": reason }),
+            },
+        };
+        Ok(serde_json::to_value(function_url_response(response))?)
+    }
+}
+
+/// The request as the library sees it; the body decoded when Lambda base64-encoded it.
+fn http_request(request: LambdaFunctionUrlRequest) -> Result<HttpRequest, String> {
+    let body = request.body.unwrap_or_default();
+    let body = if request.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(body.as_bytes())
+            .map_err(|e| format!("body is not valid base64: {e}"))?
+    } else {
+        body.into_bytes()
+    };
+    let headers = request
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    Ok(HttpRequest {
+        method: request
+            .request_context
+            .http
+            .method
+            .unwrap_or_else(|| "GET".into()),
+        path: request.raw_path.unwrap_or_else(|| "/".into()),
+        query: request.raw_query_string.filter(|q| !q.is_empty()),
+        headers,
+        body,
+    })
+}
+
+fn function_url_response(response: HttpResponse) -> LambdaFunctionUrlResponse {
+    let mut out = LambdaFunctionUrlResponse::default();
+    out.status_code = i64::from(response.status);
+    for (name, value) in &response.headers {
+        if let (Ok(name), Ok(value)) = (
+            name.parse::<aws_lambda_events::http::HeaderName>(),
+            value.parse::<aws_lambda_events::http::HeaderValue>(),
+        ) {
+            out.headers.insert(name, value);
+        }
+    }
+    out.body = Some(response.body.to_string());
+    out
+}

@@ -1,0 +1,30 @@
+//! The webhook Lambda's entry point: configuration at cold start, then one request per event.
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+use shared::env::{Env, ProcessEnv};
+use shared::queue::SqsQueue;
+use webhook::WebhookFunction;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // Plain text locally, JSON when the function's LoggingConfig says LogFormat: JSON.
+    tracing::init_default_subscriber();
+    let queue_url = ProcessEnv
+        .var("FERRY_QUEUE_URL")
+        .filter(|url| !url.trim().is_empty())
+        .ok_or("FERRY_QUEUE_URL is not set")?;
+    let queue = Arc::new(SqsQueue::from_env(queue_url).await);
+    let function = WebhookFunction::from_env(&ProcessEnv, queue)
+        .map_err(|e| format!("configuration: {e:#}"))?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        function
+            .handle(event.payload)
+            .await
+            .map_err(|e| Error::from(format!("{e:#}")))
+    }))
+    .await
+}

@@ -1,0 +1,278 @@
+//! Webhook-triggered replication end to end: a real docker-registry configured with
+//! `notifications: endpoints:` pointing at `ferry serve`; pushing to it makes ferry copy
+//! exactly the pushed tags that the rules select. And the webhook Lambda handler with a
+//! Function URL request fixture, and an ECR EventBridge event, queueing into moto.
+
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shared::env::MapEnv;
+use shared::job::Job;
+use shared::queue::Queue;
+use support::{
+    ferry, free_port, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode,
+    Moto, Options, Registry,
+};
+use webhook::WebhookFunction;
+
+const SECRET: &str = "s3cret-for-tests";
+/// Every wait gives up after this long.
+const LOOP_LIMIT: Duration = Duration::from_secs(30);
+
+fn fixture(name: &str) -> Value {
+    let path = workspace_root().join("tests/fixtures").join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// `ferry serve` as a child process, stopped with SIGTERM when dropped.
+struct Served(Option<Child>);
+
+impl Served {
+    fn terminate(&mut self) -> support::Output {
+        let child = self.0.take().unwrap();
+        signal_term(child.id());
+        let deadline = Instant::now() + LOOP_LIMIT;
+        let mut child = child;
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "ferry serve did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap().into()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal_term(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Whether `check` came true within the time limit.
+async fn came_true(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + LOOP_LIMIT;
+    while !check().await {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+async fn wait_for(what: &str, check: impl AsyncFnMut() -> bool) {
+    assert!(came_true(check).await, "timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
+    let port = free_port();
+    let hook = format!("http://127.0.0.1:{port}/any/path/the/user/pasted");
+    let src = Registry::start_with(
+        Mode::Http,
+        Options {
+            notify: Some((
+                hook,
+                vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+            )),
+            ..Options::default()
+        },
+    );
+    let dst = Registry::start(Mode::Http);
+    let dir = temp_dir();
+    let auth = crate::auth_file(dir.path(), &[&src, &dst]);
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!(
+            "{0}/team/app:v2,v3: {1}/mirror/app\n{0}/team/all: {1}/mirror/all\n",
+            src.host(),
+            dst.host()
+        ),
+    );
+    let child = ferry()
+        .args([
+            "serve".to_string(),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--auth={}", auth.display()),
+            format!("--images={}", images.display()),
+        ])
+        .env("FERRY_WEBHOOK_SECRET", SECRET)
+        .env(crate::FAST_RETRIES.0, crate::FAST_RETRIES.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = Served(Some(child));
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let http = support::http_client();
+    wait_for(
+        "ferry serve to listen",
+        async || matches!(http.get(&health).send().await, Ok(r) if r.status() == 200),
+    )
+    .await;
+
+    // Pushed: v1 (no rule selects it), v2 (selected), a tag of an all-tags rule, and an
+    // unconfigured repository.
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(301, 1, 1024))
+        .await;
+    src.seed_image("team/app", "v2", &ImageSpec::with_layers(302, 2, 2048))
+        .await;
+    src.seed_index(
+        "team/all",
+        "latest",
+        &[("linux", "amd64", None), ("linux", "arm64", Some("v8"))],
+        true,
+    )
+    .await;
+    src.seed_image("team/other", "v1", &ImageSpec::with_layers(304, 1, 1024))
+        .await;
+
+    let copied = came_true(async || {
+        dst.fetch_manifest("mirror/app", "v2").await.is_some()
+            && dst.fetch_manifest("mirror/all", "latest").await.is_some()
+    })
+    .await;
+    if !copied {
+        panic!("v2 and the index were not copied\n{}", served.terminate());
+    }
+    assert_eq!(
+        skopeo_inspect_raw(&src, "team/app:v2"),
+        skopeo_inspect_raw(&dst, "mirror/app:v2")
+    );
+    assert_eq!(
+        skopeo_inspect_raw(&src, "team/all:latest"),
+        skopeo_inspect_raw(&dst, "mirror/all:latest")
+    );
+    let out = served.terminate();
+    out.assert_success();
+    assert_eq!(dst.list_tags("mirror/app").await, ["v2"], "{out}");
+    assert!(dst.list_tags("mirror/other").await.is_empty());
+    assert!(dst.list_tags("team/other").await.is_empty());
+    assert!(
+        out.stderr
+            .contains("ferry: serve: 2 jobs succeeded, 0 failed"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_serve_refuses_what_it_should() {
+    let port = free_port();
+    let dir = temp_dir();
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        "quay.io/team/app: 127.0.0.1:1/mirror/app\n",
+    );
+    let child = ferry()
+        .args([
+            "serve".to_string(),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--images={}", images.display()),
+        ])
+        .env("FERRY_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = Served(Some(child));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = support::http_client();
+    wait_for("ferry serve to listen", async || {
+        matches!(http.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let body = std::fs::read(workspace_root().join("tests/fixtures/webhook/quay.json")).unwrap();
+    let post = |path: &str| http.post(format!("{base}{path}")).body(body.clone());
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(http.get(format!("{base}/hook")).send().await.unwrap()),
+        405
+    );
+    assert_eq!(status(post("/hook").send().await.unwrap()), 401);
+    assert_eq!(
+        status(post("/hook").bearer_auth("wrong").send().await.unwrap()),
+        401
+    );
+    let big = vec![b' '; (1 << 20) + 10];
+    let response = http
+        .post(format!("{base}/hook"))
+        .bearer_auth(SECRET)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(response), 413);
+    let response = http
+        .post(format!("{base}/hook"))
+        .bearer_auth(SECRET)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(response), 400);
+    // Quay can only put the secret in the URL.
+    let response = post(&format!("/hook?token={SECRET}")).send().await.unwrap();
+    let code = status(response);
+    assert!(code == 200 || code == 202, "{code}");
+    served.terminate().assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_function_queues_a_function_url_delivery_and_an_ecr_event() {
+    let moto = Moto::start();
+    let (url, _) = moto.create_queue("ferry-jobs", None).await;
+    let queue = Arc::new(moto.queue(&url));
+    let env = MapEnv::new([
+        (
+            "FERRY_IMAGES",
+            "registry.example.com:5000/team/app: 127.0.0.1:5999/mirror/app\n\
+             123456789012.dkr.ecr.us-west-2.amazonaws.com/my-repository-name: 127.0.0.1:5999/mirror/ecr",
+        ),
+        ("FERRY_WEBHOOK_SECRET", SECRET),
+    ]);
+    let function = WebhookFunction::from_env(&env, queue.clone()).unwrap();
+
+    let mut request = fixture("function-url-request.json");
+    let mut notification = fixture("webhook/distribution.json");
+    // The documented example pushes by digest; registries pushing a tag name it too.
+    notification["events"][0]["target"]["tag"] = Value::from("v1");
+    request["body"] = Value::from(notification.to_string());
+    request["headers"]["authorization"] = Value::from(format!("Bearer {SECRET}"));
+    let response = function.handle(request.clone()).await.unwrap();
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["queued"], 1, "{body}");
+    let deliveries = queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    let job = Job::parse(&deliveries[0].body).unwrap();
+    assert!(
+        job.source.starts_with("registry.example.com:5000/team/app"),
+        "{job:?}"
+    );
+    assert_eq!(job.targets.len(), 1);
+
+    // The wrong secret: 401 and nothing queued.
+    request["headers"]["authorization"] = Value::from("Bearer nope");
+    let response = function.handle(request).await.unwrap();
+    assert_eq!(response["statusCode"], 401, "{response}");
+
+    // ECR pushes come straight from EventBridge.
+    let outcome = function.handle(fixture("webhook/ecr.json")).await.unwrap();
+    assert_eq!(outcome["queued"], 1, "{outcome}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(moto.message_count(&url).await, 2);
+}
