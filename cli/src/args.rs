@@ -99,6 +99,20 @@ pub struct PlanArgs {
     pub force: bool,
 }
 
+/// `--proc`, shared by the commands that copy.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Blob transfers kept in flight.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+    )]
+    pub proc: usize,
+}
+
 /// `--os` and `--arch`, shared by the commands that copy or plan copies.
 #[derive(Debug, Args)]
 pub struct PlatformArgs {
@@ -118,15 +132,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Blob transfers kept in flight.
-    #[arg(
-        long,
-        short = 'p',
-        value_name = "N",
-        default_value_t = 5,
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
-    )]
-    pub proc: usize,
+    #[command(flatten)]
+    pub transfers: TransferArgs,
     #[command(flatten)]
     pub platforms: PlatformArgs,
     /// Registry of payloads that name none (Docker Hub's) [env: FERRY_WEBHOOK_REGISTRY].
@@ -143,15 +150,8 @@ pub struct WorkerArgs {
     /// Auth file (YAML or JSON), as for sync; the Docker config is the fallback.
     #[arg(long, value_name = "FILE")]
     pub auth: Option<PathBuf>,
-    /// Blob transfers kept in flight.
-    #[arg(
-        long,
-        short = 'p',
-        value_name = "N",
-        default_value_t = 5,
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
-    )]
-    pub proc: usize,
+    #[command(flatten)]
+    pub transfers: TransferArgs,
     /// Jobs (images) kept in flight.
     #[arg(
         long,
@@ -180,15 +180,8 @@ pub struct WorkerArgs {
 pub struct SyncArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Blob transfers kept in flight.
-    #[arg(
-        long,
-        short = 'p',
-        value_name = "N",
-        default_value_t = 5,
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
-    )]
-    pub proc: usize,
+    #[command(flatten)]
+    pub transfers: TransferArgs,
     /// Rounds of retrying failed images after every image was tried once.
     #[arg(long, short = 'r', value_name = "N", default_value_t = 2)]
     pub retries: u32,
@@ -244,7 +237,7 @@ mod tests {
             args.input.images.as_deref(),
             Some(Path::new("./images.yaml"))
         );
-        assert_eq!(args.proc, 6);
+        assert_eq!(args.transfers.proc, 6);
         assert_eq!(args.retries, 3);
         assert_eq!(args.input.log.as_deref(), Some(Path::new("./log")));
     }
@@ -252,7 +245,10 @@ mod tests {
     #[test]
     fn defaults() {
         let args = sync(&[]);
-        assert_eq!((args.proc, args.retries, args.force), (5, 2, false));
+        assert_eq!(
+            (args.transfers.proc, args.retries, args.force),
+            (5, 2, false)
+        );
         assert_eq!(args.output_images_format, ImagesFormat::Yaml);
         assert!(args.platforms.os.is_empty() && args.platforms.arch.is_empty());
     }
@@ -262,7 +258,10 @@ mod tests {
         let line = "sync -p 3 -r 0 --os linux --arch amd64 --arch arm64:v8 --force \
                     --output-images-format json --report r.json";
         let args = sync(&line.split_whitespace().collect::<Vec<_>>());
-        assert_eq!((args.proc, args.retries, args.force), (3, 0, true));
+        assert_eq!(
+            (args.transfers.proc, args.retries, args.force),
+            (3, 0, true)
+        );
         assert_eq!(args.platforms.os, ["linux"]);
         assert_eq!(args.platforms.arch, ["amd64", "arm64:v8"]);
         assert_eq!(args.output_images_format, ImagesFormat::Json);

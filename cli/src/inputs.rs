@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use shared::auth::AuthConfig;
+use shared::copy::{Copier, CopyOptions, NoProgress};
 use shared::env::ProcessEnv;
 use shared::input::{load_inputs, InputError, InputPaths};
 use shared::registry::{ClientOptions, Registries, RetryPolicy};
@@ -46,4 +47,17 @@ fn registries(auth: AuthConfig, tags_page_size: Option<usize>) -> Arc<Registries
         ..ClientOptions::default()
     };
     Arc::new(Registries::new(Arc::new(auth), options))
+}
+
+/// A copier for queued jobs (`ferry worker`, `ferry serve`): each job brings its own
+/// platform filter and `force`, so only the transfer bound is set here.
+pub fn job_copier(registries: Arc<Registries>, proc: usize) -> Arc<Copier> {
+    Arc::new(Copier::new(
+        registries,
+        CopyOptions {
+            proc,
+            ..CopyOptions::default()
+        },
+        Arc::new(NoProgress),
+    ))
 }

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::StreamExt as _;
 use shared::auth::Secret;
-use shared::copy::{Copier, CopyOptions, NoProgress, PlatformFilter};
+use shared::copy::PlatformFilter;
 use shared::queue::{MemoryQueue, Queue};
 use shared::webhook::{HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES, SECRET_VARIABLE};
 use shared::worker::{work, WorkerOptions};
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::args::ServeArgs;
 use crate::exit::{Status, UsageError};
-use crate::inputs::load;
+use crate::inputs::{job_copier, load};
 
 /// A failed job is tried this many times (the in-memory queue has no dead-letter queue).
 const MAX_RECEIVES: u32 = 3;
@@ -56,14 +56,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         },
     )?;
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(120)));
-    let copier = Arc::new(Copier::new(
-        registries,
-        CopyOptions {
-            proc: args.proc,
-            ..CopyOptions::default()
-        },
-        Arc::new(NoProgress),
-    ));
+    let copier = job_copier(registries, args.transfers.proc);
     let state = AppState {
         webhook: Arc::new(webhook),
         queue: Arc::clone(&queue),

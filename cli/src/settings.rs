@@ -33,7 +33,7 @@ impl TryFrom<SyncArgs> for SyncSettings {
         Ok(SyncSettings {
             input: args.input,
             copy: CopyOptions {
-                proc: args.proc,
+                proc: args.transfers.proc,
                 image: ImageOptions {
                     force: args.force,
                     platforms,

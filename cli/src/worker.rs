@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::copy::{Copier, CopyOptions, NoProgress};
+use shared::copy::Copier;
 use shared::queue::{Queue, SqsQueue};
 use shared::worker::{work, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
@@ -14,19 +14,12 @@ use tokio::sync::watch;
 
 use crate::args::WorkerArgs;
 use crate::exit::Status;
-use crate::inputs::load_auth;
+use crate::inputs::{job_copier, load_auth};
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
     let registries = load_auth(args.auth.as_deref())?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
-    let copier = Arc::new(Copier::new(
-        registries,
-        CopyOptions {
-            proc: args.proc,
-            ..CopyOptions::default()
-        },
-        Arc::new(NoProgress),
-    ));
+    let copier = job_copier(registries, args.transfers.proc);
     let options = WorkerOptions {
         max_in_flight: args.jobs,
         wait: Duration::from_secs(args.wait),

@@ -13,20 +13,7 @@ use support::{
     Registry,
 };
 
-use crate::{auth_file, FAST_RETRIES};
-
-fn sync(auth: &std::path::Path, images: &std::path::Path, extra: &[&str]) -> support::Output {
-    let mut args = vec![
-        format!("--auth={}", auth.display()),
-        format!("--images={}", images.display()),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    support::run_ferry(&args, &[FAST_RETRIES])
-}
-
-fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use crate::{auth_file, read_json, sync, FAST_RETRIES};
 
 fn insecure_auth(dir: &std::path::Path, hosts: &[String]) -> std::path::PathBuf {
     let yaml: String = hosts

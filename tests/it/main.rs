@@ -13,8 +13,14 @@ mod webhook;
 
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
-use support::{run_ferry, write_file, Output, Registry};
+use shared::queue::{Delivery, Queue};
+use support::{run_ferry, workspace_root, write_file, Output, Registry};
+
+/// Every wait for something to arrive gives up after this long.
+pub const LOOP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Short retry delays so fault tests stay quick.
 pub const FAST_RETRIES: (&str, &str) = ("FERRY_RETRY_BASE_MS", "5");
@@ -71,4 +77,34 @@ pub fn auth_file(dir: &Path, registries: &[&Registry]) -> PathBuf {
         }
     }
     write_file(dir, "auth.yaml", yaml)
+}
+
+/// Runs `ferry` (sync, the default command) with these files and extra arguments.
+pub fn sync(auth: &Path, images: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        format!("--auth={}", auth.display()),
+        format!("--images={}", images.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run_ferry(&args, &[FAST_RETRIES])
+}
+
+/// A JSON file ferry wrote (a report, a success list).
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A fixture from `tests/fixtures/`.
+pub fn fixture(name: &str) -> Value {
+    read_json(&workspace_root().join("tests/fixtures").join(name))
+}
+
+/// Receives until `want` messages arrived or [`LOOP_LIMIT`] passed, deleting none.
+pub async fn receive_at_least(queue: &dyn Queue, want: usize) -> Vec<Delivery> {
+    let deadline = Instant::now() + LOOP_LIMIT;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
+    }
+    got
 }

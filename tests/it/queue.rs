@@ -2,14 +2,12 @@
 //! redelivery after the visibility timeout, deletes, and dead-letter redrive.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::receive_at_least;
 use shared::job::{new_plan_id, Job};
-use shared::queue::{Delivery, Queue, QueueError};
+use shared::queue::{Queue, QueueError};
 use support::Moto;
-
-/// Every receive loop gives up after this long.
-const LOOP_LIMIT: Duration = Duration::from_secs(30);
 
 fn jobs(n: usize) -> Vec<Job> {
     let plan_id = new_plan_id();
@@ -21,16 +19,6 @@ fn jobs(n: usize) -> Vec<Job> {
             Job::parse(&body).unwrap()
         })
         .collect()
-}
-
-/// Receives until `want` messages arrived (or the time limit passed), deleting none.
-async fn receive_at_least(queue: &dyn Queue, want: usize) -> Vec<Delivery> {
-    let deadline = Instant::now() + LOOP_LIMIT;
-    let mut got = Vec::new();
-    while got.len() < want && Instant::now() < deadline {
-        got.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
-    }
-    got
 }
 
 #[tokio::test]

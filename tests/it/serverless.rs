@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::{fixture, receive_at_least, LOOP_LIMIT};
 use aws_lambda_events::event::sqs::SqsEvent;
 use copier::CopierFunction;
 use planner::Planner;
@@ -16,14 +17,6 @@ use support::{
     run_ferry, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
     Registry, MOTO_ACCESS_KEY, MOTO_REGION,
 };
-
-/// Every receive loop gives up after this long.
-const LOOP_LIMIT: Duration = Duration::from_secs(30);
-
-fn fixture(name: &str) -> Value {
-    let path = workspace_root().join("tests/fixtures").join(name);
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-}
 
 /// The functions' environment: inline rules and auth, as the template sets them.
 fn function_env(rules: &str, registries: &[&Registry]) -> MapEnv {
@@ -66,16 +59,6 @@ fn ids_and_bodies(deliveries: &[Delivery]) -> Vec<(String, String)> {
 fn deadline_in_a_minute() -> u64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     (now + Duration::from_secs(60)).as_millis() as u64
-}
-
-/// Receives until `want` messages arrived or the time limit passed, deleting none.
-async fn receive_at_least(queue: &dyn Queue, want: usize) -> Vec<Delivery> {
-    let deadline = Instant::now() + LOOP_LIMIT;
-    let mut got = Vec::new();
-    while got.len() < want && Instant::now() < deadline {
-        got.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
-    }
-    got
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,20 +3,9 @@
 //! mounts, a corrupted blob, and the report files.
 
 use serde_json::Value;
-use support::{
-    run_ferry, skopeo_inspect_raw, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, Registry,
-};
+use support::{skopeo_inspect_raw, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, Registry};
 
-use crate::{auth_file, FAST_RETRIES};
-
-fn sync(auth: &std::path::Path, images: &std::path::Path, extra: &[&str]) -> support::Output {
-    let mut args = vec![
-        format!("--auth={}", auth.display()),
-        format!("--images={}", images.display()),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    run_ferry(&args, &[FAST_RETRIES])
-}
+use crate::{auth_file, read_json, sync};
 
 /// A source with one of each manifest kind under `team/app`.
 async fn source_with_every_kind() -> Registry {
@@ -44,10 +33,6 @@ async fn source_with_every_kind() -> Registry {
 }
 
 const TAGS: [&str; 4] = ["docker", "oci", "list", "index"];
-
-fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn copies_byte_exact_then_is_a_no_op() {

@@ -7,6 +7,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::{fixture, LOOP_LIMIT};
 use serde_json::Value;
 use shared::env::MapEnv;
 use shared::job::Job;
@@ -18,13 +19,6 @@ use support::{
 use webhook::WebhookFunction;
 
 const SECRET: &str = "s3cret-for-tests";
-/// Every wait gives up after this long.
-const LOOP_LIMIT: Duration = Duration::from_secs(30);
-
-fn fixture(name: &str) -> Value {
-    let path = workspace_root().join("tests/fixtures").join(name);
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-}
 
 /// `ferry serve` as a child process, stopped with SIGTERM when dropped.
 struct Served(Option<Child>);
