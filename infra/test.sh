@@ -16,5 +16,4 @@ cfn-lint template.yaml
 AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
 # What `sam build` does for each function: a release build for Lambda's arm64.
 cargo lambda build --release --arm64 --package planner --package copier --package webhook
-cargo build --workspace --all-targets
-cargo test --workspace
+cargo test --workspace --all-targets
