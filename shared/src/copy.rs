@@ -190,6 +190,7 @@ struct ManifestTree {
 }
 
 type BlobCell = Arc<OnceCell<Result<BlobOutcome, CopyError>>>;
+type PlacementCell = Arc<OnceCell<Repository>>;
 
 /// Copies images; shared by every image of a run so `proc` bounds them all.
 pub struct Copier {
@@ -198,6 +199,9 @@ pub struct Copier {
     progress: Arc<dyn Progress>,
     transfers: Semaphore,
     in_flight: Mutex<HashMap<(Repository, Digest), BlobCell>>,
+    /// Per target registry and digest, the first repository the blob was placed in, so every
+    /// other repository of that registry mounts it instead of transferring it again.
+    placements: Mutex<HashMap<(String, Digest), PlacementCell>>,
     stopped: AtomicBool,
 }
 
@@ -221,6 +225,7 @@ impl Copier {
             progress,
             transfers: Semaphore::new(proc),
             in_flight: Mutex::new(HashMap::new()),
+            placements: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         }
     }
@@ -646,7 +651,7 @@ impl Copier {
         let outcome = cell
             .get_or_init(|| {
                 first = true;
-                self.blob_with_retries(source, target, blob)
+                self.place(source, target, blob)
             })
             .await
             .clone();
@@ -663,11 +668,58 @@ impl Copier {
         }
     }
 
+    /// Puts a blob into `target`. From a source on the same registry it is mounted (or
+    /// copied when the registry declines). Otherwise the first placement of a digest on the
+    /// target registry transfers it, and every later one, in another repository, mounts it
+    /// from there: a base layer shared by many images crosses the network once.
+    async fn place(
+        &self,
+        source: &Repository,
+        target: &Repository,
+        blob: &BlobRef,
+    ) -> Result<BlobOutcome, CopyError> {
+        if source.registry() == target.registry() {
+            return self.blob_with_retries(source, target, blob, None).await;
+        }
+        let cell = self
+            .placements
+            .lock()
+            .expect("placement map poisoned")
+            .entry((target.registry().to_string(), blob.digest.clone()))
+            .or_default()
+            .clone();
+        let mut transferred = None;
+        let placed = cell
+            .get_or_try_init(|| async {
+                let outcome = self.blob_with_retries(source, target, blob, None).await;
+                let placed = outcome
+                    .as_ref()
+                    .map(|_| target.clone())
+                    .map_err(Clone::clone);
+                transferred = Some(outcome);
+                placed
+            })
+            .await;
+        if let Some(outcome) = transferred {
+            return outcome;
+        }
+        match placed {
+            Ok(placed) if placed != target => {
+                let placed = placed.clone();
+                self.blob_with_retries(source, target, blob, Some(&placed))
+                    .await
+            }
+            Ok(_) => Ok(BlobOutcome::Existing),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn blob_with_retries(
         &self,
         source: &Repository,
         target: &Repository,
         blob: &BlobRef,
+        mount_from: Option<&Repository>,
     ) -> Result<BlobOutcome, CopyError> {
         let _permit = self
             .transfers
@@ -679,7 +731,7 @@ impl Copier {
             if self.is_stopped() {
                 return Err(CopyError::Interrupted);
             }
-            match self.transfer(source, target, blob).await {
+            match self.transfer(source, target, blob, mount_from).await {
                 Err(CopyError::Registry(e))
                     if e.kind().is_transient() && attempt < BLOB_ATTEMPTS =>
                 {
@@ -692,12 +744,14 @@ impl Copier {
         }
     }
 
-    /// HEAD, then mount or stream the blob.
+    /// HEAD, then mount (from `mount_from`, or from the source on the same registry) or
+    /// stream the blob.
     async fn transfer(
         &self,
         source: &Repository,
         target: &Repository,
         blob: &BlobRef,
+        mount_from: Option<&Repository>,
     ) -> Result<BlobOutcome, CopyError> {
         let target_client = self.client(target.registry())?;
         if target_client
@@ -707,8 +761,10 @@ impl Copier {
         {
             return Ok(BlobOutcome::Existing);
         }
-        let mount = (source.registry() == target.registry() && source != target)
-            .then_some((&blob.digest, source));
+        let same_registry = source.registry() == target.registry() && source != target;
+        let mount = mount_from
+            .or(same_registry.then_some(source))
+            .map(|from| (&blob.digest, from));
         let session = match target_client.upload_start(target, mount).await? {
             UploadStart::Mounted => return Ok(BlobOutcome::Mounted),
             UploadStart::Session(session) => session,

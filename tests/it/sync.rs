@@ -311,3 +311,41 @@ async fn a_missing_source_tag_fails_once_without_retries() {
     assert_eq!(json["totals"]["copied"], 1, "{json}");
     assert!(out.stderr.contains("team/app:nope"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_crosses_the_network_once_per_target_registry() {
+    let src = Registry::start(Mode::Http);
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(71, 2, 64 * 1024))
+        .await;
+    let dst = Registry::start(Mode::Token);
+    let dir = temp_dir();
+    let auth = auth_file(dir.path(), &[&src, &dst]);
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!(
+            "{0}/team/app:v1: [{1}/one/app, {1}/two/app, {1}/three/app]\n",
+            src.host(),
+            dst.host()
+        ),
+    );
+    let report = dir.path().join("report.json");
+    sync(&auth, &images, &[&format!("--report={}", report.display())]).assert_success();
+    let json = read_json(&report);
+    // Three blobs (config and two layers): transferred into one repository, mounted into
+    // the other two.
+    assert_eq!(json["totals"]["blobs_copied"], 3, "{json}");
+    assert_eq!(json["totals"]["blobs_mounted"], 6, "{json}");
+    assert_eq!(
+        src.count("GET", "/blobs/sha256:"),
+        3,
+        "{:?}",
+        src.requests()
+    );
+    for repo in ["one/app", "two/app", "three/app"] {
+        assert_eq!(
+            skopeo_inspect_raw(&src, "team/app:v1"),
+            skopeo_inspect_raw(&dst, &format!("{repo}:v1"))
+        );
+    }
+}
