@@ -37,8 +37,10 @@ pub struct Counts {
     pub total: u64,
     /// `"HEAD manifest"` → n, ...
     pub by_kind: BTreeMap<String, u64>,
-    /// Answers by status class: `"401"` → n, ...
+    /// Answers by status: `"401"` → n, ...
     pub by_status: BTreeMap<String, u64>,
+    /// Requests by protocol: `"HTTP/1.1"`, `"HTTP/2.0"`.
+    pub by_protocol: BTreeMap<String, u64>,
     /// Body bytes of `GET` blob answers (what was read from the registry).
     pub blob_bytes_served: u64,
     /// Token requests the issuer answered (token mode only).
@@ -54,6 +56,7 @@ impl Counts {
                 .entry(format!("{} {}", l.method, kind(l)))
                 .or_default() += 1;
             *c.by_status.entry(l.status.to_string()).or_default() += 1;
+            *c.by_protocol.entry(l.protocol.clone()).or_default() += 1;
             if l.method == "GET" && kind(l) == "blob" {
                 c.blob_bytes_served += l.bytes.unwrap_or(0);
             }
@@ -94,6 +97,9 @@ impl Counts {
         }
         for (k, v) in &other.by_status {
             *c.by_status.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.by_protocol {
+            *c.by_protocol.entry(k.clone()).or_default() += v;
         }
         c.blob_bytes_served += other.blob_bytes_served;
         c.token_requests += other.token_requests;

@@ -1,7 +1,7 @@
 //! The raw floor: the least a copier must do to move a corpus's blobs. Every unique blob
 //! is streamed once, `GET` from the source straight into a monolithic `PUT` on the target
-//! (after the `POST` that opens the upload), over keep-alive HTTP/1.1 connections, at a
-//! fixed parallelism, largest blobs first; the other repositories that need the blob get a
+//! (after the `POST` that opens the upload), over keep-alive HTTP/1.1 connections (or, as
+//! a variant, HTTP/2), at a fixed parallelism, largest blobs first; the other repositories that need the blob get a
 //! cross-repository mount. No manifests, no verification, no retries, no existence checks.
 //! It runs as its own process (`ferry-bench floor SPEC`) so it is measured like the others.
 
@@ -26,6 +26,9 @@ pub struct Spec {
     /// Token mode: the issuer's realm and service (Basic auth otherwise).
     pub token: Option<(String, String)>,
     pub parallel: usize,
+    /// Let TLS negotiate HTTP/2 (one multiplexed connection per registry) instead of
+    /// HTTP/1.1 keep-alive connections.
+    pub http2: bool,
     pub blobs: Vec<FloorBlob>,
 }
 
@@ -156,14 +159,16 @@ pub fn main(spec_path: &Path) -> anyhow::Result<()> {
     spec.blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&spec.ca)?)?;
     let parallel = spec.parallel.max(1);
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
-        .http1_only()
         .pool_max_idle_per_host(parallel * 2)
         .no_proxy()
-        .connect_timeout(Duration::from_secs(30))
-        .build()?;
+        .connect_timeout(Duration::from_secs(30));
+    if !spec.http2 {
+        builder = builder.http1_only();
+    }
+    let http = builder.build()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -44,12 +44,19 @@ struct Args {
     /// Scenarios to run (all by default).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<ScenarioId>,
+    /// Contenders to run (all by default): ferry, skopeo, floor, floor-h2.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    tools: Vec<Tool>,
     /// Registry authentication.
     #[arg(long, value_enum, default_value_t = AuthMode::Basic)]
     auth: AuthMode,
     /// The ferry binary (default: `ferry` next to this executable).
     #[arg(long)]
     ferry: Option<PathBuf>,
+    /// The commit the ferry binary was built from, for the report (default: this
+    /// checkout's HEAD, marked when the tree has uncommitted changes).
+    #[arg(long)]
+    ferry_commit: Option<String>,
     /// Where to write latest.json and latest.md.
     #[arg(long, default_value = "infra/bench/results")]
     out: PathBuf,
@@ -92,12 +99,15 @@ impl AuthMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Tool {
     Ferry,
     Skopeo,
     Floor,
+    /// The floor over HTTP/2 (one multiplexed connection per registry, as ferry's client
+    /// negotiates), to separate the protocol's cost from the copier's.
+    FloorH2,
 }
 
 impl Tool {
@@ -106,6 +116,7 @@ impl Tool {
             Tool::Ferry => "ferry",
             Tool::Skopeo => "skopeo",
             Tool::Floor => "floor",
+            Tool::FloorH2 => "floor-h2",
         }
     }
 }
@@ -187,10 +198,25 @@ impl Bench {
         self.args.only.is_empty() || self.args.only.contains(&id)
     }
 
+    /// `tools` rotated by `round` (so no tool always runs first, on a cold page cache, or
+    /// last), without those `--tools` leaves out.
+    fn order(&self, tools: &[Tool], round: usize) -> Vec<Tool> {
+        let mut v: Vec<Tool> = tools
+            .iter()
+            .copied()
+            .filter(|t| self.args.tools.is_empty() || self.args.tools.contains(t))
+            .collect();
+        if !v.is_empty() {
+            let n = v.len();
+            v.rotate_left(round % n);
+        }
+        v
+    }
+
     async fn run_all(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let load_start = report::load_average();
-        let machine = report::Machine::probe(&self.ferry);
+        let machine = report::Machine::probe(&self.ferry, self.args.ferry_commit.as_deref());
         eprintln!(
             "ferry-bench: {} runs per figure, --proc {}, {:?} registries, ferry {}",
             self.args.runs,
@@ -226,8 +252,13 @@ impl Bench {
             runs: self.args.runs,
             proc: self.args.proc,
             quick: self.args.quick,
-            auth: format!("{:?}", self.mode),
-            command: std::env::args().collect::<Vec<_>>().join(" "),
+            auth: match self.mode {
+                Mode::Token => "Bearer token".into(),
+                _ => "Basic".into(),
+            },
+            // run.sh names itself; otherwise our own command line.
+            command: std::env::var("FERRY_BENCH_COMMAND")
+                .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
             duration_s: started.elapsed().as_secs_f64(),
             load_start,
             load_end: report::load_average(),
@@ -302,7 +333,8 @@ impl Bench {
         );
         let mut result = self.scenario("cold_c1", title, &corpus, &seeded, seed_s);
         for round in 0..self.args.runs {
-            for tool in rotated(&[Tool::Floor, Tool::Ferry, Tool::Skopeo], round) {
+            let tools = [Tool::Floor, Tool::Ferry, Tool::Skopeo, Tool::FloorH2];
+            for tool in self.order(&tools, round) {
                 let run = self
                     .cold_run(source, &corpus, &seeded, tool, round, "c1")
                     .await?;
@@ -326,7 +358,7 @@ impl Bench {
         let run = self
             .run_tool(source, &target, corpus, seeded, tool, round, what)
             .await?;
-        let problems = if tool == Tool::Floor {
+        let problems = if matches!(tool, Tool::Floor | Tool::FloorH2) {
             let blobs_only = Seeded {
                 placements: seeded.placements.clone(),
                 ..Seeded::default()
@@ -373,7 +405,8 @@ impl Bench {
         let cmd = match tool {
             Tool::Ferry => self.ferry_command(source, target, corpus, &dir, &home)?,
             Tool::Skopeo => self.skopeo_command(source, target, corpus, &dir, &home)?,
-            Tool::Floor => self.floor_command(source, target, seeded, &dir, &home)?,
+            Tool::Floor => self.floor_command(source, target, seeded, &dir, &home, false)?,
+            Tool::FloorH2 => self.floor_command(source, target, seeded, &dir, &home, true)?,
         };
         let log = dir.join("output.log");
         source.clear_requests();
@@ -487,6 +520,7 @@ impl Bench {
         seeded: &Seeded,
         dir: &Path,
         home: &Path,
+        http2: bool,
     ) -> anyhow::Result<std::process::Command> {
         let (user, password) = self.credentials();
         let mut by_digest: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
@@ -506,6 +540,7 @@ impl Bench {
                 .issuer()
                 .map(|i| (i.realm().to_string(), support::TOKEN_SERVICE.to_string())),
             parallel: self.args.proc,
+            http2,
             blobs: by_digest
                 .into_iter()
                 .map(|(digest, (size, repos))| floor::FloorBlob {
@@ -553,7 +588,7 @@ impl Bench {
             initial.measured.wall_s
         );
         for round in 0..self.args.runs {
-            for tool in rotated(&[Tool::Ferry, Tool::Skopeo], round) {
+            for tool in self.order(&[Tool::Ferry, Tool::Skopeo], round) {
                 let run = self
                     .run_tool(source, &target, &corpus, &seeded, tool, round, "warm")
                     .await?;
@@ -591,7 +626,7 @@ impl Bench {
         let mut result = self.scenario(&format!("big_{name}"), title, &corpus, &seeded, seed_s);
         let what = format!("big-{name}");
         for round in 0..self.args.runs {
-            for tool in rotated(&[Tool::Ferry, Tool::Skopeo, Tool::Floor], round) {
+            for tool in self.order(&[Tool::Ferry, Tool::Skopeo, Tool::Floor], round) {
                 let run = self
                     .cold_run(source, &corpus, &seeded, tool, round, &what)
                     .await?;
@@ -689,11 +724,4 @@ fn sample(problems: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-/// `tools` rotated by `round`, so no tool always runs first (on a cold page cache) or last.
-fn rotated(tools: &[Tool], round: usize) -> Vec<Tool> {
-    let mut v = tools.to_vec();
-    v.rotate_left(round % tools.len());
-    v
 }

@@ -40,7 +40,7 @@ fn first_line(cmd: &str, args: &[&str]) -> String {
 }
 
 impl Machine {
-    pub fn probe(ferry: &Path) -> Machine {
+    pub fn probe(ferry: &Path, ferry_commit: Option<&str>) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -64,7 +64,20 @@ impl Machine {
             .unwrap_or_default()
             .trim()
             .to_string();
-        let commit = first_line("git", &["rev-parse", "--short", "HEAD"]);
+        let commit = ferry_commit.map(String::from).unwrap_or_else(|| {
+            let head = first_line("git", &["rev-parse", "--short", "HEAD"]);
+            // Only what ferry is built from counts.
+            let dirty = Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no", "--"])
+                .args(["shared", "cli", "Cargo.toml", "Cargo.lock"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty());
+            if dirty {
+                format!("{head} + uncommitted changes")
+            } else {
+                head
+            }
+        });
         Machine {
             cpu,
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -226,7 +239,7 @@ impl Report {
         for s in &scenarios {
             figures.extend(figures_of(s));
             let mut per_tool = BTreeMap::new();
-            for tool in [Tool::Ferry, Tool::Skopeo, Tool::Floor] {
+            for tool in [Tool::Ferry, Tool::Skopeo, Tool::Floor, Tool::FloorH2] {
                 if let Some(run) = median_run(s, tool) {
                     per_tool.insert(tool.name().to_string(), run.requests.clone());
                 }
@@ -239,7 +252,7 @@ impl Report {
                 "planner enqueue rate, 10,000 tags into moto_server".into(),
                 "tags/s",
             )
-            .note("not yet measured (the planner/queue is being written)".into()),
+            .note("not yet measured here (infra/bench/planner.sh measures it on its own)".into()),
         );
         Report {
             machine,
@@ -261,7 +274,11 @@ impl Report {
             "ferry/floor".into(),
             "target".into(),
         ]];
-        for f in &self.figures {
+        // Rows of contenders that were not run (--tools, --only) are left out.
+        let shown = self.figures.iter().filter(|f| {
+            f.ferry.is_some() || f.skopeo.is_some() || f.floor.is_some() || f.note.is_some()
+        });
+        for f in shown {
             let v = |x: Option<f64>| x.map_or("–".to_string(), |x| fmt_value(x, &f.unit));
             let r = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.2}×"));
             let mut target = f.target.clone().unwrap_or_default();
@@ -385,12 +402,18 @@ impl Report {
                     .filter(|(k, _)| k.as_str() >= "300")
                     .map(|(k, v)| format!("{k}×{v}"))
                     .collect();
+                let protocols: Vec<String> = both
+                    .by_protocol
+                    .iter()
+                    .map(|(k, v)| format!("{k}×{v}"))
+                    .collect();
                 out += &format!(
-                    "  {scenario:<8} {tool:<6} {:>6} total (source {}, target {}, token {}): {}{}\n",
+                    "  {scenario:<8} {tool:<6} {:>6} total (source {}, target {}, token {}; {}): {}{}\n",
                     both.total + both.token_requests,
                     c.source.total,
                     c.target.total,
                     both.token_requests,
+                    protocols.join(" "),
                     kinds.join(", "),
                     if statuses.is_empty() {
                         String::new()
@@ -437,8 +460,22 @@ fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                 _ => None,
             };
             let placements = s.placements as f64;
+            let mut h2 = Figure::new(
+                "cold_c1_floor_h2_wall",
+                "cold C1: the floor over HTTP/2 (one connection per registry)".into(),
+                "s",
+            );
+            h2.floor = median(
+                s.runs_of(Tool::FloorH2)
+                    .map(|r| r.measured.wall_s)
+                    .collect(),
+            );
+            if let (Some(f), Some(h)) = (wall.ferry, h2.floor) {
+                h2.ferry_vs_floor = Some(f / h);
+            }
             vec![
                 wall.target("≤ 0.5× skopeo, ≤ 1.1× floor", met),
+                h2,
                 Figure::new("cold_c1_cpu", "cold C1: copier CPU, user+sys".into(), "s")
                     .values(s, |r| r.measured.cpu_s()),
                 Figure::new(
