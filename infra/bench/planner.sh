@@ -69,16 +69,10 @@ seq 1 "$tags" | xargs -P 8 -I{} curl -sf -X PUT \
 
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$sqs_port" AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
-queue_url=$(python3 - "$sqs_port" <<'EOF'
-import json, sys, urllib.request
-req = urllib.request.Request(
-    f"http://127.0.0.1:{sys.argv[1]}/",
-    data=json.dumps({"QueueName": "ferry-bench"}).encode(),
-    headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.CreateQueue"},
-)
-print(json.load(urllib.request.urlopen(req))["QueueUrl"])
-EOF
-)
+# boto3 comes with moto in the venv.
+queue_url=$(.venv/bin/python -c 'import boto3, sys
+sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
+print(sqs.create_queue(QueueName="ferry-bench")["QueueUrl"])' "$AWS_ENDPOINT_URL_SQS")
 printf '127.0.0.1:%s: {insecure: true}\n127.0.0.1:%s: {insecure: true}\n' "$src_port" "$dst_port" >"$work/auth.yaml"
 printf '127.0.0.1:%s/bench/app: 127.0.0.1:%s/mirror/app\n' "$src_port" "$dst_port" >"$work/images.yaml"
 
