@@ -234,6 +234,7 @@ pub async fn dispatch(
     options: &DispatchOptions,
 ) -> Result<DispatchSummary, QueueError> {
     let concurrency = options.concurrency.max(1);
+    let started = std::time::Instant::now();
     let plan = resolve(
         rules,
         registries,
@@ -298,7 +299,15 @@ pub async fn dispatch(
             )
         })
         .collect();
+    let checked_at = started.elapsed();
     summary.jobs_enqueued = queue.send(&jobs).await?.sent;
+    tracing::info!(
+        plan_id = %summary.plan_id,
+        resolve_and_check_ms = checked_at.as_millis() as u64,
+        enqueue_ms = (started.elapsed() - checked_at).as_millis() as u64,
+        jobs = summary.jobs_enqueued,
+        "planned"
+    );
     Ok(summary)
 }
 

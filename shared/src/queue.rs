@@ -15,6 +15,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use futures::stream::{self, StreamExt};
 use thiserror::Error;
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
@@ -30,6 +31,8 @@ pub const SQS_MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Attempts at sending the entries of one batch that SQS reported as failed.
 const SEND_ATTEMPTS: u32 = 5;
+/// SendMessageBatch calls in flight at once.
+const SEND_CONCURRENCY: usize = 8;
 const SEND_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What [`Queue::send`] achieved.
@@ -421,19 +424,24 @@ impl Queue for SqsQueue {
                 SQS_MAX_PAYLOAD / 1024
             )
         });
-        for group in groups {
-            let entries = group
-                .iter()
-                .enumerate()
-                .map(|(n, &i)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(n.to_string())
-                        .message_body(&bodies[i])
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let (batch_sent, batch_reason) = self.send_batch(entries).await;
+        // A few calls in flight: 10,000 jobs are 1,000 calls, too many to wait for in turn.
+        let mut results = stream::iter(groups)
+            .map(|group| {
+                let entries = group
+                    .iter()
+                    .enumerate()
+                    .map(|(n, &i)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(n.to_string())
+                            .message_body(&bodies[i])
+                            .build()
+                            .expect("id and body are set")
+                    })
+                    .collect();
+                self.send_batch(entries)
+            })
+            .buffer_unordered(SEND_CONCURRENCY);
+        while let Some((batch_sent, batch_reason)) = results.next().await {
             sent += batch_sent;
             if let Some(why) = batch_reason {
                 reason.get_or_insert(why);
