@@ -409,6 +409,12 @@ impl Bench {
             Tool::FloorH2 => self.floor_command(source, target, seeded, &dir, &home, true)?,
         };
         let log = dir.join("output.log");
+        // Write back what earlier runs left dirty (a copy writes gigabytes), so that
+        // writeback does not overlap this run.
+        tokio::task::block_in_place(|| {
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() }
+        });
         source.clear_requests();
         target.clear_requests();
         let cpu_before = runner::process_cpu_s(source.pid()) + runner::process_cpu_s(target.pid());
