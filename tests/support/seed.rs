@@ -505,7 +505,12 @@ impl Api {
     }
 }
 
-async fn expect_status(resp: reqwest::Response, want: u16, what: &str) -> Res<reqwest::Response> {
+/// `resp` when it has status `want`; otherwise an error naming `what` and the registry's answer.
+pub(crate) async fn expect_status(
+    resp: reqwest::Response,
+    want: u16,
+    what: &str,
+) -> Res<reqwest::Response> {
     if resp.status().as_u16() == want {
         return Ok(resp);
     }

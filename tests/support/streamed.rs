@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::net;
 use crate::registry::Registry;
-use crate::seed::Auth;
+use crate::seed::{expect_status, Auth};
 
 /// Bytes per chunk yielded by [`layer_chunks`] (a multiple of 8).
 pub const LAYER_CHUNK: usize = 1 << 20;
@@ -261,7 +261,7 @@ impl Api {
             .header("content-length", "0")
             .send()
             .await?;
-        let start = expect(start, 202, "starting blob upload").await?;
+        let start = expect_status(start, 202, "starting blob upload").await?;
         let patch_url = self.location(&start)?;
         let hasher = Arc::new(Mutex::new(Sha256::new()));
         let tap = hasher.clone();
@@ -275,7 +275,7 @@ impl Api {
             .body(reqwest::Body::wrap_stream(chunks))
             .send()
             .await?;
-        let patch = expect(patch, 202, "streaming the blob (PATCH)").await?;
+        let patch = expect_status(patch, 202, "streaming the blob (PATCH)").await?;
         let mut put_url = self.location(&patch)?;
         let digest = hex_digest(std::mem::take(&mut *hasher.lock().unwrap()));
         put_url.query_pairs_mut().append_pair("digest", &digest);
@@ -285,7 +285,7 @@ impl Api {
             .header("content-length", "0")
             .send()
             .await?;
-        expect(put, 201, &format!("finishing upload of {digest}")).await?;
+        expect_status(put, 201, &format!("finishing upload of {digest}")).await?;
         Ok(digest)
     }
 
@@ -312,7 +312,7 @@ impl Api {
                 Ok(false)
             }
             _ => {
-                expect(resp, 201, &format!("mounting {digest} from {from}")).await?;
+                expect_status(resp, 201, &format!("mounting {digest} from {from}")).await?;
                 unreachable!()
             }
         }
@@ -339,19 +339,6 @@ impl Api {
             s => anyhow::bail!("HEAD blob {repo}@{digest}: {s}"),
         }
     }
-}
-
-async fn expect(
-    resp: reqwest::Response,
-    want: u16,
-    what: &str,
-) -> anyhow::Result<reqwest::Response> {
-    if resp.status().as_u16() == want {
-        return Ok(resp);
-    }
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    anyhow::bail!("{what}: expected {want}, got {status}: {body}")
 }
 
 /// Streamed seeding and cheap inspection (async; panics on failure).
