@@ -102,7 +102,8 @@ pub struct PlanArgs {
 /// `--proc`, shared by the commands that copy.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Blob transfers kept in flight.
+    /// Blob transfers kept in flight, largest blobs first; blobs under 1 MiB (configs,
+    /// small layers) have as many again, so they do not queue behind the large ones.
     #[arg(
         long,
         short = 'p',

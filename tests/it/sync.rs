@@ -349,3 +349,54 @@ async fn a_blob_crosses_the_network_once_per_target_registry() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_that_cannot_find_anything_are_not_sent() {
+    let src = Registry::start(Mode::Http);
+    let v1 = ImageSpec::with_layers(81, 2, 64 * 1024);
+    src.seed_image("team/app", "v1", &v1).await;
+    let platforms = [("linux", "amd64", None), ("linux", "arm64", Some("v8"))];
+    src.seed_index("team/app", "list", &platforms, false).await;
+    let dst = Registry::start(Mode::Http);
+    let dir = temp_dir();
+    let auth = auth_file(dir.path(), &[&src, &dst]);
+    let rule = |tags: &str| {
+        write_file(
+            dir.path(),
+            "images.yaml",
+            format!("{}/team/app:{tags}: {}/mirror/app\n", src.host(), dst.host()),
+        )
+    };
+    src.clear_requests();
+
+    // Into a repository that does not exist yet: one tags/list tells ferry so, and then no
+    // blob or child manifest is HEADed, and no source manifest either (a target lacks it).
+    sync(&auth, &rule("v1,list"), &[]).assert_success();
+    let requests = dst.requests();
+    assert_eq!(dst.count("GET", "/mirror/app/tags/list"), 1, "{requests:?}");
+    assert_eq!(dst.count("HEAD", "/blobs/"), 0, "{requests:?}");
+    assert_eq!(dst.count("HEAD", "/manifests/"), 2, "{requests:?}");
+    assert_eq!(src.count("HEAD", "/manifests/"), 0, "{:?}", src.requests());
+    for tag in ["v1", "list"] {
+        assert_eq!(
+            skopeo_inspect_raw(&src, &format!("team/app:{tag}")),
+            skopeo_inspect_raw(&dst, &format!("mirror/app:{tag}"))
+        );
+    }
+
+    // A new tag sharing v1's layers, into the repository that now exists: its blobs are
+    // HEADed, and only the new config crosses.
+    src.seed_image("team/app", "v2", &v1.clone().label("build", "2"))
+        .await;
+    src.clear_requests();
+    dst.clear_requests();
+    sync(&auth, &rule("v2"), &[]).assert_success();
+    let requests = dst.requests();
+    assert_eq!(dst.count("HEAD", "/blobs/"), 3, "{requests:?}");
+    assert_eq!(dst.count("PUT", "/blobs/uploads/"), 1, "{requests:?}");
+    assert_eq!(src.count("GET", "/blobs/"), 1, "{:?}", src.requests());
+    assert_eq!(
+        skopeo_inspect_raw(&src, "team/app:v2"),
+        skopeo_inspect_raw(&dst, "mirror/app:v2")
+    );
+}

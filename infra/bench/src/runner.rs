@@ -144,8 +144,11 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Comma
         )
         .env("HOME", home)
         .env("NO_COLOR", "1");
-    if let Some(tmp) = std::env::var_os("TMPDIR") {
-        cmd.env("TMPDIR", tmp);
+    // RUST_LOG passes through, so ferry's debug lines (per-blob timings) can be studied.
+    for name in ["TMPDIR", "RUST_LOG"] {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
     }
     cmd
 }

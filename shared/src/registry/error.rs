@@ -74,29 +74,38 @@ impl fmt::Display for RegistryError {
     }
 }
 
-/// The `errors[]` of a registry error body, as `CODE: message; …`, for messages.
-pub(crate) fn describe_error_body(body: &[u8]) -> String {
+/// One entry of a registry error body's `errors[]`.
+#[derive(serde::Deserialize)]
+pub(crate) struct ErrorItem {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The `errors[]` of a registry error body; empty when it is not one.
+pub(crate) fn error_items(body: &[u8]) -> Vec<ErrorItem> {
     #[derive(serde::Deserialize)]
     struct Body {
         #[serde(default)]
-        errors: Vec<Item>,
+        errors: Vec<ErrorItem>,
     }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(b) if !b.errors.is_empty() => b
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.code, e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => String::from_utf8_lossy(&body[..body.len().min(200)])
+    serde_json::from_slice::<Body>(body)
+        .map(|b| b.errors)
+        .unwrap_or_default()
+}
+
+/// The `errors[]` of a registry error body, as `CODE: message; …`, for messages.
+pub(crate) fn describe_error_body(body: &[u8]) -> String {
+    let items = error_items(body);
+    if items.is_empty() {
+        return String::from_utf8_lossy(&body[..body.len().min(200)])
             .trim()
-            .to_string(),
+            .to_string();
     }
+    items
+        .iter()
+        .map(|e| format!("{}: {}", e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -93,18 +93,42 @@ impl Registries {
         digest: &Digest,
         concurrency: usize,
     ) -> Result<Vec<Reference>, RegistryError> {
-        let heads: Vec<Result<Option<Reference>, RegistryError>> = stream::iter(targets)
-            .map(|target| async move {
-                let client = self.client(target.repository.registry())?;
-                let head = client.manifest_head(target).await?;
-                let in_sync = head.and_then(|h| h.digest).as_ref() == Some(digest);
-                Ok((!in_sync).then(|| target.clone()))
+        let heads = self.manifest_heads(targets, concurrency).await?;
+        Ok(stale(targets, &heads, digest))
+    }
+
+    /// HEADs every reference, up to `concurrency` at once, in order: `None` where missing.
+    pub async fn manifest_heads(
+        &self,
+        references: &[Reference],
+        concurrency: usize,
+    ) -> Result<Vec<Option<ManifestHead>>, RegistryError> {
+        stream::iter(references)
+            .map(|reference| async move {
+                self.client(reference.repository.registry())?
+                    .manifest_head(reference)
+                    .await
             })
             .buffered(concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
             .collect()
-            .await;
-        heads.into_iter().filter_map(Result::transpose).collect()
     }
+}
+
+/// The targets whose HEAD (in the same order) is missing or names another digest.
+pub fn stale(
+    targets: &[Reference],
+    heads: &[Option<ManifestHead>],
+    digest: &Digest,
+) -> Vec<Reference> {
+    targets
+        .iter()
+        .zip(heads)
+        .filter(|(_, head)| head.as_ref().and_then(|h| h.digest.as_ref()) != Some(digest))
+        .map(|(target, _)| target.clone())
+        .collect()
 }
 
 /// Which repository a request is for and what it may do there: the token scope, and the

@@ -1,9 +1,11 @@
-//! Tags: `tags/list`, following `Link` pagination to the end.
+//! Tags: `tags/list`, following `Link` pagination to the end; and whether a repository
+//! exists at all.
 
 use reqwest::header::LINK;
+use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::error::{ErrorKind, RegistryError};
+use super::error::{error_items, ErrorKind, RegistryError};
 use super::{Client, Scope};
 use crate::reference::Repository;
 
@@ -48,6 +50,26 @@ impl Client {
             context,
             ErrorKind::Protocol(format!("more than {MAX_PAGES} pages of tags")),
         ))
+    }
+}
+
+impl Client {
+    /// Whether the registry says `repository` does not exist (`tags/list` answers 404
+    /// `NAME_UNKNOWN`). Any other answer counts as "it may exist". Asked with push scope,
+    /// as only a copier about to push asks it, so one token serves the uploads too.
+    pub async fn repository_absent(&self, repository: &Repository) -> Result<bool, RegistryError> {
+        let context = format!("list tags of {repository}");
+        let path = format!("{}/tags/list?n=1", repository.path());
+        let response = self
+            .send(&Scope::push(repository), &context, &path, |http, url| {
+                http.get(url)
+            })
+            .await?;
+        if response.status() != StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Ok(error_items(&body).iter().any(|e| e.code == "NAME_UNKNOWN"))
     }
 }
 

@@ -1,14 +1,19 @@
 //! The copy engine: one planned source image → its targets, registry to registry through
 //! memory only.
 //!
-//! Order of work for an image: HEAD the source and every target (equal digests and no
-//! `--force`: skipped, no GET spent); GET the source manifest; apply the platform filter;
-//! then per target copy every blob (HEAD, mount when source and target share a registry,
-//! else a streamed GET → PUT verified by digest and size while it streams), push child
-//! manifests by digest, and only then the top manifest, so no tag ever points at an
-//! incomplete image. Manifests are pushed byte-identical unless a filter dropped entries.
-//! Blob transfers across all images share one bound (`--proc`); the same blob wanted twice
-//! for one target repository is transferred once.
+//! Order of work for an image: HEAD every target, then (only when every target has a
+//! manifest) the source: equal digests and no `--force` means skipped, no GET spent. Else
+//! GET the source manifest tree; apply the platform filter; then per target copy every blob
+//! (mount when source and target share a registry, else a streamed GET → PUT verified by
+//! digest and size while it streams), push child manifests by digest, and only then the
+//! top manifest, so no tag ever points at an incomplete image. Manifests are pushed
+//! byte-identical unless a filter dropped entries.
+//!
+//! Blob transfers across all images share `--proc` permits, handed out largest blob first;
+//! blobs under 1 MiB have as many permits again, so configs and small layers do not queue
+//! behind the big ones. The same blob wanted twice for one target repository is transferred
+//! once, and once per target registry (other repositories there mount it). A blob is HEADed
+//! on the target before it is sent, unless the target repository was found not to exist.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,9 +30,13 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::plan::PlannedImage;
 use crate::reference::{Algorithm, Digest, Locator, Reference, Repository};
 use crate::registry::{
-    media_types, Actions, Client, ErrorKind, Manifest, Registries, RegistryError, UploadStart,
+    media_types, stale, Actions, Client, ErrorKind, Manifest, Registries, RegistryError,
+    UploadStart,
 };
 use crate::report::{ImageReport, Status};
+use permits::PriorityPermits;
+
+mod permits;
 
 /// How the copier works.
 #[derive(Debug, Clone)]
@@ -189,26 +198,79 @@ struct ManifestTree {
     children: Vec<ManifestTree>,
 }
 
+impl ManifestTree {
+    /// Every blob of this tree and its children, each digest once.
+    fn collect_blobs<'a>(&'a self, into: &mut Vec<&'a BlobRef>) {
+        for blob in &self.blobs {
+            if !into.iter().any(|b| b.digest == blob.digest) {
+                into.push(blob);
+            }
+        }
+        for child in &self.children {
+            child.collect_blobs(into);
+        }
+    }
+}
+
 type BlobCell = Arc<OnceCell<Result<BlobOutcome, CopyError>>>;
 type PlacementCell = Arc<OnceCell<Repository>>;
+type AbsentCell = Arc<OnceCell<Option<Instant>>>;
 
 /// Copies images; shared by every image of a run so `proc` bounds them all.
 pub struct Copier {
     registries: Arc<Registries>,
     options: CopyOptions,
     progress: Arc<dyn Progress>,
-    transfers: Semaphore,
+    /// Blob transfers in flight, largest blob first.
+    transfers: PriorityPermits,
+    /// The same number again for blobs under `SMALL_BLOB`: they are bound by round trips,
+    /// not bandwidth, and queued behind the large ones they would end a run as a long tail.
+    small_transfers: PriorityPermits,
     in_flight: Mutex<HashMap<(Repository, Digest), BlobCell>>,
     /// Per target registry and digest, the first repository the blob was placed in, so every
     /// other repository of that registry mounts it instead of transferring it again.
     placements: Mutex<HashMap<(String, Digest), PlacementCell>>,
+    /// Images looking up manifests at once; the rest wait, or move blobs.
+    lookups: Semaphore,
+    /// Target repositories found not to exist, and when (see `known_absent`).
+    absent: Mutex<HashMap<Repository, AbsentCell>>,
     stopped: AtomicBool,
+}
+
+/// What an image needs.
+enum Work {
+    Skip(&'static str),
+    Push {
+        tree: ManifestTree,
+        targets: Vec<Reference>,
+    },
+}
+
+impl Work {
+    fn for_targets(tree: ManifestTree, targets: Vec<Reference>) -> Work {
+        if targets.is_empty() {
+            Work::Skip("already in sync")
+        } else {
+            Work::Push { tree, targets }
+        }
+    }
 }
 
 /// Nested indexes deeper than this are refused rather than followed forever.
 const MAX_DEPTH: usize = 4;
 /// Attempts at one blob transfer (each a fresh GET → PUT) on transient faults.
 const BLOB_ATTEMPTS: u32 = 3;
+/// Blobs below this size (configs, small layers) have transfer permits of their own.
+const SMALL_BLOB: u64 = 1 << 20;
+/// Target manifests HEADed at once for one image.
+const HEADS_IN_FLIGHT: usize = 8;
+/// Images in flight in `copy_all`. Most of them just wait for transfer permits, which is
+/// what lets the permits start the largest blobs of the whole run first; `lookups` bounds
+/// how many talk to registries about manifests at once.
+const IMAGES_IN_FLIGHT: usize = 256;
+/// How long a repository found absent is trusted to hold only what this copier put there.
+/// Other copiers (Lambdas, workers) may push to it meanwhile; past this, blobs get HEADs.
+const ABSENT_TRUSTED_FOR: Duration = Duration::from_secs(120);
 /// Config blobs are read to check a single image's platform; they are small.
 const MAX_CONFIG_BYTES: usize = 8 << 20;
 
@@ -223,9 +285,12 @@ impl Copier {
             registries,
             options,
             progress,
-            transfers: Semaphore::new(proc),
+            transfers: PriorityPermits::new(proc),
+            small_transfers: PriorityPermits::new(proc),
             in_flight: Mutex::new(HashMap::new()),
             placements: Mutex::new(HashMap::new()),
+            lookups: Semaphore::new(proc * 4),
+            absent: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         }
     }
@@ -242,7 +307,7 @@ impl Copier {
     /// Copies every image, then retries the failed ones up to `retries` more rounds.
     pub async fn copy_all(&self, images: Vec<PlannedImage>, retries: u32) -> Vec<ImageReport> {
         self.progress.planned(images.len());
-        let concurrency = (self.options.proc.max(1) * 4).min(64);
+        let concurrency = IMAGES_IN_FLIGHT;
         let mut pending = images;
         let mut done = Vec::new();
         for round in 0..=retries {
@@ -338,89 +403,108 @@ impl Copier {
         // A job that names the digest its planner or push event saw copies exactly that
         // image: a registry may announce a push before the tag points at it, and a tag that
         // moved since planning is the next plan's business.
-        let pinned;
         let source = match &image.digest {
-            Some(digest) => {
-                pinned = image.source.repository.at(Locator::Digest(digest.clone()));
-                &pinned
-            }
-            None => &image.source,
+            Some(digest) => image.source.repository.at(Locator::Digest(digest.clone())),
+            None => image.source.clone(),
         };
-        let client = self.client(source.repository.registry())?;
-        let head = client
-            .manifest_head(source)
-            .await?
-            .ok_or_else(|| CopyError::SourceMissing(source.clone()))?;
-        let force = options.force;
-        let filtering = !options.platforms.is_empty();
-        if let (Some(digest), false, false) = (&head.digest, force, filtering) {
-            let stale = self.stale_targets(&image.targets, digest).await?;
-            if stale.is_empty() {
-                return Ok(Some("already in sync".into()));
-            }
-            let tree = self.fetch_tree(source, Some(digest)).await?;
-            return self
-                .push_to(&tree, &source.repository, &stale, force, report)
+        let work = {
+            let _lookup = self
+                .lookups
+                .acquire()
                 .await
-                .map(|()| None);
-        }
-        let tree = self.fetch_tree(source, head.digest.as_ref()).await?;
-        let tree = match self.filter(tree, source, &options.platforms).await? {
-            Some(tree) => tree,
-            None => return Ok(Some("no platform matches the --os/--arch filter".into())),
+                .map_err(|_| CopyError::Interrupted)?;
+            self.work_for(image, &source, options).await?
         };
-        let targets = if force {
-            image.targets.clone()
-        } else {
-            self.stale_targets(&image.targets, &tree.manifest.digest)
-                .await?
-        };
-        if targets.is_empty() {
-            return Ok(Some("already in sync".into()));
+        match work {
+            Work::Skip(reason) => Ok(Some(reason.into())),
+            Work::Push { tree, targets } => self
+                .push_to(&tree, &source.repository, &targets, options.force, report)
+                .await
+                .map(|()| None),
         }
-        self.push_to(&tree, &source.repository, &targets, force, report)
-            .await
-            .map(|()| None)
     }
 
-    /// The targets whose manifest is not `digest`.
-    async fn stale_targets(
+    /// What an image needs: its manifest tree and the targets that lack it, or why nothing.
+    async fn work_for(
         &self,
-        targets: &[Reference],
-        digest: &Digest,
-    ) -> Result<Vec<Reference>, CopyError> {
-        Ok(self.registries.stale_targets(targets, digest, 8).await?)
+        image: &PlannedImage,
+        source: &Reference,
+        options: &ImageOptions,
+    ) -> Result<Work, CopyError> {
+        if options.force || !options.platforms.is_empty() {
+            let tree = self.fetch_tree(source).await?;
+            let Some(tree) = self.filter(tree, source, &options.platforms).await? else {
+                return Ok(Work::Skip("no platform matches the --os/--arch filter"));
+            };
+            let targets = if options.force {
+                image.targets.clone()
+            } else {
+                self.registries
+                    .stale_targets(&image.targets, &tree.manifest.digest, HEADS_IN_FLIGHT)
+                    .await?
+            };
+            return Ok(Work::for_targets(tree, targets));
+        }
+        // The targets first: when one lacks the image, a copy is certain and the source
+        // manifest is fetched straight away. Only when every target has a manifest does a
+        // HEAD of the source decide, which spends no pull quota: no-op runs stay free.
+        let heads = self
+            .registries
+            .manifest_heads(&image.targets, HEADS_IN_FLIGHT)
+            .await?;
+        let known = match &image.digest {
+            Some(digest) => Some(digest.clone()),
+            None if heads.iter().all(Option::is_some) => {
+                self.client(source.repository.registry())?
+                    .manifest_head(source)
+                    .await?
+                    .ok_or_else(|| CopyError::SourceMissing(source.clone()))?
+                    .digest
+            }
+            None => None,
+        };
+        if let Some(digest) = &known {
+            if stale(&image.targets, &heads, digest).is_empty() {
+                return Ok(Work::Skip("already in sync"));
+            }
+        }
+        let tree = match &known {
+            Some(digest) => {
+                self.fetch_tree(&source.repository.at(Locator::Digest(digest.clone())))
+                    .await?
+            }
+            None => self.fetch_tree(source).await?,
+        };
+        let targets = stale(&image.targets, &heads, &tree.manifest.digest);
+        Ok(Work::for_targets(tree, targets))
     }
 
     fn client(&self, registry: &str) -> Result<Arc<Client>, CopyError> {
         Ok(self.registries.client(registry)?)
     }
 
-    /// GETs a manifest and, for an index, every child manifest (recursively).
-    async fn fetch_tree(
-        &self,
-        reference: &Reference,
-        digest: Option<&Digest>,
-    ) -> Result<ManifestTree, CopyError> {
-        self.fetch_tree_at(reference, digest, 0).await
+    /// GETs a manifest and, for an index, every child manifest (recursively, by digest, so
+    /// a tag moving mid-copy cannot mix two images). A missing top manifest is
+    /// `SourceMissing`.
+    async fn fetch_tree(&self, reference: &Reference) -> Result<ManifestTree, CopyError> {
+        self.fetch_tree_at(reference, 0).await
     }
 
     fn fetch_tree_at<'a>(
         &'a self,
         reference: &'a Reference,
-        digest: Option<&'a Digest>,
         depth: usize,
     ) -> futures::future::BoxFuture<'a, Result<ManifestTree, CopyError>> {
         Box::pin(async move {
             let client = self.client(reference.repository.registry())?;
-            // By digest when known, so a tag moving mid-copy cannot mix two images.
-            let pinned = match digest {
-                Some(d) => reference.repository.at(Locator::Digest(d.clone())),
-                None => reference.clone(),
+            let manifest = match client.manifest_get(reference).await {
+                Err(e) if depth == 0 && matches!(e.kind(), ErrorKind::NotFound(_)) => {
+                    return Err(CopyError::SourceMissing(reference.clone()))
+                }
+                other => other?,
             };
-            let manifest = client.manifest_get(&pinned).await?;
             let bad = |message: String| CopyError::BadManifest {
-                reference: pinned.to_string(),
+                reference: reference.to_string(),
                 message,
             };
             let references = parse_references(&manifest).map_err(bad)?;
@@ -429,15 +513,21 @@ impl Copier {
                 if depth >= MAX_DEPTH {
                     return Err(bad(format!("indexes nested deeper than {MAX_DEPTH}")));
                 }
-                for child in &references.children {
-                    let child_ref = reference
-                        .repository
-                        .at(Locator::Digest(child.digest.clone()));
-                    children.push(
-                        self.fetch_tree_at(&child_ref, Some(&child.digest), depth + 1)
-                            .await?,
-                    );
-                }
+                let child_refs: Vec<Reference> = references
+                    .children
+                    .iter()
+                    .map(|child| {
+                        reference
+                            .repository
+                            .at(Locator::Digest(child.digest.clone()))
+                    })
+                    .collect();
+                children = futures::future::try_join_all(
+                    child_refs
+                        .iter()
+                        .map(|child| self.fetch_tree_at(child, depth + 1)),
+                )
+                .await?;
             }
             Ok(ManifestTree {
                 manifest,
@@ -549,7 +639,9 @@ impl Copier {
         report: &mut ImageReport,
     ) -> Result<(), CopyError> {
         for target in targets {
-            self.push_tree(tree, source, &target.repository, force, report)
+            self.push_blobs(tree, source, &target.repository, report)
+                .await?;
+            self.push_children(tree, &target.repository, force, report)
                 .await?;
             let client = self.client(target.repository.registry())?;
             self.put_manifest(&client, target, &tree.manifest, report)
@@ -558,49 +650,88 @@ impl Copier {
         Ok(())
     }
 
-    /// Everything `tree` references, into `target` (the tree's own manifest excluded).
-    fn push_tree<'a>(
+    /// Every blob of the tree (of all its platforms) into `target` at once, so the transfer
+    /// permits see them all and can start the largest first.
+    async fn push_blobs(
+        &self,
+        tree: &ManifestTree,
+        source: &Repository,
+        target: &Repository,
+        report: &mut ImageReport,
+    ) -> Result<(), CopyError> {
+        let mut blobs = Vec::new();
+        tree.collect_blobs(&mut blobs);
+        let outcomes =
+            futures::future::join_all(blobs.iter().map(|blob| self.blob(source, target, blob)))
+                .await;
+        for outcome in outcomes {
+            match outcome? {
+                BlobOutcome::Copied(bytes) => {
+                    report.blobs_copied += 1;
+                    report.bytes += bytes;
+                }
+                BlobOutcome::Mounted => report.blobs_mounted += 1,
+                BlobOutcome::Existing => report.blobs_existing += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The tree's child manifests into `target` by digest, deepest first (its own manifest
+    /// excluded); a child already there is not pushed again unless forced.
+    fn push_children<'a>(
         &'a self,
         tree: &'a ManifestTree,
-        source: &'a Repository,
         target: &'a Repository,
         force: bool,
         report: &'a mut ImageReport,
     ) -> futures::future::BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             for child in &tree.children {
-                self.push_tree(child, source, target, force, report).await?;
+                self.push_children(child, target, force, report).await?;
                 let client = self.client(target.registry())?;
                 let by_digest = target.at(Locator::Digest(child.manifest.digest.clone()));
-                let exists = client.manifest_head(&by_digest).await?.is_some_and(|h| {
-                    h.digest
-                        .as_ref()
-                        .is_none_or(|d| *d == child.manifest.digest)
-                });
-                if !exists || force {
+                let exists = !force
+                    && !self.known_absent(target).await
+                    && client.manifest_head(&by_digest).await?.is_some_and(|h| {
+                        h.digest
+                            .as_ref()
+                            .is_none_or(|d| *d == child.manifest.digest)
+                    });
+                if !exists {
                     self.put_manifest(&client, &by_digest, &child.manifest, report)
                         .await?;
                 }
             }
-            // The transfer semaphore bounds how many of these actually move data at once.
-            let outcomes = futures::future::join_all(
-                tree.blobs
-                    .iter()
-                    .map(|blob| self.blob(source, target, blob)),
-            )
-            .await;
-            for outcome in outcomes {
-                match outcome? {
-                    BlobOutcome::Copied(bytes) => {
-                        report.blobs_copied += 1;
-                        report.bytes += bytes;
-                    }
-                    BlobOutcome::Mounted => report.blobs_mounted += 1,
-                    BlobOutcome::Existing => report.blobs_existing += 1,
-                }
-            }
             Ok(())
         })
+    }
+
+    /// Whether `target` was found not to exist, recently enough that only what this copier
+    /// put there since can be in it: blobs and manifests need no HEAD to know they are
+    /// missing. Asked once per repository; an error just means "not known".
+    async fn known_absent(&self, target: &Repository) -> bool {
+        let cell = self
+            .absent
+            .lock()
+            .expect("absent map poisoned")
+            .entry(target.clone())
+            .or_default()
+            .clone();
+        let found = cell
+            .get_or_init(|| async {
+                let client = self.client(target.registry()).ok()?;
+                match client.repository_absent(target).await {
+                    Ok(true) => Some(Instant::now()),
+                    Ok(false) => None,
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot tell whether the repository exists");
+                        None
+                    }
+                }
+            })
+            .await;
+        found.is_some_and(|at| at.elapsed() < ABSENT_TRUSTED_FOR)
     }
 
     async fn put_manifest(
@@ -721,11 +852,13 @@ impl Copier {
         blob: &BlobRef,
         mount_from: Option<&Repository>,
     ) -> Result<BlobOutcome, CopyError> {
-        let _permit = self
-            .transfers
-            .acquire()
-            .await
-            .map_err(|_| CopyError::Interrupted)?;
+        let size = blob.size.unwrap_or(u64::MAX);
+        let lane = if size < SMALL_BLOB {
+            &self.small_transfers
+        } else {
+            &self.transfers
+        };
+        let _permit = lane.acquire(size).await;
         let mut attempt = 1;
         loop {
             if self.is_stopped() {
@@ -754,10 +887,11 @@ impl Copier {
         mount_from: Option<&Repository>,
     ) -> Result<BlobOutcome, CopyError> {
         let target_client = self.client(target.registry())?;
-        if target_client
-            .blob_head(target, &blob.digest, Actions::PullPush)
-            .await?
-            .is_some()
+        if !self.known_absent(target).await
+            && target_client
+                .blob_head(target, &blob.digest, Actions::PullPush)
+                .await?
+                .is_some()
         {
             return Ok(BlobOutcome::Existing);
         }
@@ -772,6 +906,7 @@ impl Copier {
         let source_client = self.client(source.registry())?;
         let stream = source_client.blob_get(source, &blob.digest).await?;
         let expected_size = blob.size.or(stream.size);
+        let started = Instant::now();
         let verifier = Arc::new(Mutex::new(Verifier::new(&blob.digest)));
         let progress = self.progress.clone();
         let tap = verifier.clone();
@@ -819,6 +954,13 @@ impl Copier {
             });
         }
         result?;
+        tracing::debug!(
+            digest = %blob.digest,
+            bytes = verifier.bytes,
+            chunks = verifier.chunks,
+            ms = started.elapsed().as_millis() as u64,
+            "blob copied"
+        );
         Ok(BlobOutcome::Copied(verifier.bytes))
     }
 }
@@ -827,6 +969,7 @@ impl Copier {
 struct Verifier {
     hasher: Hasher,
     bytes: u64,
+    chunks: u64,
     mismatch: Option<(String, String)>,
 }
 
@@ -844,12 +987,14 @@ impl Verifier {
         Verifier {
             hasher,
             bytes: 0,
+            chunks: 0,
             mismatch: None,
         }
     }
 
     fn update(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
+        self.chunks += 1;
         match &mut self.hasher {
             Hasher::Sha256(h) => h.update(chunk),
             Hasher::Sha512(h) => h.update(chunk),
