@@ -7,7 +7,7 @@ use support::{
     TOKEN_PASSWORD, TOKEN_USER,
 };
 
-use crate::{auth_file, ferry_plan, pairs};
+use crate::{auth_file, ferry_plan, pairs, sync};
 
 async fn registry_with(mode: Mode, repos: &[&str]) -> Registry {
     let reg = Registry::start(mode);
@@ -111,6 +111,32 @@ async fn bearer_tokens_are_fetched_once_per_scope() {
         format!("{:?}", requests[0]).contains(TOKEN_USER),
         "{requests:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_takes_one_token_per_repository() {
+    let src = Registry::start(Mode::Token);
+    for (i, tag) in ["v1", "v2", "v3"].iter().enumerate() {
+        src.seed_image("team/app", tag, &ImageSpec::with_layers(40 + i as u64, 2, 512))
+            .await;
+    }
+    let dst = Registry::start(Mode::Token);
+    let dir = temp_dir();
+    let images = write_file(
+        dir.path(),
+        "images.yaml",
+        format!("{}/team/app: {}/mirror/app\n", src.host(), dst.host()),
+    );
+    src.clear_requests();
+    dst.clear_requests();
+    sync(&auth_file(dir.path(), &[&src, &dst]), &images, &[]).assert_success();
+    // The target's HEADs, its tags/list and every upload share one pull+push token; the
+    // source's listing, manifests and blobs one pull token.
+    let scopes = |reg: &Registry| -> Vec<Vec<String>> {
+        reg.token_requests().into_iter().map(|r| r.scopes).collect()
+    };
+    assert_eq!(scopes(&dst), [["repository:mirror/app:pull,push"]]);
+    assert_eq!(scopes(&src), [["repository:team/app:pull"]]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,8 +30,8 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::plan::PlannedImage;
 use crate::reference::{Algorithm, Digest, Locator, Reference, Repository};
 use crate::registry::{
-    media_types, stale, Actions, Client, ErrorKind, Manifest, Registries, RegistryError,
-    UploadStart,
+    media_types, stale, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries,
+    RegistryError, UploadStart,
 };
 use crate::report::{ImageReport, Status};
 use permits::PriorityPermits;
@@ -439,19 +439,18 @@ impl Copier {
             let targets = if options.force {
                 image.targets.clone()
             } else {
-                self.registries
-                    .stale_targets(&image.targets, &tree.manifest.digest, HEADS_IN_FLIGHT)
-                    .await?
+                stale(
+                    &image.targets,
+                    &self.target_heads(&image.targets).await?,
+                    &tree.manifest.digest,
+                )
             };
             return Ok(Work::for_targets(tree, targets));
         }
         // The targets first: when one lacks the image, a copy is certain and the source
         // manifest is fetched straight away. Only when every target has a manifest does a
         // HEAD of the source decide, which spends no pull quota: no-op runs stay free.
-        let heads = self
-            .registries
-            .manifest_heads(&image.targets, HEADS_IN_FLIGHT)
-            .await?;
+        let heads = self.target_heads(&image.targets).await?;
         let known = match &image.digest {
             Some(digest) => Some(digest.clone()),
             None if heads.iter().all(Option::is_some) => {
@@ -477,6 +476,17 @@ impl Copier {
         };
         let targets = stale(&image.targets, &heads, &tree.manifest.digest);
         Ok(Work::for_targets(tree, targets))
+    }
+
+    /// HEADs the targets, with the push token the copy will need anyway.
+    async fn target_heads(
+        &self,
+        targets: &[Reference],
+    ) -> Result<Vec<Option<ManifestHead>>, CopyError> {
+        Ok(self
+            .registries
+            .manifest_heads(targets, Actions::PullPush, HEADS_IN_FLIGHT)
+            .await?)
     }
 
     fn client(&self, registry: &str) -> Result<Arc<Client>, CopyError> {
@@ -693,11 +703,14 @@ impl Copier {
                 let by_digest = target.at(Locator::Digest(child.manifest.digest.clone()));
                 let exists = !force
                     && !self.known_absent(target).await
-                    && client.manifest_head(&by_digest).await?.is_some_and(|h| {
-                        h.digest
-                            .as_ref()
-                            .is_none_or(|d| *d == child.manifest.digest)
-                    });
+                    && client
+                        .manifest_head_as(&by_digest, Actions::PullPush)
+                        .await?
+                        .is_some_and(|h| {
+                            h.digest
+                                .as_ref()
+                                .is_none_or(|d| *d == child.manifest.digest)
+                        });
                 if !exists {
                     self.put_manifest(&client, &by_digest, &child.manifest, report)
                         .await?;

@@ -9,7 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Response, StatusCode};
 
 use super::error::{ErrorKind, RegistryError};
-use super::{status_error, Client, Scope};
+use super::{status_error, Actions, Client, Scope};
 use crate::reference::{Digest, Locator, Reference};
 
 /// The manifest media types ferry understands.
@@ -65,14 +65,25 @@ impl Client {
         &self,
         reference: &Reference,
     ) -> Result<Option<ManifestHead>, RegistryError> {
+        self.manifest_head_as(reference, Actions::Pull).await
+    }
+
+    /// HEAD a manifest with a token for `actions`: a copier HEADs its targets with the
+    /// push token it will upload with, so one token per target repository serves both.
+    pub async fn manifest_head_as(
+        &self,
+        reference: &Reference,
+        actions: Actions,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
         let context = format!("HEAD manifest {reference}");
+        let scope = Scope {
+            actions,
+            ..Scope::pull(&reference.repository)
+        };
         let response = self
-            .send(
-                &Scope::pull(&reference.repository),
-                &context,
-                &manifest_path(reference),
-                |http, url| http.head(url).header(ACCEPT, media_types::ACCEPT),
-            )
+            .send(&scope, &context, &manifest_path(reference), |http, url| {
+                http.head(url).header(ACCEPT, media_types::ACCEPT)
+            })
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);

@@ -93,20 +93,24 @@ impl Registries {
         digest: &Digest,
         concurrency: usize,
     ) -> Result<Vec<Reference>, RegistryError> {
-        let heads = self.manifest_heads(targets, concurrency).await?;
+        let heads = self
+            .manifest_heads(targets, Actions::Pull, concurrency)
+            .await?;
         Ok(stale(targets, &heads, digest))
     }
 
-    /// HEADs every reference, up to `concurrency` at once, in order: `None` where missing.
+    /// HEADs every reference (with a token for `actions`), up to `concurrency` at once, in
+    /// order: `None` where missing.
     pub async fn manifest_heads(
         &self,
         references: &[Reference],
+        actions: Actions,
         concurrency: usize,
     ) -> Result<Vec<Option<ManifestHead>>, RegistryError> {
         stream::iter(references)
             .map(|reference| async move {
                 self.client(reference.repository.registry())?
-                    .manifest_head(reference)
+                    .manifest_head_as(reference, actions)
                     .await
             })
             .buffered(concurrency.max(1))
