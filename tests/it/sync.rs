@@ -364,7 +364,11 @@ async fn requests_that_cannot_find_anything_are_not_sent() {
         write_file(
             dir.path(),
             "images.yaml",
-            format!("{}/team/app:{tags}: {}/mirror/app\n", src.host(), dst.host()),
+            format!(
+                "{}/team/app:{tags}: {}/mirror/app\n",
+                src.host(),
+                dst.host()
+            ),
         )
     };
     src.clear_requests();
