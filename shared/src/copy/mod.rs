@@ -724,13 +724,7 @@ impl Copier {
     /// put there since can be in it: blobs and manifests need no HEAD to know they are
     /// missing. Asked once per repository; an error just means "not known".
     async fn known_absent(&self, target: &Repository) -> bool {
-        let cell = self
-            .absent
-            .lock()
-            .expect("absent map poisoned")
-            .entry(target.clone())
-            .or_default()
-            .clone();
+        let cell = cell_for(&self.absent, target.clone());
         let found = cell
             .get_or_init(|| async {
                 let client = self.client(target.registry()).ok()?;
@@ -784,13 +778,7 @@ impl Copier {
         blob: &BlobRef,
     ) -> Result<BlobOutcome, CopyError> {
         let key = (target.clone(), blob.digest.clone());
-        let cell = self
-            .in_flight
-            .lock()
-            .expect("in-flight map poisoned")
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let cell = cell_for(&self.in_flight, key.clone());
         let mut first = false;
         let outcome = cell
             .get_or_init(|| {
@@ -825,13 +813,10 @@ impl Copier {
         if source.registry() == target.registry() {
             return self.blob_with_retries(source, target, blob, None).await;
         }
-        let cell = self
-            .placements
-            .lock()
-            .expect("placement map poisoned")
-            .entry((target.registry().to_string(), blob.digest.clone()))
-            .or_default()
-            .clone();
+        let cell = cell_for(
+            &self.placements,
+            (target.registry().to_string(), blob.digest.clone()),
+        );
         let mut transferred = None;
         let placed = cell
             .get_or_try_init(|| async {
@@ -890,8 +875,8 @@ impl Copier {
         }
     }
 
-    /// HEAD, then mount (from `mount_from`, or from the source on the same registry) or
-    /// stream the blob.
+    /// HEAD (unless the repository is known absent), then mount (from `mount_from`, or from
+    /// the source on the same registry) or stream the blob.
     async fn transfer(
         &self,
         source: &Repository,
@@ -976,6 +961,19 @@ impl Copier {
         );
         Ok(BlobOutcome::Copied(verifier.bytes))
     }
+}
+
+/// The once-cell for `key`, created empty on first use: every caller asking for the same
+/// key shares one piece of work.
+fn cell_for<K: Eq + std::hash::Hash, V>(
+    map: &Mutex<HashMap<K, Arc<OnceCell<V>>>>,
+    key: K,
+) -> Arc<OnceCell<V>> {
+    map.lock()
+        .expect("cell map poisoned")
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 /// Hashes and counts a blob as it streams past.
