@@ -4,7 +4,7 @@
 # local TLS registries, seeds the corpora and measures ferry against `skopeo sync --all` and
 # a raw copy floor. Prints the table; writes infra/bench/results/latest.{json,md}.
 # Arguments go to ferry-bench: --runs N (default 3), --quick (small corpus, smoke test),
-# --only cold,warm,big,calibrate, --tools ferry,skopeo,floor,floor-h2, --auth basic|token,
+# --only cold,warm,big,calibrate,planner, --tools ferry,skopeo,floor,floor-h2, --auth basic|token,
 # --proc N, --out DIR, --keep, --ferry BIN (measure that ferry binary instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -117,8 +117,12 @@ async fn bearer_tokens_are_fetched_once_per_scope() {
 async fn a_copy_takes_one_token_per_repository() {
     let src = Registry::start(Mode::Token);
     for (i, tag) in ["v1", "v2", "v3"].iter().enumerate() {
-        src.seed_image("team/app", tag, &ImageSpec::with_layers(40 + i as u64, 2, 512))
-            .await;
+        src.seed_image(
+            "team/app",
+            tag,
+            &ImageSpec::with_layers(40 + i as u64, 2, 512),
+        )
+        .await;
     }
     let dst = Registry::start(Mode::Token);
     let dir = temp_dir();

@@ -45,12 +45,18 @@ impl Moto {
     /// Starts `moto_server` and waits (bounded) until it answers. Panics with its output
     /// when it does not start.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// [`Moto::start`] with extra environment variables for the server (moto's settings,
+    /// such as `MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let bin = moto_bin();
         let mut last_failure = String::new();
         // The port is only reserved until released: retry if another process took it.
         for _attempt in 0..3 {
             let port = net::free_port();
-            let mut moto = Moto::spawn(&bin, port);
+            let mut moto = Moto::spawn(&bin, port, env);
             match moto.wait_ready() {
                 Ok(()) => return moto,
                 Err(why) => {
@@ -69,9 +75,10 @@ impl Moto {
         );
     }
 
-    fn spawn(bin: &PathBuf, port: u16) -> Moto {
+    fn spawn(bin: &PathBuf, port: u16, env: &[(&str, &str)]) -> Moto {
         let mut cmd = Command::new(bin);
         cmd.args(["-p", &port.to_string(), "-H", "127.0.0.1"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -145,6 +152,11 @@ impl Moto {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Every line moto printed so far (its request log among them).

@@ -3,11 +3,14 @@
 //! deterministic corpora. Several runs per figure, medians reported; a table on standard
 //! output, JSON and Markdown in `infra/bench/results/`. Nothing asserts timings, but every
 //! copy is checked (every tag at its source digest, every child manifest, every blob with
-//! its size) and a wrong copy stops the benchmark. See `infra/bench/run.sh`.
+//! its size) and a wrong copy stops the benchmark. The `planner` scenario measures
+//! `ferry plan --queue-url` on 10,000 tags into a local SQS (`moto_server`), checked too
+//! (see `planner.rs`). See `infra/bench/run.sh`.
 
 mod corpus;
 mod counts;
 mod floor;
+mod planner;
 mod report;
 mod runner;
 
@@ -34,8 +37,8 @@ struct Args {
     /// Runs per figure (medians are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Smoke test: a small corpus (C1 at 1/64 size, 100 warm tags, 64/128 MiB layers) and
-    /// one run unless --runs is given.
+    /// Smoke test: a small corpus (C1 at 1/64 size, 100 warm tags, 64/128 MiB layers, 1,000
+    /// planner tags) and one run unless --runs is given.
     #[arg(long)]
     quick: bool,
     /// Blob transfers in flight for ferry (--proc) and the floor.
@@ -79,6 +82,9 @@ enum ScenarioId {
     Big,
     /// What one request costs the registries (HEAD manifest, keep-alive), per mode.
     Calibrate,
+    /// `ferry plan --queue-url` on one repository of 10,000 tags into moto_server, cold
+    /// (target empty) and warm (target in sync).
+    Planner,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -131,6 +137,9 @@ pub struct Run {
     /// CPU the source and target registry processes used during the run.
     pub registry_cpu_s: f64,
     pub requests: SideCounts,
+    /// Figures particular to a scenario (the planner's phases, moto's CPU, purges).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, f64>,
 }
 
 /// Every run of one scenario.
@@ -247,6 +256,10 @@ impl Bench {
             };
             scenarios.push(self.big(&source, "1g", one).await?);
             scenarios.push(self.big(&source, "2g", two).await?);
+        }
+        // ferry is the only contender here.
+        if self.wants(ScenarioId::Planner) && !self.order(&[Tool::Ferry], 0).is_empty() {
+            scenarios.extend(self.planner(&source).await?);
         }
         let settings = report::Settings {
             runs: self.args.runs,
@@ -437,6 +450,7 @@ impl Bench {
             measured,
             registry_cpu_s,
             requests,
+            extra: BTreeMap::new(),
         })
     }
 
@@ -444,6 +458,20 @@ impl Bench {
         self.mode
             .credentials()
             .expect("auth modes have credentials")
+    }
+
+    /// ferry's auth file for `registries`: the mode's credentials and the test CA.
+    fn auth_yaml(&self, registries: &[&Registry]) -> String {
+        let (user, password) = self.credentials();
+        let ca = Pki::get().ca_cert.display().to_string();
+        let mut auth = String::new();
+        for reg in registries {
+            auth += &format!(
+                "{:?}:\n  username: {user:?}\n  password: {password:?}\n  ca: {ca:?}\n",
+                reg.host()
+            );
+        }
+        auth
     }
 
     fn ferry_command(
@@ -454,15 +482,7 @@ impl Bench {
         dir: &Path,
         home: &Path,
     ) -> anyhow::Result<std::process::Command> {
-        let (user, password) = self.credentials();
-        let ca = Pki::get().ca_cert.display().to_string();
-        let mut auth = String::new();
-        for reg in [source, target] {
-            auth += &format!(
-                "{:?}:\n  username: {user:?}\n  password: {password:?}\n  ca: {ca:?}\n",
-                reg.host()
-            );
-        }
+        let auth = self.auth_yaml(&[source, target]);
         let mut images = String::new();
         for repo in corpus.repos() {
             images += &format!("{:?}: {:?}\n", source.image(&repo), target.image(&repo));

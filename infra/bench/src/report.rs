@@ -8,6 +8,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::counts::SideCounts;
+use crate::planner::{thousands, PURGE_EVERY, VERIFY_TAGS};
 use crate::{Run, ScenarioResult, Tool};
 
 #[derive(Clone, Debug, Serialize)]
@@ -190,6 +191,16 @@ impl Figure {
         self.note = Some(text);
         self
     }
+
+    /// ferry's median of a scenario figure of its own (`Run::extra`), where runs have it.
+    fn extra(mut self, s: &ScenarioResult, key: &str) -> Figure {
+        self.ferry = median(
+            s.runs_of(Tool::Ferry)
+                .filter_map(|r| r.extra.get(key).copied())
+                .collect(),
+        );
+        self
+    }
 }
 
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -246,14 +257,6 @@ impl Report {
             }
             requests.insert(s.id.clone(), per_tool);
         }
-        figures.push(
-            Figure::new(
-                "planner_enqueue_10k",
-                "planner enqueue rate, 10,000 tags into moto_server".into(),
-                "tags/s",
-            )
-            .note("not yet measured here (infra/bench/planner.sh measures it on its own)".into()),
-        );
         Report {
             machine,
             settings,
@@ -287,9 +290,11 @@ impl Report {
                 Some(false) => target += " ✗",
                 None => {}
             }
-            if f.ferry.is_none() && f.skopeo.is_none() && f.floor.is_none() {
-                if let Some(note) = &f.note {
+            if let Some(note) = &f.note {
+                if target.is_empty() {
                     target = note.clone();
+                } else {
+                    target = format!("{target}; {note}");
                 }
             }
             rows.push([
@@ -340,8 +345,57 @@ impl Report {
             self.settings.load_end,
             self.settings.duration_s
         );
+        for note in self.notes() {
+            out += &format!("{note}\n");
+        }
         out += &self.requests_text();
         out
+    }
+
+    /// What the figures of some scenarios need said beside the table.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let cold = self.scenarios.iter().find(|s| s.id == "planner_cold");
+        let warm = self.scenarios.iter().find(|s| s.id == "planner_warm");
+        if let (Some(cold), Some(warm)) = (cold, warm) {
+            let n = thousands(cold.tags);
+            let extra = |key: &str| {
+                median(
+                    cold.runs_of(Tool::Ferry)
+                        .filter_map(|r| r.extra.get(key).copied())
+                        .collect(),
+                )
+            };
+            let purges = extra("purges").map_or("–".into(), |p| format!("{p:.0}"));
+            let moto = extra("moto_cpu_s").map_or("–".into(), |c| format!("{c:.1} s"));
+            let enqueue = extra("enqueue_s").map_or("–".into(), |c| format!("{c:.1} s"));
+            notes.push(format!(
+                "planner: `ferry plan --queue-url` (the planner Lambda's code: list the tags, HEAD \
+                 every source and target, 16 in flight, then one job per image not in sync, 10 per \
+                 SendMessageBatch call, 8 calls in flight) on one repository of {n} tags of one \
+                 small image, from the source registry to a second registry in the same mode (empty \
+                 for cold plans; for warm plans seeded with the same manifests and blobs), into \
+                 moto_server as SQS. Runs: {} cold, {} warm.",
+                cold.runs.len(),
+                warm.runs.len()
+            ));
+            notes.push(format!(
+                "planner: moto 5.2.5's SendMessage/SendMessageBatch cost grows with the queue's \
+                 length (every send scans every queued message), so {n} jobs into one moto queue \
+                 would measure moto; during cold plans ferry-bench purges the queue every {} ms \
+                 ({purges} purges per run, median), keeping it short. moto still used {moto} CPU \
+                 per cold plan on the same cores (median; ferry's enqueue phase took {enqueue}). \
+                 Real SQS was not measured.",
+                PURGE_EVERY.as_millis()
+            ));
+            notes.push(format!(
+                "planner: checked, not assumed: a {VERIFY_TAGS}-tag plan (a regex rule), not \
+                 purged, was received in full, every message a valid job for one of those tags at \
+                 the source digest, each tag exactly once; every cold plan reported {n} jobs \
+                 enqueued, every warm plan 0 (all {n} in sync, queue left empty), none with errors."
+            ));
+        }
+        notes
     }
 
     pub fn markdown(&self) -> String {
@@ -367,6 +421,9 @@ impl Report {
             if n == 0 {
                 out += "| --- | ---: | ---: | ---: | ---: | ---: | --- |\n";
             }
+        }
+        for note in self.notes() {
+            out += &format!("\n{note}\n");
         }
         out += "\n```\n";
         out += &self.requests_text();
@@ -565,6 +622,81 @@ fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                 )
                 .values(s, |r| r.measured.wall_s),
             ]
+        }
+        id @ ("planner_cold" | "planner_warm") => {
+            let cold = id == "planner_cold";
+            let kind = if cold { "cold" } else { "warm" };
+            let tags = s.tags as f64;
+            let mut rows = vec![Figure::new(
+                &format!("{id}_wall"),
+                format!("{}: wall time", s.title),
+                "s",
+            )
+            .values(s, |r| r.measured.wall_s)];
+            let rate = if cold {
+                Figure::new(
+                    "planner_cold_rate",
+                    format!(
+                        "planner enqueue rate, {} tags into moto_server",
+                        thousands(s.tags)
+                    ),
+                    "tags/s",
+                )
+                .note(format!(
+                    "whole cold plan; queue purged every {} ms (notes)",
+                    PURGE_EVERY.as_millis()
+                ))
+            } else {
+                Figure::new(
+                    "planner_warm_rate",
+                    "planner, warm: tags checked per second".into(),
+                    "tags/s",
+                )
+            };
+            rows.push(rate.values(s, |r| tags / r.measured.wall_s));
+            if cold {
+                rows.push(
+                    Figure::new(
+                        "planner_cold_resolve",
+                        "planner, cold: listing and HEADs (ferry's own timing)".into(),
+                        "s",
+                    )
+                    .extra(s, "resolve_and_check_s"),
+                );
+                rows.push(
+                    Figure::new(
+                        "planner_cold_enqueue",
+                        "planner, cold: enqueueing, SendMessageBatch (ferry's own timing)".into(),
+                        "s",
+                    )
+                    .extra(s, "enqueue_s"),
+                );
+            }
+            rows.push(
+                Figure::new(
+                    &format!("{id}_requests_per_tag"),
+                    format!("planner, {kind}: requests per tag (both registries, tokens included)"),
+                    "req/tag",
+                )
+                .values(s, |r| r.requests.total() as f64 / tags),
+            );
+            rows.push(
+                Figure::new(
+                    &format!("{id}_cpu"),
+                    format!("planner, {kind}: ferry CPU, user+sys"),
+                    "s",
+                )
+                .values(s, |r| r.measured.cpu_s()),
+            );
+            rows.push(
+                Figure::new(
+                    &format!("{id}_rss"),
+                    format!("planner, {kind}: ferry peak RSS"),
+                    "MiB",
+                )
+                .values(s, |r| mib(r.measured.max_rss_kib)),
+            );
+            rows
         }
         _ => Vec::new(),
     }
