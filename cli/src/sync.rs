@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shared::copy::Copier;
-use shared::plan::{resolve, PlanOptions, PlannedImage, RuleFailure};
+use shared::plan::{resolve, PlanOptions, PlannedImage, RuleFailure, SourceHeads};
 use shared::registry::Registries;
 use shared::report::Report;
 use shared::rules::Rule;
@@ -58,7 +58,7 @@ async fn plan(
     interrupts: &mut Interrupts,
 ) -> (Vec<PlannedImage>, Unresolved) {
     let options = PlanOptions {
-        head_sources: false,
+        source_heads: SourceHeads::None,
         ..PlanOptions::default()
     };
     let plan = tokio::select! {

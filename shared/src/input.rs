@@ -157,7 +157,7 @@ pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, Input
         os,
         arch,
         proc: positive(env, "FERRY_PROC", 5)?,
-        concurrency: positive(env, "FERRY_CONCURRENCY", 32)?,
+        concurrency: positive(env, "FERRY_CONCURRENCY", crate::plan::DEFAULT_CONCURRENCY)?,
     })
 }
 

@@ -1,16 +1,19 @@
 //! Planning: resolving validated rules against the live source registries into one
 //! `PlannedImage` per source image (a tag or digest) with every target it goes to.
 //!
-//! Tag lists come from `tags/list`; every source is HEAD-checked (which spends no pull
-//! quota), so a tag named in a rule but missing from the registry is reported here, and the
-//! digest seen is recorded. A rule that cannot be resolved is a failure of its own; the
-//! other rules still resolve.
+//! Tag lists come from `tags/list`. Sources are HEAD-checked (which spends no pull quota) as
+//! `SourceHeads` says: a tag named in a rule but missing from the registry is reported here,
+//! with its rule, and the digest seen is recorded. A rule that cannot be resolved is a
+//! failure of its own; the other rules still resolve. `dispatch` then checks the targets and
+//! enqueues a job per image some target lacks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
+use futures::SinkExt;
 use thiserror::Error;
 
 use serde::Serialize;
@@ -18,7 +21,7 @@ use serde::Serialize;
 use crate::job::{new_plan_id, Job};
 use crate::queue::{Queue, QueueError};
 use crate::reference::{Digest, Locator, Reference, Repository};
-use crate::registry::{Registries, RegistryError};
+use crate::registry::{stale, Actions, Registries, RegistryError};
 use crate::rules::{Naming, Rule, Selector};
 
 /// One source image and where it goes.
@@ -71,16 +74,30 @@ impl Plan {
 pub struct PlanOptions {
     /// Registry requests kept in flight.
     pub concurrency: usize,
-    /// HEAD every source (`ferry plan`, the planner Lambda). `ferry sync` skips it because
-    /// the copier HEADs each source itself, so a no-op run costs one HEAD per image and target.
-    pub head_sources: bool,
+    /// Which sources are HEADed while resolving.
+    pub source_heads: SourceHeads,
+}
+
+/// Registry requests kept in flight while planning, unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// Which sources `resolve` HEADs (which spends no pull quota).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceHeads {
+    /// Every one: `ferry plan` prints each image with its digest.
+    All,
+    /// Those a rule names by tag or digest, so one that does not exist is reported with its
+    /// rule; tags just listed exist, and `dispatch` HEADs them only if it must.
+    Named,
+    /// None: `ferry sync`, whose copier HEADs each source itself when it must.
+    None,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            concurrency: 16,
-            head_sources: true,
+            concurrency: DEFAULT_CONCURRENCY,
+            source_heads: SourceHeads::All,
         }
     }
 }
@@ -90,12 +107,14 @@ struct Selected {
     rule: usize,
     source: Reference,
     targets: Vec<Reference>,
+    /// Named by the rule (a tag or digest), not found by listing tags.
+    named: bool,
 }
 
 /// Resolves `rules` against their source registries.
 pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &PlanOptions) -> Plan {
     let concurrency = options.concurrency.max(1);
-    let head_sources = options.head_sources;
+    let source_heads = options.source_heads;
     let mut plan = Plan::default();
     let listed: Vec<(usize, Result<Vec<Selected>, PlanError>)> =
         stream::iter(rules.iter().enumerate())
@@ -117,7 +136,12 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     }
     let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
         .map(|s| async move {
-            let digest = if head_sources {
+            let head = match source_heads {
+                SourceHeads::All => true,
+                SourceHeads::Named => s.named,
+                SourceHeads::None => false,
+            };
+            let digest = if head {
                 head_source(&s.source, registries).await
             } else {
                 Ok(None)
@@ -168,6 +192,7 @@ async fn select(
     rule: &Rule,
     registries: &Registries,
 ) -> Result<Vec<Selected>, PlanError> {
+    let named = matches!(rule.selector, Selector::Digest(_) | Selector::Tags(_));
     let sources: Vec<(usize, Locator)> = match &rule.selector {
         Selector::Digest(d) => vec![(0, Locator::Digest(d.clone()))],
         Selector::Tags(tags) => tags.iter().cloned().map(Locator::Tag).enumerate().collect(),
@@ -195,6 +220,7 @@ async fn select(
                 .map(|t| target_reference(&t.repository, &t.naming, position, &locator))
                 .collect(),
             source: rule.source.at(locator),
+            named,
         })
         .collect())
 }
@@ -226,7 +252,8 @@ pub struct DispatchSummary {
 
 /// Resolves `rules`, drops the images every target already has (unless forced; a platform
 /// filter rewrites indexes, so then digests cannot be compared and every image goes), and
-/// enqueues one job per remaining image with only its stale targets.
+/// enqueues one job per remaining image with only its stale targets. Jobs are sent while
+/// later images are still being checked, so the registries and the queue work at once.
 pub async fn dispatch(
     rules: &[Rule],
     registries: &Arc<Registries>,
@@ -240,7 +267,7 @@ pub async fn dispatch(
         registries,
         &PlanOptions {
             concurrency,
-            head_sources: true,
+            source_heads: SourceHeads::Named,
         },
     )
     .await;
@@ -255,60 +282,155 @@ pub async fn dispatch(
         tracing::warn!(rule = %rule, "rule selects no image");
     }
     let compare = !options.force && options.os.is_empty() && options.arch.is_empty();
-    let checked: Vec<(PlannedImage, Result<Vec<Reference>, RegistryError>)> =
-        stream::iter(plan.images)
+    let (jobs, ready) = mpsc::channel::<Job>(JOBS_AHEAD);
+    let plan_id = summary.plan_id.clone();
+    let check = async move {
+        let mut jobs = jobs;
+        let mut outcome = CheckOutcome::default();
+        let mut checked = stream::iter(plan.images)
             .map(|image| async move {
-                let stale = match (&image.digest, compare) {
-                    (Some(digest), true) => {
-                        registries
-                            .stale_targets(&image.targets, digest, image.targets.len())
-                            .await
-                    }
-                    _ => Ok(image.targets.clone()),
-                };
+                let stale = stale_targets_of(&image, compare, registries).await;
                 (image, stale)
             })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    let mut jobs = Vec::new();
-    for (mut image, stale) in checked {
-        match stale {
-            Ok(stale) if stale.is_empty() => summary.already_in_sync += 1,
-            Ok(stale) => {
-                image.targets = stale;
-                jobs.push(image);
+            .buffer_unordered(concurrency);
+        while let Some((mut image, stale)) = checked.next().await {
+            match stale {
+                Ok(Staleness::InSync) => {
+                    outcome.in_sync += 1;
+                    continue;
+                }
+                Ok(Staleness::Stale { targets, digest }) => {
+                    image.targets = targets;
+                    image.digest = image.digest.or(digest);
+                }
+                Err(CheckError::SourceGone(error)) => {
+                    outcome.errors.push(error.to_string());
+                    continue;
+                }
+                // The copier checks again and retries; the job still goes.
+                Err(CheckError::Registry(error)) => {
+                    outcome.errors.push(format!("{}: {error}", image.source));
+                }
             }
-            // The copier checks again and retries; the job still goes.
-            Err(error) => {
-                summary.errors.push(format!("{}: {error}", image.source));
-                jobs.push(image);
+            let job =
+                Job::from_planned(&image, &plan_id, &options.os, &options.arch, options.force);
+            // The sender stops only when the queue failed; its error is reported.
+            if jobs.send(job).await.is_err() {
+                break;
             }
         }
-    }
-    jobs.sort_by(|a, b| a.source.cmp(&b.source));
-    let jobs: Vec<Job> = jobs
-        .iter()
-        .map(|image| {
-            Job::from_planned(
-                image,
-                &summary.plan_id,
-                &options.os,
-                &options.arch,
-                options.force,
-            )
-        })
-        .collect();
-    let checked_at = started.elapsed();
-    summary.jobs_enqueued = queue.send(&jobs).await?.sent;
+        outcome.checked_at = started.elapsed();
+        outcome
+    };
+    let send = async move {
+        let mut sent = 0;
+        let mut batches = ready
+            .chunks(SQS_BATCH)
+            .map(|batch| async move { queue.send(&batch).await })
+            .buffer_unordered(BATCHES_IN_FLIGHT);
+        while let Some(result) = batches.next().await {
+            sent += result?.sent;
+        }
+        Ok::<usize, QueueError>(sent)
+    };
+    let (outcome, sent) = futures::join!(check, send);
+    summary.jobs_enqueued = sent?;
+    summary.already_in_sync = outcome.in_sync;
+    summary.errors.extend(outcome.errors);
     tracing::info!(
         plan_id = %summary.plan_id,
-        resolve_and_check_ms = checked_at.as_millis() as u64,
-        enqueue_ms = (started.elapsed() - checked_at).as_millis() as u64,
+        resolve_and_check_ms = outcome.checked_at.as_millis() as u64,
+        enqueue_ms = (started.elapsed().saturating_sub(outcome.checked_at)).as_millis() as u64,
         jobs = summary.jobs_enqueued,
         "planned"
     );
     Ok(summary)
+}
+
+/// Jobs checked but not yet sent, at most.
+const JOBS_AHEAD: usize = 1000;
+/// Messages per SendMessageBatch, SQS's maximum.
+const SQS_BATCH: usize = 10;
+/// SendMessageBatch calls in flight while checking goes on.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+#[derive(Default)]
+struct CheckOutcome {
+    in_sync: usize,
+    errors: Vec<String>,
+    checked_at: std::time::Duration,
+}
+
+/// What checking an image's targets found.
+enum Staleness {
+    InSync,
+    /// These targets need the image; `digest` is the source's, when it had to be HEADed.
+    Stale {
+        targets: Vec<Reference>,
+        digest: Option<Digest>,
+    },
+}
+
+enum CheckError {
+    /// The source was listed, but is gone: no job.
+    SourceGone(PlanError),
+    Registry(RegistryError),
+}
+
+impl From<RegistryError> for CheckError {
+    fn from(error: RegistryError) -> Self {
+        CheckError::Registry(error)
+    }
+}
+
+/// Which of an image's targets lack it. A source whose digest is known is compared against
+/// the targets' HEADs. A listed tag was not HEADed: the targets are HEADed first, and when
+/// none has the tag the job goes without a source request at all (a first copy of a large
+/// repository costs one HEAD per tag); otherwise the source is HEADed to compare.
+async fn stale_targets_of(
+    image: &PlannedImage,
+    compare: bool,
+    registries: &Registries,
+) -> Result<Staleness, CheckError> {
+    if !compare {
+        return Ok(Staleness::Stale {
+            targets: image.targets.clone(),
+            digest: None,
+        });
+    }
+    let in_flight = image.targets.len();
+    let heads = registries
+        .manifest_heads(&image.targets, Actions::Pull, in_flight)
+        .await?;
+    let digest = match &image.digest {
+        Some(digest) => digest.clone(),
+        None if heads.iter().all(Option::is_none) => {
+            return Ok(Staleness::Stale {
+                targets: image.targets.clone(),
+                digest: None,
+            })
+        }
+        None => match head_source(&image.source, registries).await {
+            Ok(Some(digest)) => digest,
+            Ok(None) => {
+                return Ok(Staleness::Stale {
+                    targets: image.targets.clone(),
+                    digest: None,
+                })
+            }
+            Err(PlanError::Registry(error)) => return Err(error.into()),
+            Err(gone) => return Err(CheckError::SourceGone(gone)),
+        },
+    };
+    let targets = stale(&image.targets, &heads, &digest);
+    Ok(if targets.is_empty() {
+        Staleness::InSync
+    } else {
+        Staleness::Stale {
+            targets,
+            digest: Some(digest),
+        }
+    })
 }
 
 /// The target reference for the source at `position` of the rule's selection. Shared with
@@ -328,6 +450,7 @@ pub(crate) fn target_reference(
     repository.at(locator)
 }
 
+/// The source's digest (`None` when the registry does not say); a missing source is an error.
 async fn head_source(
     source: &Reference,
     registries: &Registries,
