@@ -371,8 +371,9 @@ impl Report {
             let enqueue = extra("enqueue_s").map_or("–".into(), |c| format!("{c:.1} s"));
             notes.push(format!(
                 "planner: `ferry plan --queue-url` (the planner Lambda's code: list the tags, HEAD \
-                 every source and target, 16 in flight, then one job per image not in sync, 10 per \
-                 SendMessageBatch call, 8 calls in flight) on one repository of {n} tags of one \
+                 every target and, where a target has the tag, the source, 32 in flight; one job \
+                 per image not in sync, sent while checking goes on, 10 per SendMessageBatch \
+                 call, 8 calls in flight) on one repository of {n} tags of one \
                  small image, from the source registry to a second registry in the same mode (empty \
                  for cold plans; for warm plans seeded with the same manifests and blobs), into \
                  moto_server as SQS. Runs: {} cold, {} warm.",
@@ -384,14 +385,15 @@ impl Report {
                  length (every send scans every queued message), so {n} jobs into one moto queue \
                  would measure moto; during cold plans ferry-bench purges the queue every {} ms \
                  ({purges} purges per run, median), keeping it short. moto still used {moto} CPU \
-                 per cold plan on the same cores (median; ferry's enqueue phase took {enqueue}). \
+                 per cold plan on the same cores (median; sending after the last check took \
+                 {enqueue}). \
                  Real SQS was not measured.",
                 PURGE_EVERY.as_millis()
             ));
             notes.push(format!(
                 "planner: checked, not assumed: a {VERIFY_TAGS}-tag plan (a regex rule), not \
-                 purged, was received in full, every message a valid job for one of those tags at \
-                 the source digest, each tag exactly once; every cold plan reported {n} jobs \
+                 purged, was received in full, every message a valid job for one of those tags \
+                 (with no digest, as no target had it, or the source's), each tag exactly once; every cold plan reported {n} jobs \
                  enqueued, every warm plan 0 (all {n} in sync, queue left empty), none with errors."
             ));
         }
@@ -658,7 +660,7 @@ fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                 rows.push(
                     Figure::new(
                         "planner_cold_resolve",
-                        "planner, cold: listing and HEADs (ferry's own timing)".into(),
+                        "planner, cold: listing, HEADs and sending, until the last check (ferry's own timing)".into(),
                         "s",
                     )
                     .extra(s, "resolve_and_check_s"),
@@ -666,7 +668,7 @@ fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                 rows.push(
                     Figure::new(
                         "planner_cold_enqueue",
-                        "planner, cold: enqueueing, SendMessageBatch (ferry's own timing)".into(),
+                        "planner, cold: sending what was left after the last check (ferry's own timing)".into(),
                         "s",
                     )
                     .extra(s, "enqueue_s"),
