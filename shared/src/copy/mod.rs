@@ -15,6 +15,8 @@
 //! once, and once per target registry (other repositories there mount it). A blob is HEADed
 //! on the target before it is sent, unless the target repository was found not to exist.
 
+mod permits;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,8 +37,6 @@ use crate::registry::{
 };
 use crate::report::{ImageReport, Status};
 use permits::PriorityPermits;
-
-mod permits;
 
 /// How the copier works.
 #[derive(Debug, Clone)]
