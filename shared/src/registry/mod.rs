@@ -85,22 +85,9 @@ impl Registries {
         &self.auth
     }
 
-    /// The targets whose manifest is not `digest` (missing or different), HEADing up to
-    /// `concurrency` at once. HEAD spends no pull quota, which is what makes no-op runs free.
-    pub async fn stale_targets(
-        &self,
-        targets: &[Reference],
-        digest: &Digest,
-        concurrency: usize,
-    ) -> Result<Vec<Reference>, RegistryError> {
-        let heads = self
-            .manifest_heads(targets, Actions::Pull, concurrency)
-            .await?;
-        Ok(stale(targets, &heads, digest))
-    }
-
     /// HEADs every reference (with a token for `actions`), up to `concurrency` at once, in
-    /// order: `None` where missing.
+    /// order: `None` where missing. HEAD spends no pull quota, which is what makes no-op runs
+    /// free.
     pub async fn manifest_heads(
         &self,
         references: &[Reference],
