@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry::platform::{PlatformError, PlatformFilter};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -124,6 +125,13 @@ pub struct PlatformArgs {
     /// Copy only these architectures (comma-separated, repeatable; `arch:variant`, e.g. arm64:v8).
     #[arg(long, value_name = "ARCH[,ARCH…]")]
     pub arch: Vec<String>,
+}
+
+impl PlatformArgs {
+    /// The flags parsed into the filter every later stage uses.
+    pub fn filter(&self) -> Result<PlatformFilter, PlatformError> {
+        PlatformFilter::parse(&self.os, &self.arch)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use shared::input::InputError;
+use ferry::input::InputError;
+use ferry::platform::PlatformError;
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +29,10 @@ pub const INTERRUPTED: i32 = 130;
 
 /// A flag value clap accepted but ferry cannot use (checked before any request).
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub enum UsageError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}
 
 /// Prints an error that ended the run and picks its exit status.
 pub fn report(error: &anyhow::Error) -> ExitCode {

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use shared::auth::AuthConfig;
-use shared::copy::{Copier, CopyOptions, NoProgress};
-use shared::env::ProcessEnv;
-use shared::input::{load_inputs, InputError, InputPaths};
-use shared::registry::{ClientOptions, Registries, RetryPolicy};
-use shared::rules::{Defaults, Rule};
+use ferry::auth::AuthConfig;
+use ferry::copy::{Copier, CopyOptions, NoProgress};
+use ferry::env::ProcessEnv;
+use ferry::input::{load_inputs, InputError, InputPaths};
+use ferry::registry::{ClientOptions, Registries, RetryPolicy};
+use ferry::rules::{Defaults, Rule};
 
 use crate::args::InputArgs;
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use shared::copy::Copier;
+use ferry::copy::Copier;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -16,7 +16,7 @@ pub struct LogGuard;
 
 pub fn init(file: Option<&Path>) -> anyhow::Result<LogGuard> {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,shared=info,ferry=info"));
+        .unwrap_or_else(|_| EnvFilter::new("warn,ferry_core=info,ferry=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use shared::report::Report;
+use ferry::report::Report;
 
 use crate::args::ImagesFormat;
 use crate::settings::Outputs;
@@ -51,7 +51,7 @@ fn json(value: &impl serde::Serialize) -> anyhow::Result<String> {
 mod tests {
     use std::time::Duration;
 
-    use shared::report::{ImageReport, Status};
+    use ferry::report::{ImageReport, Status};
 
     use super::*;
 

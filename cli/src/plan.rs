@@ -6,11 +6,12 @@ use std::io::Write as _;
 use serde::Serialize;
 use std::sync::Arc;
 
-use shared::copy::PlatformFilter;
-use shared::plan::{dispatch, resolve, DispatchOptions, PlanOptions};
-use shared::queue::SqsQueue;
-use shared::registry::Registries;
-use shared::rules::Rule;
+use ferry::dispatch::{dispatch, DispatchOptions};
+use ferry::image::ImageOptions;
+use ferry::plan::{resolve, PlanOptions};
+use ferry::queue::SqsQueue;
+use ferry::registry::Registries;
+use ferry::rules::Rule;
 
 use crate::args::PlanArgs;
 use crate::exit::{Status, UsageError};
@@ -25,10 +26,13 @@ struct PlanLine<'a> {
 }
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
-    PlatformFilter::parse(&args.platforms.os, &args.platforms.arch).map_err(UsageError)?;
+    let image = ImageOptions {
+        force: args.force,
+        platforms: args.platforms.filter().map_err(UsageError::from)?,
+    };
     let (rules, registries) = load(&args.input)?;
     if let Some(url) = &args.queue_url {
-        return enqueue(&args, url, &rules, &registries).await;
+        return enqueue(image, url, &rules, &registries).await;
     }
     let plan = resolve(&rules, &registries, &PlanOptions::default()).await;
     let mut out = std::io::stdout().lock();
@@ -58,16 +62,14 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
 /// `--queue-url`: enqueue jobs for the images not yet in sync and print what was done, as
 /// the planner Lambda answers it.
 async fn enqueue(
-    args: &PlanArgs,
+    image: ImageOptions,
     url: &str,
     rules: &[Rule],
     registries: &Arc<Registries>,
 ) -> anyhow::Result<Status> {
     let queue = SqsQueue::from_env(url).await;
     let options = DispatchOptions {
-        os: args.platforms.os.clone(),
-        arch: args.platforms.arch.clone(),
-        force: args.force,
+        image,
         concurrency: PlanOptions::default().concurrency,
     };
     let summary = dispatch(rules, registries, &queue, &options).await?;

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry::copy::Progress;
+use ferry::report::{ImageReport, Status};
 use indicatif::style::ProgressTracker;
 use indicatif::{HumanBytes, ProgressBar, ProgressState, ProgressStyle};
-use shared::copy::Progress;
-use shared::report::{ImageReport, Status};
 
 /// The bar being drawn, if any. Global because the log writer (set up before the bar exists,
 /// and living as long as the process) must find it.

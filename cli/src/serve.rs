@@ -13,12 +13,11 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use ferry::credentials::Secret;
+use ferry::queue::{MemoryQueue, Queue};
+use ferry::webhook::{HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES, SECRET_VARIABLE};
+use ferry::worker::{work, WorkerOptions};
 use futures::StreamExt as _;
-use shared::auth::Secret;
-use shared::copy::PlatformFilter;
-use shared::queue::{MemoryQueue, Queue};
-use shared::webhook::{HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES, SECRET_VARIABLE};
-use shared::worker::{work, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -36,8 +35,7 @@ struct AppState {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
-    let (os, arch) = (args.platforms.os.clone(), args.platforms.arch.clone());
-    PlatformFilter::parse(&os, &arch).map_err(UsageError)?;
+    let platforms = args.platforms.filter().map_err(UsageError::from)?;
     let (rules, registries) = load(&args.input)?;
     let secret = std::env::var(SECRET_VARIABLE)
         .ok()
@@ -51,8 +49,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         WebhookSettings {
             secret: secret.map(Secret::new),
             default_registry: args.webhook_registry.clone(),
-            os,
-            arch,
+            platforms,
         },
     )?;
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(120)));

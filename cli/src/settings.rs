@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use shared::copy::{CopyOptions, ImageOptions, PlatformFilter};
+use ferry::copy::CopyOptions;
+use ferry::image::ImageOptions;
 
 use crate::args::{ImagesFormat, InputArgs, SyncArgs};
 use crate::exit::UsageError;
@@ -28,8 +29,7 @@ impl TryFrom<SyncArgs> for SyncSettings {
     type Error = UsageError;
 
     fn try_from(args: SyncArgs) -> Result<Self, UsageError> {
-        let platforms =
-            PlatformFilter::parse(&args.platforms.os, &args.platforms.arch).map_err(UsageError)?;
+        let platforms = args.platforms.filter()?;
         Ok(SyncSettings {
             input: args.input,
             copy: CopyOptions {

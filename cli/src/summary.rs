@@ -6,9 +6,9 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use ferry::plan::RuleFailure;
+use ferry::report::Report;
 use indicatif::HumanBytes;
-use shared::plan::RuleFailure;
-use shared::report::Report;
 
 /// What the summary describes.
 pub struct Summary<'a> {
@@ -73,7 +73,7 @@ fn human_duration(duration: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use shared::report::{ImageReport, Status};
+    use ferry::report::{ImageReport, Status};
 
     use super::*;
 

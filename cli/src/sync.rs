@@ -7,11 +7,12 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use shared::copy::Copier;
-use shared::plan::{resolve, PlanOptions, PlannedImage, RuleFailure, SourceHeads};
-use shared::registry::Registries;
-use shared::report::Report;
-use shared::rules::Rule;
+use ferry::copy::Copier;
+use ferry::image::PlannedImage;
+use ferry::plan::{resolve, PlanOptions, RuleFailure, SourceHeads};
+use ferry::registry::Registries;
+use ferry::report::Report;
+use ferry::rules::Rule;
 
 use crate::args::SyncArgs;
 use crate::exit::Status;

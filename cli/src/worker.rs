@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::copy::Copier;
-use shared::queue::{Queue, SqsQueue};
-use shared::worker::{work, WorkerOptions};
+use ferry::copy::Copier;
+use ferry::queue::{Queue, SqsQueue};
+use ferry::worker::{work, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 

@@ -6,7 +6,6 @@
 //! asked instead. The registry client only calls `credentials_for` and `tls_for`.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::credentials::{CredentialStore, Credentials, CredentialsError, Secret, TlsSettings};
 use crate::env::Env;
 use crate::files::{read_document, scalar_string, FileError};
 use crate::reference::{canonical_registry, Repository, DOCKER_HUB};
@@ -26,52 +26,6 @@ const DOCKER_HUB_SERVER_URL: &str = "https://index.docker.io/v1/";
 
 /// What a credential helper prints on stdout when it has nothing for a server.
 const HELPER_NOT_FOUND: &str = "credentials not found";
-
-/// A secret string: Debug/Display print "***"; `expose()` gives the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// What to present to a registry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Credentials {
-    Basic {
-        username: String,
-        password: Secret,
-    },
-    /// Docker config `identitytoken`: an OAuth2 refresh token for the token endpoint.
-    IdentityToken(Secret),
-}
-
-/// How to connect to one registry host.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TlsSettings {
-    /// Plain HTTP allowed and TLS certificates not verified.
-    pub insecure: bool,
-    /// A PEM file with extra CA certificates to trust.
-    pub ca: Option<PathBuf>,
-}
 
 /// Why credentials could not be loaded or resolved. Messages never contain secrets.
 #[derive(Debug, Error)]
@@ -519,6 +473,22 @@ impl AuthConfig {
     /// that has them.
     fn entry_with_credentials(&self, target: &str) -> Option<&Entry> {
         matching(&self.entries, target).find(|entry| entry.credentials.is_some())
+    }
+}
+
+impl CredentialStore for AuthConfig {
+    fn credentials_for(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Credentials>, CredentialsError> {
+        AuthConfig::credentials_for(self, repository).map_err(|e| CredentialsError {
+            source_name: self.describe_match(repository),
+            message: e.to_string(),
+        })
+    }
+
+    fn tls_for(&self, registry: &str) -> TlsSettings {
+        AuthConfig::tls_for(self, registry)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The second half of input handling: which files to read (`--auth`, `--images`, or the
 //! legacy `--config` with both) and turning them into validated rules and credentials.
-//! Nothing here contacts a registry.
+//! Nothing here contacts a registry. The serverless functions' settings from their
+//! environment, and the defaults of the settings every command shares, live here too.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,9 @@ use thiserror::Error;
 
 use crate::auth::{AuthConfig, AuthError};
 use crate::env::Env;
+use crate::error::{HasKind, Kind};
 use crate::files::{parse_inline, read_document, FileError};
+use crate::platform::{PlatformError, PlatformFilter};
 use crate::rules::{load_rules, rules_from_value, Defaults, Rule, RulesError};
 
 /// The input files as given on the command line.
@@ -36,15 +39,43 @@ pub enum InputError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Rules(#[from] RulesError),
-    #[error("{}: {message}", file.display())]
-    Config { file: PathBuf, message: String },
+    #[error("{}: {problem}", file.display())]
+    Config {
+        file: PathBuf,
+        problem: ConfigProblem,
+    },
     #[error("no images file: pass --images FILE (or --config FILE); ./images.json does not exist")]
     NoImages,
     #[error("no rules: set FERRY_IMAGES (inline YAML or JSON) or FERRY_IMAGES_FILE")]
     NoImagesInEnvironment,
-    #[error("{name}: {message}")]
-    Variable { name: &'static str, message: String },
+    #[error("{name}: {value:?} is not a positive whole number")]
+    NotPositive { name: &'static str, value: String },
+    #[error("FERRY_OS/FERRY_ARCH: {0}")]
+    Platform(#[from] PlatformError),
 }
+
+impl HasKind for InputError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
+}
+
+/// What is wrong with a legacy `--config` file's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigProblem {
+    #[error("expected a map with \"auth\" and \"images\"")]
+    NotAMap,
+    #[error("unknown key {0:?} (expected \"auth\" and \"images\")")]
+    UnknownKey(String),
+    #[error("no \"images\" key")]
+    NoImages,
+}
+
+/// Registry requests kept in flight while planning, unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// Blob transfers in flight (`--proc`, `FERRY_PROC`), unless configured otherwise.
+pub const DEFAULT_PROC: usize = 5;
 
 /// image-syncer's defaults when neither `--images` nor `--config` is given.
 const DEFAULT_IMAGES: &str = "images.json";
@@ -132,8 +163,7 @@ pub fn rules_from_inline(
 /// memory) and `FERRY_CONCURRENCY` (registry requests in flight while planning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSettings {
-    pub os: Vec<String>,
-    pub arch: Vec<String>,
+    pub platforms: PlatformFilter,
     pub proc: usize,
     pub concurrency: usize,
 }
@@ -148,16 +178,10 @@ pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, Input
             .map(str::to_string)
             .collect()
     };
-    let (os, arch) = (list("FERRY_OS"), list("FERRY_ARCH"));
-    crate::copy::PlatformFilter::parse(&os, &arch).map_err(|message| InputError::Variable {
-        name: "FERRY_OS/FERRY_ARCH",
-        message,
-    })?;
     Ok(ServiceSettings {
-        os,
-        arch,
-        proc: positive(env, "FERRY_PROC", 5)?,
-        concurrency: positive(env, "FERRY_CONCURRENCY", crate::plan::DEFAULT_CONCURRENCY)?,
+        platforms: PlatformFilter::parse(&list("FERRY_OS"), &list("FERRY_ARCH"))?,
+        proc: positive(env, "FERRY_PROC", DEFAULT_PROC)?,
+        concurrency: positive(env, "FERRY_CONCURRENCY", DEFAULT_CONCURRENCY)?,
     })
 }
 
@@ -167,10 +191,7 @@ fn positive(env: &dyn Env, name: &'static str, default: usize) -> Result<usize, 
         Some(v) if v.is_empty() => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(InputError::Variable {
-                name,
-                message: format!("{v:?} is not a positive whole number"),
-            }),
+            _ => Err(InputError::NotPositive { name, value: v }),
         },
     }
 }
@@ -207,23 +228,19 @@ struct LegacyConfig {
 }
 
 fn read_legacy_config(file: &Path) -> Result<LegacyConfig, InputError> {
-    let config_error = |message: String| InputError::Config {
+    let config_error = |problem: ConfigProblem| InputError::Config {
         file: file.to_path_buf(),
-        message,
+        problem,
     };
     let serde_json::Value::Object(mut map) = read_document(file)? else {
-        return Err(config_error(
-            "expected a map with \"auth\" and \"images\"".into(),
-        ));
+        return Err(config_error(ConfigProblem::NotAMap));
     };
     if let Some(unknown) = map.keys().find(|k| *k != "auth" && *k != "images") {
-        return Err(config_error(format!(
-            "unknown key {unknown:?} (expected \"auth\" and \"images\")"
-        )));
+        return Err(config_error(ConfigProblem::UnknownKey(unknown.clone())));
     }
     let images = map
         .remove("images")
-        .ok_or_else(|| config_error("no \"images\" key".into()))?;
+        .ok_or(config_error(ConfigProblem::NoImages))?;
     Ok(LegacyConfig {
         file: file.to_path_buf(),
         auth: map.remove("auth"),

@@ -21,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::copy::PlatformFilter;
-use crate::plan::PlannedImage;
+use crate::error::truncate;
+use crate::error::{HasKind, Kind};
+use crate::image::{ImageOptions, PlannedImage};
+use crate::platform::{PlatformError, PlatformFilter};
 use crate::reference::{Digest, Locator, Reference, ReferenceError};
 
 /// The body format version this build writes and reads.
@@ -97,27 +99,27 @@ pub enum JobError {
         source_digest: String,
     },
     #[error("job platform filter: {0}")]
-    Platform(String),
+    Platform(#[from] PlatformError),
+}
+
+impl HasKind for JobError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 impl Job {
-    /// The job for one planned image. `os`/`arch` are the raw flag entries.
-    pub fn from_planned(
-        image: &PlannedImage,
-        plan_id: &str,
-        os: &[String],
-        arch: &[String],
-        force: bool,
-    ) -> Job {
+    /// The job for one planned image, copied with `options`.
+    pub fn from_planned(image: &PlannedImage, plan_id: &str, options: &ImageOptions) -> Job {
         Job {
             v: JOB_VERSION,
             plan_id: plan_id.to_string(),
             source: image.source.to_string(),
             digest: image.digest.as_ref().map(Digest::to_string),
             targets: image.targets.iter().map(Reference::to_string).collect(),
-            os: os.to_vec(),
-            arch: arch.to_vec(),
-            force,
+            os: options.platforms.os_entries(),
+            arch: options.platforms.arch_entries(),
+            force: options.force,
         }
     }
 
@@ -141,9 +143,19 @@ impl Job {
             arch: string_list(&map, "arch")?.unwrap_or_default(),
             force: optional_bool(&map, "force")?.unwrap_or(false),
         };
-        job.to_planned()?;
-        job.platform_filter()?;
+        job.work()?;
         Ok(job)
+    }
+
+    /// What to copy and how: the planned image and its options, validated.
+    pub fn work(&self) -> Result<(PlannedImage, ImageOptions), JobError> {
+        Ok((
+            self.to_planned()?,
+            ImageOptions {
+                force: self.force,
+                platforms: self.platform_filter()?,
+            },
+        ))
     }
 
     /// The message body.
@@ -179,7 +191,7 @@ impl Job {
 
     /// The `--os`/`--arch` filter the planner was run with.
     pub fn platform_filter(&self) -> Result<PlatformFilter, JobError> {
-        PlatformFilter::parse(&self.os, &self.arch).map_err(JobError::Platform)
+        Ok(PlatformFilter::parse(&self.os, &self.arch)?)
     }
 
     /// `digest` parsed, and consistent with a digest source (a contradiction means the
@@ -285,10 +297,7 @@ fn parse_reference(field: &str, text: &str) -> Result<Reference, JobError> {
 
 /// `text`, cut to [`QUOTE_LIMIT`] characters.
 fn quote(text: &str) -> String {
-    match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
+    truncate(text, QUOTE_LIMIT)
 }
 
 #[cfg(test)]
@@ -316,13 +325,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let job = Job::from_planned(
-            &planned(),
-            "p1",
-            &strings(&["linux"]),
-            &strings(&["amd64,arm64:v8"]),
-            true,
-        );
+        let options = ImageOptions {
+            force: true,
+            platforms: PlatformFilter::parse(&strings(&["linux"]), &strings(&["amd64,arm64:v8"]))
+                .unwrap(),
+        };
+        let job = Job::from_planned(&planned(), "p1", &options);
         let body = job.to_body();
         assert!(body.starts_with(r#"{"v":1,"plan_id":"p1","source":"quay.io/coreos/etcd:v3.5.0""#));
         let parsed = Job::parse(&body).unwrap();
@@ -338,7 +346,7 @@ mod tests {
     fn omits_and_defaults_optional_fields() {
         let mut image = planned();
         image.digest = None;
-        let job = Job::from_planned(&image, "p", &[], &[], false);
+        let job = Job::from_planned(&image, "p", &ImageOptions::default());
         let body = job.to_body();
         for absent in ["\"digest\"", "\"os\"", "\"arch\"", "\"force\""] {
             assert!(!body.contains(absent), "{absent} in {body}");
@@ -503,9 +511,15 @@ mod tests {
                 .unwrap()
             })
             .collect();
-        let arch = strings(&["amd64", "arm64:v8"]);
-        let body =
-            Job::from_planned(&image, &new_plan_id(), &strings(&["linux"]), &arch, false).to_body();
+        let options = ImageOptions {
+            force: false,
+            platforms: PlatformFilter::parse(
+                &strings(&["linux"]),
+                &strings(&["amd64", "arm64:v8"]),
+            )
+            .unwrap(),
+        };
+        let body = Job::from_planned(&image, &new_plan_id(), &options).to_body();
         assert!(body.len() < 16 * 1024, "{} bytes", body.len());
         assert!(body.len() < 256 * 1024);
         assert_eq!(Job::parse(&body).unwrap().targets.len(), 50);

@@ -11,27 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
-use futures::SinkExt;
 use thiserror::Error;
 
-use serde::Serialize;
-
-use crate::job::{new_plan_id, Job};
-use crate::queue::{Queue, QueueError};
-use crate::reference::{Digest, Locator, Reference, Repository};
-use crate::registry::{stale, Actions, Registries, RegistryError};
-use crate::rules::{Naming, Rule, Selector};
-
-/// One source image and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedImage {
-    pub source: Reference,
-    /// The source manifest digest seen while planning, when the registry told it.
-    pub digest: Option<Digest>,
-    pub targets: Vec<Reference>,
-}
+use crate::image::PlannedImage;
+use crate::reference::{Digest, Locator, Reference};
+use crate::registry::{Registries, RegistryError};
+use crate::rules::{Rule, Selector};
 
 /// A rule that could not be resolved.
 #[derive(Debug, Error)]
@@ -78,9 +64,6 @@ pub struct PlanOptions {
     pub source_heads: SourceHeads,
 }
 
-/// Registry requests kept in flight while planning, unless configured otherwise.
-pub const DEFAULT_CONCURRENCY: usize = 32;
-
 /// Which sources `resolve` HEADs (which spends no pull quota).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceHeads {
@@ -96,7 +79,7 @@ pub enum SourceHeads {
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            concurrency: DEFAULT_CONCURRENCY,
+            concurrency: crate::input::DEFAULT_CONCURRENCY,
             source_heads: SourceHeads::All,
         }
     }
@@ -199,14 +182,9 @@ async fn select(
         Selector::All | Selector::Regex(_) => {
             let client = registries.client(rule.source.registry())?;
             let tags = client.tag_list(&rule.source).await?;
-            let wanted = |t: &String| match &rule.selector {
-                Selector::Regex(regex) => regex.is_match(t),
-                _ => true,
-            };
             tags.into_iter()
-                .filter(wanted)
-                .map(Locator::Tag)
-                .enumerate()
+                .filter(|tag| !rule.select(tag).is_empty())
+                .map(|tag| (0, Locator::Tag(tag)))
                 .collect()
         }
     };
@@ -214,244 +192,15 @@ async fn select(
         .into_iter()
         .map(|(position, locator)| Selected {
             rule: index,
-            targets: rule
-                .targets
-                .iter()
-                .map(|t| target_reference(&t.repository, &t.naming, position, &locator))
-                .collect(),
+            targets: rule.targets_for(position, &locator),
             source: rule.source.at(locator),
             named,
         })
         .collect())
 }
 
-/// What the planner is asked to do beyond resolving the rules.
-#[derive(Debug, Clone, Default)]
-pub struct DispatchOptions {
-    /// Raw `--os`/`--arch` entries, carried by every job.
-    pub os: Vec<String>,
-    pub arch: Vec<String>,
-    /// Enqueue every image, even those already in sync, and ask copiers to push again.
-    pub force: bool,
-    /// Registry requests kept in flight while resolving and checking targets.
-    pub concurrency: usize,
-}
-
-/// What a planner run did: the planner Lambda's answer and `ferry plan --queue-url`'s summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DispatchSummary {
-    pub plan_id: String,
-    pub rules: usize,
-    /// Source images (tags or digests) the rules selected.
-    pub tags_seen: usize,
-    pub jobs_enqueued: usize,
-    pub already_in_sync: usize,
-    /// Rules that could not be resolved and target checks that failed, one line each.
-    pub errors: Vec<String>,
-}
-
-/// Resolves `rules`, drops the images every target already has (unless forced; a platform
-/// filter rewrites indexes, so then digests cannot be compared and every image goes), and
-/// enqueues one job per remaining image with only its stale targets. Jobs are sent while
-/// later images are still being checked, so the registries and the queue work at once.
-pub async fn dispatch(
-    rules: &[Rule],
-    registries: &Arc<Registries>,
-    queue: &dyn Queue,
-    options: &DispatchOptions,
-) -> Result<DispatchSummary, QueueError> {
-    let concurrency = options.concurrency.max(1);
-    let started = std::time::Instant::now();
-    let plan = resolve(
-        rules,
-        registries,
-        &PlanOptions {
-            concurrency,
-            source_heads: SourceHeads::Named,
-        },
-    )
-    .await;
-    let mut summary = DispatchSummary {
-        plan_id: new_plan_id(),
-        rules: rules.len(),
-        tags_seen: plan.images.len(),
-        errors: plan.failures.iter().map(ToString::to_string).collect(),
-        ..DispatchSummary::default()
-    };
-    for rule in &plan.empty_rules {
-        tracing::warn!(rule = %rule, "rule selects no image");
-    }
-    let compare = !options.force && options.os.is_empty() && options.arch.is_empty();
-    let (jobs, ready) = mpsc::channel::<Job>(JOBS_AHEAD);
-    let plan_id = summary.plan_id.clone();
-    let check = async move {
-        let mut jobs = jobs;
-        let mut outcome = CheckOutcome::default();
-        let mut checked = stream::iter(plan.images)
-            .map(|image| async move {
-                let stale = stale_targets_of(&image, compare, registries).await;
-                (image, stale)
-            })
-            .buffer_unordered(concurrency);
-        while let Some((mut image, stale)) = checked.next().await {
-            match stale {
-                Ok(Staleness::InSync) => {
-                    outcome.in_sync += 1;
-                    continue;
-                }
-                Ok(Staleness::Stale { targets, digest }) => {
-                    image.targets = targets;
-                    image.digest = image.digest.or(digest);
-                }
-                Err(CheckError::SourceGone(error)) => {
-                    outcome.errors.push(error.to_string());
-                    continue;
-                }
-                // The copier checks again and retries; the job still goes.
-                Err(CheckError::Registry(error)) => {
-                    outcome.errors.push(format!("{}: {error}", image.source));
-                }
-            }
-            let job =
-                Job::from_planned(&image, &plan_id, &options.os, &options.arch, options.force);
-            // The sender stops only when the queue failed; its error is reported.
-            if jobs.send(job).await.is_err() {
-                break;
-            }
-        }
-        outcome.checked_at = started.elapsed();
-        outcome
-    };
-    let send = async move {
-        let mut sent = 0;
-        let mut batches = ready
-            .chunks(SQS_BATCH)
-            .map(|batch| async move { queue.send(&batch).await })
-            .buffer_unordered(BATCHES_IN_FLIGHT);
-        while let Some(result) = batches.next().await {
-            sent += result?.sent;
-        }
-        Ok::<usize, QueueError>(sent)
-    };
-    let (outcome, sent) = futures::join!(check, send);
-    summary.jobs_enqueued = sent?;
-    summary.already_in_sync = outcome.in_sync;
-    summary.errors.extend(outcome.errors);
-    tracing::info!(
-        plan_id = %summary.plan_id,
-        resolve_and_check_ms = outcome.checked_at.as_millis() as u64,
-        enqueue_ms = (started.elapsed().saturating_sub(outcome.checked_at)).as_millis() as u64,
-        jobs = summary.jobs_enqueued,
-        "planned"
-    );
-    Ok(summary)
-}
-
-/// Jobs checked but not yet sent, at most.
-const JOBS_AHEAD: usize = 1000;
-/// Messages per SendMessageBatch, SQS's maximum.
-const SQS_BATCH: usize = 10;
-/// SendMessageBatch calls in flight while checking goes on.
-const BATCHES_IN_FLIGHT: usize = 8;
-
-#[derive(Default)]
-struct CheckOutcome {
-    in_sync: usize,
-    errors: Vec<String>,
-    checked_at: std::time::Duration,
-}
-
-/// What checking an image's targets found.
-enum Staleness {
-    InSync,
-    /// These targets need the image; `digest` is the source's, when it had to be HEADed.
-    Stale {
-        targets: Vec<Reference>,
-        digest: Option<Digest>,
-    },
-}
-
-enum CheckError {
-    /// The source was listed, but is gone: no job.
-    SourceGone(PlanError),
-    Registry(RegistryError),
-}
-
-impl From<RegistryError> for CheckError {
-    fn from(error: RegistryError) -> Self {
-        CheckError::Registry(error)
-    }
-}
-
-/// Which of an image's targets lack it. A source whose digest is known is compared against
-/// the targets' HEADs. A listed tag was not HEADed: the targets are HEADed first, and when
-/// none has the tag the job goes without a source request at all (a first copy of a large
-/// repository costs one HEAD per tag); otherwise the source is HEADed to compare.
-async fn stale_targets_of(
-    image: &PlannedImage,
-    compare: bool,
-    registries: &Registries,
-) -> Result<Staleness, CheckError> {
-    if !compare {
-        return Ok(Staleness::Stale {
-            targets: image.targets.clone(),
-            digest: None,
-        });
-    }
-    let in_flight = image.targets.len();
-    let heads = registries
-        .manifest_heads(&image.targets, Actions::Pull, in_flight)
-        .await?;
-    let digest = match &image.digest {
-        Some(digest) => digest.clone(),
-        None if heads.iter().all(Option::is_none) => {
-            return Ok(Staleness::Stale {
-                targets: image.targets.clone(),
-                digest: None,
-            })
-        }
-        None => match head_source(&image.source, registries).await {
-            Ok(Some(digest)) => digest,
-            Ok(None) => {
-                return Ok(Staleness::Stale {
-                    targets: image.targets.clone(),
-                    digest: None,
-                })
-            }
-            Err(PlanError::Registry(error)) => return Err(error.into()),
-            Err(gone) => return Err(CheckError::SourceGone(gone)),
-        },
-    };
-    let targets = stale(&image.targets, &heads, &digest);
-    Ok(if targets.is_empty() {
-        Staleness::InSync
-    } else {
-        Staleness::Stale {
-            targets,
-            digest: Some(digest),
-        }
-    })
-}
-
-/// The target reference for the source at `position` of the rule's selection. Shared with
-/// `webhook`, so a pushed image is named exactly as a planned one would be.
-pub(crate) fn target_reference(
-    repository: &Repository,
-    naming: &Naming,
-    position: usize,
-    source: &Locator,
-) -> Reference {
-    let locator = match naming {
-        Naming::Keep => source.clone(),
-        // Validation guaranteed the counts match.
-        Naming::Tags(tags) => Locator::Tag(tags[position].clone()),
-        Naming::Digest(d) => Locator::Digest(d.clone()),
-    };
-    repository.at(locator)
-}
-
 /// The source's digest (`None` when the registry does not say); a missing source is an error.
-async fn head_source(
+pub(crate) async fn head_source(
     source: &Reference,
     registries: &Registries,
 ) -> Result<Option<Digest>, PlanError> {

@@ -364,8 +364,7 @@ impl SqsQueue {
 
 /// Exponential with jitter: about 100, 200, 400, 800 ms.
 fn backoff(attempt: u32) -> Duration {
-    let base = SEND_BACKOFF * 2u32.pow(attempt.saturating_sub(1));
-    base / 2 + (base / 2).mul_f64(fastrand::f64())
+    crate::backoff::jittered(SEND_BACKOFF, attempt.saturating_sub(1), Duration::MAX)
 }
 
 /// `us-east-1` from `https://sqs.us-east-1.amazonaws.com/123456789012/name`.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::error::Kind;
+
 /// The outcome of one source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,6 +27,9 @@ pub struct ImageReport {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What kind of failure `reason` describes; only for failed images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
     /// Blob bytes transferred (mounted and existing blobs not counted).
     pub bytes: u64,
     pub blobs_copied: u64,
@@ -44,6 +49,7 @@ impl ImageReport {
             targets,
             status: Status::Skipped,
             reason: None,
+            kind: None,
             bytes: 0,
             blobs_copied: 0,
             blobs_mounted: 0,
@@ -134,6 +140,7 @@ mod tests {
         let mut b = ImageReport::new("s/b:1".into(), vec!["t/b:1".into()]);
         b.status = Status::Failed;
         b.reason = Some("boom".into());
+        b.kind = Some(Kind::Transport);
         let c = ImageReport::new("s/c:1".into(), vec!["t/c:1".into(), "u/c:1".into()]);
         let report = Report::new(vec![b, c, a], Duration::from_millis(5));
         assert_eq!(report.totals.images, 3);
@@ -152,5 +159,7 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["images"][1]["status"], "failed");
         assert_eq!(json["images"][1]["reason"], "boom");
+        assert_eq!(json["images"][1]["kind"], "transport");
+        assert!(json["images"][0].get("kind").is_none());
     }
 }

@@ -21,7 +21,9 @@ use thiserror::Error;
 
 use crate::env::Env;
 use crate::files::{read_document, FileError};
-use crate::reference::{split_reference, validate_tag, Digest, ReferenceError, Repository, Suffix};
+use crate::reference::{
+    split_reference, validate_tag, Digest, Locator, Reference, ReferenceError, Repository, Suffix,
+};
 
 /// Which images of the source repository a rule selects.
 #[derive(Debug, Clone)]
@@ -64,6 +66,49 @@ pub struct Rule {
     pub source: Repository,
     pub selector: Selector,
     pub targets: Vec<Target>,
+}
+
+impl Rule {
+    /// Where `tag` sits in this rule's selection: the positions at which the rule takes it
+    /// (a position pairs a listed tag with its renamed target tag; `a:x,x → b:y,z` takes `x`
+    /// at 0 and 1), empty when the rule does not select it. A digest rule selects no tag.
+    pub fn select(&self, tag: &str) -> Vec<usize> {
+        match &self.selector {
+            Selector::All => vec![0],
+            Selector::Regex(regex) if regex.is_match(tag) => vec![0],
+            Selector::Regex(_) | Selector::Digest(_) => Vec::new(),
+            Selector::Tags(tags) => tags
+                .iter()
+                .enumerate()
+                .filter(|(_, candidate)| *candidate == tag)
+                .map(|(position, _)| position)
+                .collect(),
+        }
+    }
+
+    /// Where the source image at `position` of the selection, named `source`, goes. Shared
+    /// by planning and webhooks, so a pushed image is named exactly as a planned one.
+    pub fn targets_for(&self, position: usize, source: &Locator) -> Vec<Reference> {
+        self.targets
+            .iter()
+            .map(|target| target.reference(position, source))
+            .collect()
+    }
+}
+
+impl Target {
+    /// The target reference for the source at `position` of the rule's selection.
+    pub fn reference(&self, position: usize, source: &Locator) -> Reference {
+        let locator = match &self.naming {
+            Naming::Keep => source.clone(),
+            // Validation matched the counts; a position past them keeps the source's name.
+            Naming::Tags(tags) => tags
+                .get(position)
+                .map_or_else(|| source.clone(), |t| Locator::Tag(t.clone())),
+            Naming::Digest(d) => Locator::Digest(d.clone()),
+        };
+        self.repository.at(locator)
+    }
 }
 
 /// Default destination for rules with an empty target (`--registry`/`--namespace` or

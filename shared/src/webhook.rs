@@ -35,11 +35,13 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::auth::Secret;
+use crate::credentials::Secret;
 use crate::env::Env;
+use crate::error::truncate;
+use crate::image::{ImageOptions, PlannedImage};
 use crate::input::{load_inputs_from_env, service_settings_from_env, InputError};
 use crate::job::{new_plan_id, Job};
-use crate::plan::{target_reference, PlannedImage};
+use crate::platform::PlatformFilter;
 use crate::queue::{Queue, QueueError};
 use crate::reference::{
     canonical_registry, split_reference, validate_tag, Digest, Locator, Reference, Repository,
@@ -539,11 +541,7 @@ impl<'a> At<'a> {
 
 /// A JSON value for a message, as JSON, cut short.
 fn excerpt(value: &Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
+    truncate(&value.to_string(), QUOTE_LIMIT)
 }
 
 /// A payload string for a message: quoted, and cut short.
@@ -567,11 +565,7 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
     for event in events {
         for rule in rules.iter().filter(|r| r.source == event.repository) {
             for (position, locator) in selected(rule, event) {
-                let targets: Vec<Reference> = rule
-                    .targets
-                    .iter()
-                    .map(|t| target_reference(&t.repository, &t.naming, position, &locator))
-                    .collect();
+                let targets = rule.targets_for(position, &locator);
                 let (digest, all_targets) = images.entry(rule.source.at(locator)).or_default();
                 digest.see(event.digest.as_ref());
                 all_targets.extend(targets);
@@ -591,20 +585,15 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
 /// Where `event` sits in the rule's selection (the position pairs renamed tags) and how the
 /// source is named, once per position: `a:x,x → b:y,z` copies `a:x` to both.
 fn selected(rule: &Rule, event: &PushEvent) -> Vec<(usize, Locator)> {
-    let tag = |t: &String| Locator::Tag(t.clone());
     match (&rule.selector, &event.tag) {
         (Selector::Digest(d), _) if event.digest.as_ref() == Some(d) => {
             vec![(0, Locator::Digest(d.clone()))]
         }
-        (Selector::Digest(_), _) | (_, None) => Vec::new(),
-        (Selector::All, Some(t)) => vec![(0, tag(t))],
-        (Selector::Regex(regex), Some(t)) if regex.is_match(t) => vec![(0, tag(t))],
-        (Selector::Regex(_), Some(_)) => Vec::new(),
-        (Selector::Tags(tags), Some(t)) => tags
-            .iter()
-            .enumerate()
-            .filter(|(_, candidate)| *candidate == t)
-            .map(|(position, _)| (position, tag(t)))
+        (_, None) => Vec::new(),
+        (_, Some(tag)) => rule
+            .select(tag)
+            .into_iter()
+            .map(|position| (position, Locator::Tag(tag.clone())))
             .collect(),
     }
 }
@@ -808,9 +797,8 @@ pub struct WebhookSettings {
     pub secret: Option<Secret>,
     /// `FERRY_WEBHOOK_REGISTRY`: the host of payloads that name none.
     pub default_registry: Option<String>,
-    /// Raw `--os`/`--arch` entries carried by every job (`FERRY_OS`, `FERRY_ARCH`).
-    pub os: Vec<String>,
-    pub arch: Vec<String>,
+    /// The `--os`/`--arch` filter every job carries (`FERRY_OS`, `FERRY_ARCH`).
+    pub platforms: PlatformFilter,
 }
 
 /// Why the webhook cannot start.
@@ -830,8 +818,8 @@ pub struct Webhook {
     rules: Vec<Rule>,
     secret: Option<Secret>,
     default_registry: Option<String>,
-    os: Vec<String>,
-    arch: Vec<String>,
+    /// What every job asks of its copy.
+    image: ImageOptions,
 }
 
 impl Webhook {
@@ -853,8 +841,10 @@ impl Webhook {
             rules,
             secret,
             default_registry,
-            os: settings.os,
-            arch: settings.arch,
+            image: ImageOptions {
+                force: false,
+                platforms: settings.platforms,
+            },
         })
     }
 
@@ -869,8 +859,7 @@ impl Webhook {
             WebhookSettings {
                 secret: env.var(SECRET_VARIABLE).map(|s| Secret::new(s.trim())),
                 default_registry: env.var(REGISTRY_VARIABLE),
-                os: settings.os,
-                arch: settings.arch,
+                platforms: settings.platforms,
             },
         )
     }
@@ -944,7 +933,7 @@ impl Webhook {
         let plan_id = new_plan_id();
         let jobs: Vec<Job> = images
             .iter()
-            .map(|image| Job::from_planned(image, &plan_id, &self.os, &self.arch, false))
+            .map(|image| Job::from_planned(image, &plan_id, &self.image))
             .collect();
         queue.send(&jobs).await?;
         tracing::info!(
@@ -1470,8 +1459,11 @@ mod tests {
         let webhook = Webhook::new(
             rules("myregistry.azurecr.io/hello-world: [mirror.io/hello, backup.io/hello]"),
             WebhookSettings {
-                os: vec!["linux".into()],
-                arch: vec!["amd64".into(), "arm64:v8".into()],
+                platforms: PlatformFilter::parse(
+                    &["linux".into()],
+                    &["amd64".into(), "arm64:v8".into()],
+                )
+                .unwrap(),
                 ..settings()
             },
         )
@@ -1686,7 +1678,7 @@ mod tests {
             Some("pasted-with-newline")
         );
         assert_eq!(webhook.default_registry.as_deref(), Some("hub.example.com"));
-        assert_eq!(webhook.arch, ["arm64"]);
+        assert_eq!(webhook.image.platforms.arch_entries(), ["arm64"]);
         // The secret never shows in debug output (and so never in a log line).
         assert!(!format!("{webhook:?}").contains("pasted-with-newline"));
 

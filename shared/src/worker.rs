@@ -12,8 +12,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::copy::{Copier, ImageOptions};
-use crate::job::Job;
+use crate::copy::Copier;
+use crate::error::{HasKind, Kind};
+use crate::image::{ImageOptions, PlannedImage};
+use crate::job::{Job, JobError};
 use crate::queue::{Delivery, Queue, QueueError};
 use crate::report::{ImageReport, Status};
 
@@ -32,7 +34,24 @@ pub struct Outcome {
     /// started before the deadline).
     pub report: Option<ImageReport>,
     /// Why the message failed; `None` when it succeeded.
-    pub failure: Option<String>,
+    pub failure: Option<Failure>,
+}
+
+/// Why a message failed, and what kind of failure that was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Failure {
+    fn of(error: &(impl HasKind + std::fmt::Display)) -> Failure {
+        Failure {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
 }
 
 impl Outcome {
@@ -106,7 +125,10 @@ pub async fn run_messages(
     outcomes.extend(pending.into_iter().map(|message_id| Outcome {
         message_id,
         report: None,
-        failure: Some("not finished before the invocation deadline; it will be redelivered".into()),
+        failure: Some(Failure {
+            kind: Kind::Interrupted,
+            message: "not finished before the invocation deadline; it will be redelivered".into(),
+        }),
     }));
     outcomes
 }
@@ -115,19 +137,21 @@ pub async fn run_messages(
 async fn run_message(copier: &Copier, message: Message) -> Outcome {
     let job = match parse(&message.body) {
         Ok(job) => job,
-        Err(reason) => {
-            tracing::error!(message_id = %message.id, reason = %reason, "malformed job message");
+        Err(error) => {
+            tracing::error!(message_id = %message.id, reason = %error, "malformed job message");
             return Outcome {
                 message_id: message.id,
                 report: None,
-                failure: Some(reason),
+                failure: Some(Failure::of(&error)),
             };
         }
     };
     let (image, options) = job;
     let (report, _retryable) = copier.copy_image_with(&image, &options).await;
-    let failure = (report.status == Status::Failed)
-        .then(|| report.reason.clone().unwrap_or_else(|| "failed".into()));
+    let failure = (report.status == Status::Failed).then(|| Failure {
+        kind: report.kind.unwrap_or(Kind::Transport),
+        message: report.reason.clone().unwrap_or_else(|| "failed".into()),
+    });
     tracing::info!(
         message_id = %message.id,
         source = %report.source,
@@ -147,17 +171,8 @@ async fn run_message(copier: &Copier, message: Message) -> Outcome {
     }
 }
 
-fn parse(body: &str) -> Result<(crate::plan::PlannedImage, ImageOptions), String> {
-    let job = Job::parse(body).map_err(|e| e.to_string())?;
-    let image = job.to_planned().map_err(|e| e.to_string())?;
-    let platforms = job.platform_filter().map_err(|e| e.to_string())?;
-    Ok((
-        image,
-        ImageOptions {
-            force: job.force,
-            platforms,
-        },
-    ))
+fn parse(body: &str) -> Result<(PlannedImage, ImageOptions), JobError> {
+    Job::parse(body)?.work()
 }
 
 /// How `ferry worker` consumes a queue.

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
+use ferry::queue::{Delivery, Queue};
 use serde_json::Value;
-use shared::queue::{Delivery, Queue};
 use support::{run_ferry, workspace_root, write_file, Output, Registry};
 
 /// Every wait for something to arrive gives up after this long.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::receive_at_least;
-use shared::job::{new_plan_id, Job};
-use shared::queue::{Queue, QueueError};
+use ferry::job::{new_plan_id, Job};
+use ferry::queue::{Queue, QueueError};
 use support::Moto;
 
 fn jobs(n: usize) -> Vec<Job> {

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::{fixture, receive_at_least, LOOP_LIMIT};
 use aws_lambda_events::event::sqs::SqsEvent;
 use copier::CopierFunction;
+use ferry::env::MapEnv;
+use ferry::job::Job;
+use ferry::queue::{Delivery, Queue};
 use planner::Planner;
 use serde_json::Value;
-use shared::env::MapEnv;
-use shared::job::Job;
-use shared::queue::{Delivery, Queue};
 use support::{
     run_ferry, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
     Registry, MOTO_ACCESS_KEY, MOTO_REGION,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{fixture, LOOP_LIMIT};
+use ::ferry::env::MapEnv;
+use ::ferry::job::Job;
+use ::ferry::queue::Queue;
 use serde_json::Value;
-use shared::env::MapEnv;
-use shared::job::Job;
-use shared::queue::Queue;
 use support::{
     ferry, free_port, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode,
     Moto, Options, Registry,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
-use shared::queue::SqsQueue;
+use ferry::queue::SqsQueue;
 
 use crate::net;
 use crate::registry::{capture, spawn_with_pdeathsig};
@@ -173,7 +173,7 @@ impl Moto {
             .region(Region::new(MOTO_REGION))
             .credentials_provider(SharedCredentialsProvider::new(credentials))
             .endpoint_url(self.endpoint())
-            .http_client(shared::queue::https_client())
+            .http_client(ferry::queue::https_client())
             .build()
     }
 

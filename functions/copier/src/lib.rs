@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use shared::copy::{Copier, CopyOptions, NoProgress};
-use shared::env::Env;
-use shared::input::{load_inputs_from_env, service_settings_from_env};
-use shared::registry::{ClientOptions, Registries, RetryPolicy};
-use shared::worker::{run_messages, Deadline, Message};
+use ferry::copy::{Copier, CopyOptions, NoProgress};
+use ferry::env::Env;
+use ferry::input::{load_inputs_from_env, service_settings_from_env};
+use ferry::registry::Registries;
+use ferry::worker::{run_messages, Deadline, Message};
 use tokio::time::Instant;
 
 /// What outlives one invocation: the registry clients, with their cached tokens.
@@ -28,12 +28,8 @@ impl CopierFunction {
     pub fn from_env(env: &dyn Env) -> anyhow::Result<CopierFunction> {
         let inputs = load_inputs_from_env(env, false)?;
         let settings = service_settings_from_env(env)?;
-        let options = ClientOptions {
-            retry: RetryPolicy::from_env(env),
-            ..ClientOptions::default()
-        };
         Ok(CopierFunction {
-            registries: Arc::new(Registries::new(Arc::new(inputs.auth), options)),
+            registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env)),
             proc: settings.proc,
         })
     }

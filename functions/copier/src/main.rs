@@ -1,8 +1,8 @@
 //! The copier Lambda's entry point: configuration at cold start, then one batch per event.
 
 use copier::CopierFunction;
+use ferry::env::ProcessEnv;
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
-use shared::env::ProcessEnv;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 

@@ -1,7 +1,7 @@
 //! The planner function: on a schedule or a manual invoke, expand the configured rules into
 //! one queue message per image not yet in sync, and answer what it did.
 //!
-//! Configuration comes from the environment (see `shared::input::load_inputs_from_env`):
+//! Configuration comes from the environment (see `ferry::input::load_inputs_from_env`):
 //! `FERRY_QUEUE_URL`, `FERRY_IMAGES` or `FERRY_IMAGES_FILE`, `FERRY_AUTH` or
 //! `FERRY_AUTH_FILE`, `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
 //! `FERRY_CONCURRENCY`. An invocation's payload may override two things:
@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use ferry::dispatch::{dispatch, DispatchOptions, DispatchSummary};
+use ferry::env::Env;
+use ferry::image::ImageOptions;
+use ferry::input::{load_inputs_from_env, rules_from_inline, service_settings_from_env};
+use ferry::queue::Queue;
+use ferry::registry::Registries;
+use ferry::rules::Rule;
 use serde_json::Value;
-use shared::env::Env;
-use shared::input::{load_inputs_from_env, rules_from_inline, service_settings_from_env};
-use shared::plan::{dispatch, DispatchOptions, DispatchSummary};
-use shared::queue::Queue;
-use shared::registry::{ClientOptions, Registries, RetryPolicy};
-use shared::rules::Rule;
 
 /// Everything an invocation needs, built once per cold start.
 pub struct Planner {
@@ -34,18 +35,15 @@ impl Planner {
         // Rules may also come with each invocation, so none configured is not an error yet.
         let inputs = load_inputs_from_env(env.as_ref(), false)?;
         let settings = service_settings_from_env(env.as_ref())?;
-        let options = ClientOptions {
-            retry: RetryPolicy::from_env(env.as_ref()),
-            ..ClientOptions::default()
-        };
         Ok(Planner {
             rules: inputs.rules,
-            registries: Arc::new(Registries::new(Arc::new(inputs.auth), options)),
+            registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env.as_ref())),
             queue,
             options: DispatchOptions {
-                os: settings.os,
-                arch: settings.arch,
-                force: false,
+                image: ImageOptions {
+                    force: false,
+                    platforms: settings.platforms,
+                },
                 concurrency: settings.concurrency,
             },
             env,
@@ -56,7 +54,7 @@ impl Planner {
     pub async fn handle(&self, payload: &Value) -> anyhow::Result<DispatchSummary> {
         let mut options = self.options.clone();
         if let Some(force) = payload.get("force") {
-            options.force = force.as_bool().with_context(|| {
+            options.image.force = force.as_bool().with_context(|| {
                 format!("invocation field \"force\" must be true or false, not {force}")
             })?;
         }

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use ferry::env::{Env, ProcessEnv};
+use ferry::queue::SqsQueue;
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use planner::Planner;
 use serde_json::Value;
-use shared::env::{Env, ProcessEnv};
-use shared::queue::SqsQueue;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

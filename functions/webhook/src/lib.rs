@@ -1,7 +1,7 @@
 //! The webhook function. Two kinds of event reach it: a Lambda Function URL request (payload
 //! v2) carrying a registry's push notification, checked against `FERRY_WEBHOOK_SECRET`; and
 //! an "ECR Image Action" event from EventBridge, invoked directly. Either way the pushed image
-//! is matched against the rules and queued as one job per image (`shared::webhook`).
+//! is matched against the rules and queued as one job per image (`ferry::webhook`).
 
 use std::sync::Arc;
 
@@ -9,10 +9,10 @@ use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use base64::Engine as _;
+use ferry::env::Env;
+use ferry::queue::Queue;
+use ferry::webhook::{Format, HttpRequest, HttpResponse, Webhook};
 use serde_json::Value;
-use shared::env::Env;
-use shared::queue::Queue;
-use shared::webhook::{Format, HttpRequest, HttpResponse, Webhook};
 
 /// What outlives one invocation.
 pub struct WebhookFunction {

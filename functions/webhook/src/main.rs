@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use ferry::env::{Env, ProcessEnv};
+use ferry::queue::SqsQueue;
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
-use shared::env::{Env, ProcessEnv};
-use shared::queue::SqsQueue;
 use webhook::WebhookFunction;
 
 #[tokio::main]

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use aws_sdk_sqs::error::DisplayErrorContext;
+use ferry::job::Job;
+use ferry::queue::Queue as _;
 use serde::Deserialize;
-use shared::job::Job;
-use shared::queue::Queue as _;
 use support::{ImageSpec, Moto, Registry, MOTO_ACCESS_KEY, MOTO_REGION};
 
 use crate::counts::SideCounts;
@@ -54,7 +54,7 @@ fn tag(i: usize) -> String {
     format!("t{i:05}")
 }
 
-/// `ferry plan --queue-url`'s summary on standard output (`shared::plan::DispatchSummary`).
+/// `ferry plan --queue-url`'s summary on standard output (`ferry::plan::DispatchSummary`).
 #[derive(Clone, Debug, Deserialize)]
 struct Summary {
     plan_id: String,

@@ -29,11 +29,13 @@ use sha2::Digest as _;
 use thiserror::Error;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::plan::PlannedImage;
+use crate::error::{HasKind, Kind};
+use crate::image::{stale, ImageOptions, PlannedImage};
+use crate::platform::{Platform, PlatformFilter};
 use crate::reference::{Algorithm, Digest, Locator, Reference, Repository};
 use crate::registry::{
-    media_types, stale, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries,
-    RegistryError, UploadStart,
+    media_types, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
+    UploadStart,
 };
 use crate::report::{ImageReport, Status};
 use permits::PriorityPermits;
@@ -55,92 +57,6 @@ impl Default for CopyOptions {
             proc: 5,
             image: ImageOptions::default(),
             chunk_size: None,
-        }
-    }
-}
-
-/// What one image's copy asks for beyond its source and targets; a queued job carries its
-/// own, so one copier can serve jobs planned with different flags.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageOptions {
-    /// Push even when a target already has the source digest.
-    pub force: bool,
-    pub platforms: PlatformFilter,
-}
-
-/// `--os` / `--arch`: entries `os` or `os:osversion`, `arch` or `arch:variant`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlatformFilter {
-    os: Vec<(String, Option<String>)>,
-    arch: Vec<(String, Option<String>)>,
-}
-
-impl PlatformFilter {
-    /// Parses repeatable, comma-separated flag values.
-    pub fn parse(os: &[String], arch: &[String]) -> Result<Self, String> {
-        Ok(PlatformFilter {
-            os: parse_platform_entries("--os", os)?,
-            arch: parse_platform_entries("--arch", arch)?,
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.os.is_empty() && self.arch.is_empty()
-    }
-
-    /// Whether a platform passes the filter; unknown fields pass only an empty filter side.
-    pub fn matches(&self, platform: &Platform) -> bool {
-        let side = |entries: &[(String, Option<String>)], name: &str, detail: &Option<String>| {
-            entries.is_empty()
-                || entries
-                    .iter()
-                    .any(|(n, d)| n == name && (d.is_none() || d == detail))
-        };
-        side(&self.os, &platform.os, &platform.os_version)
-            && side(&self.arch, &platform.architecture, &platform.variant)
-    }
-}
-
-fn parse_platform_entries(
-    flag: &str,
-    values: &[String],
-) -> Result<Vec<(String, Option<String>)>, String> {
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    };
-    let mut entries = Vec::new();
-    for entry in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
-        let (name, detail) = match entry.split_once(':') {
-            Some((n, d)) => (n, Some(d)),
-            None => (entry, None),
-        };
-        if !valid(name) || detail.is_some_and(|d| !valid(d)) {
-            return Err(format!("invalid {flag} entry {entry:?}"));
-        }
-        entries.push((name.to_string(), detail.map(str::to_string)));
-    }
-    Ok(entries)
-}
-
-/// An image's platform, from an index entry or its config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub os_version: Option<String>,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    fn from_json(value: &Value) -> Platform {
-        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
-        Platform {
-            os: text("os").unwrap_or_default(),
-            os_version: text("os.version"),
-            architecture: text("architecture").unwrap_or_default(),
-            variant: text("variant"),
         }
     }
 }
@@ -174,6 +90,18 @@ pub enum CopyError {
     BadManifest { reference: String, message: String },
     #[error("interrupted")]
     Interrupted,
+}
+
+impl HasKind for CopyError {
+    fn kind(&self) -> Kind {
+        match self {
+            CopyError::Registry(error) => error.kind.class(),
+            CopyError::SourceMissing(_) => Kind::NotFound,
+            CopyError::BlobMismatch { .. } => Kind::DigestMismatch,
+            CopyError::BadManifest { .. } => Kind::Protocol,
+            CopyError::Interrupted => Kind::Interrupted,
+        }
+    }
 }
 
 /// How a blob reached a target.
@@ -383,6 +311,7 @@ impl Copier {
             Err(error) => {
                 report.status = Status::Failed;
                 report.reason = Some(error.to_string());
+                report.kind = Some(error.kind());
             }
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -439,9 +368,10 @@ impl Copier {
             let targets = if options.force {
                 image.targets.clone()
             } else {
+                let heads = self.target_heads(&image.targets).await?;
                 stale(
                     &image.targets,
-                    &self.target_heads(&image.targets).await?,
+                    heads.iter().map(ManifestHead::digest_of),
                     &tree.manifest.digest,
                 )
             };
@@ -463,7 +393,13 @@ impl Copier {
             None => None,
         };
         if let Some(digest) = &known {
-            if stale(&image.targets, &heads, digest).is_empty() {
+            if stale(
+                &image.targets,
+                heads.iter().map(ManifestHead::digest_of),
+                digest,
+            )
+            .is_empty()
+            {
                 return Ok(Work::Skip("already in sync"));
             }
         }
@@ -474,7 +410,11 @@ impl Copier {
             }
             None => self.fetch_tree(source).await?,
         };
-        let targets = stale(&image.targets, &heads, &tree.manifest.digest);
+        let targets = stale(
+            &image.targets,
+            heads.iter().map(ManifestHead::digest_of),
+            &tree.manifest.digest,
+        );
         Ok(Work::for_targets(tree, targets))
     }
 
@@ -508,7 +448,7 @@ impl Copier {
         Box::pin(async move {
             let client = self.client(reference.repository.registry())?;
             let manifest = match client.manifest_get(reference).await {
-                Err(e) if depth == 0 && matches!(e.kind(), ErrorKind::NotFound(_)) => {
+                Err(e) if depth == 0 && matches!(e.kind, ErrorKind::NotFound(_)) => {
                     return Err(CopyError::SourceMissing(reference.clone()))
                 }
                 other => other?,
@@ -863,9 +803,7 @@ impl Copier {
                 return Err(CopyError::Interrupted);
             }
             match self.transfer(source, target, blob, mount_from).await {
-                Err(CopyError::Registry(e))
-                    if e.kind().is_transient() && attempt < BLOB_ATTEMPTS =>
-                {
+                Err(CopyError::Registry(e)) if e.kind.is_transient() && attempt < BLOB_ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "blob transfer failed; retrying");
                     tokio::time::sleep(round_backoff(attempt) / 4).await;
                     attempt += 1;
@@ -1110,37 +1048,16 @@ fn parse_references(manifest: &Manifest) -> Result<References, String> {
 
 /// Backoff between rounds of image retries: 1 s, 2 s, 4 s … capped at 30 s, with jitter.
 fn round_backoff(round: u32) -> Duration {
-    let base =
-        Duration::from_secs(1u64 << round.saturating_sub(1).min(5)).min(Duration::from_secs(30));
-    base / 2 + (base / 2).mul_f64(fastrand::f64())
+    crate::backoff::jittered(
+        Duration::from_secs(1),
+        round.saturating_sub(1),
+        Duration::from_secs(30),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn platform_filters() {
-        let f = PlatformFilter::parse(&["linux".into()], &["amd64,arm64:v8".into()]).unwrap();
-        let p = |os: &str, arch: &str, variant: Option<&str>| Platform {
-            os: os.into(),
-            os_version: None,
-            architecture: arch.into(),
-            variant: variant.map(Into::into),
-        };
-        assert!(f.matches(&p("linux", "amd64", None)));
-        assert!(f.matches(&p("linux", "arm64", Some("v8"))));
-        assert!(!f.matches(&p("linux", "arm64", Some("v7"))));
-        assert!(!f.matches(&p("windows", "amd64", None)));
-        assert!(PlatformFilter::parse(&["linux:".into()], &[]).is_err());
-        assert!(PlatformFilter::parse(&[], &["a b".into()]).is_err());
-        assert!(PlatformFilter::default().is_empty());
-        let win = PlatformFilter::parse(&["windows:10.0.17763".into()], &[]).unwrap();
-        let mut w = p("windows", "amd64", None);
-        assert!(!win.matches(&w));
-        w.os_version = Some("10.0.17763".into());
-        assert!(win.matches(&w));
-    }
 
     #[test]
     fn references_of_each_manifest_kind() {

@@ -4,6 +4,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::error::{HasKind, Kind};
 use crate::reference::Digest;
 
 /// What went wrong, matchable by callers (the CLI maps kinds to exit codes and messages).
@@ -44,6 +45,26 @@ impl ErrorKind {
     pub fn is_transient(&self) -> bool {
         matches!(self, ErrorKind::Transport(_) | ErrorKind::RateLimited)
     }
+
+    /// Where this sits in the library's catalogue of kinds.
+    pub fn class(&self) -> Kind {
+        match self {
+            ErrorKind::NotFound(_) => Kind::NotFound,
+            ErrorKind::Unauthorized(_) => Kind::Unauthorized,
+            ErrorKind::Denied(_) => Kind::Denied,
+            ErrorKind::RateLimited => Kind::RateLimited,
+            ErrorKind::DigestMismatch { .. } => Kind::DigestMismatch,
+            ErrorKind::Transport(_) => Kind::Transport,
+            ErrorKind::Protocol(_) | ErrorKind::InsecureRealm(_) => Kind::Protocol,
+            ErrorKind::Setup(_) | ErrorKind::Credentials(_) => Kind::Credentials,
+        }
+    }
+}
+
+impl HasKind for RegistryError {
+    fn kind(&self) -> Kind {
+        self.kind.class()
+    }
 }
 
 /// An error from a registry operation, naming what was being done.
@@ -61,10 +82,6 @@ impl RegistryError {
             context: context.into(),
             kind,
         }
-    }
-
-    pub fn kind(&self) -> &ErrorKind {
-        &self.kind
     }
 }
 

@@ -59,6 +59,13 @@ pub struct ManifestHead {
     pub size: Option<u64>,
 }
 
+impl ManifestHead {
+    /// The digest a HEAD told, if the manifest exists and the registry said.
+    pub fn digest_of(head: &Option<ManifestHead>) -> Option<&Digest> {
+        head.as_ref().and_then(|h| h.digest.as_ref())
+    }
+}
+
 impl Client {
     /// HEAD a manifest: `None` if it does not exist.
     pub async fn manifest_head(

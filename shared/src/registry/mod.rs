@@ -27,10 +27,11 @@ pub use manifest::{media_types, Manifest, ManifestHead};
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
-use crate::auth::{AuthConfig, Credentials, TlsSettings};
+use crate::credentials::{CredentialStore, Credentials, TlsSettings};
+use crate::env::Env;
 use futures::stream::{self, StreamExt};
 
-use crate::reference::{Digest, Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
+use crate::reference::{Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
 use error::describe_error_body;
 use token::TokenCache;
 use transport::{execute, TransportFailure};
@@ -56,18 +57,28 @@ impl Default for ClientOptions {
 
 /// The clients for every registry a run touches, built on first use.
 pub struct Registries {
-    auth: Arc<AuthConfig>,
+    auth: Arc<dyn CredentialStore>,
     options: ClientOptions,
     clients: Mutex<HashMap<String, Arc<Client>>>,
 }
 
 impl Registries {
-    pub fn new(auth: Arc<AuthConfig>, options: ClientOptions) -> Self {
+    pub fn new(auth: Arc<dyn CredentialStore>, options: ClientOptions) -> Self {
         Registries {
             auth,
             options,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Clients with the default options and the retry policy the environment sets
+    /// (`FERRY_RETRY_BASE_MS`): what the CLI and every function use.
+    pub fn from_env(auth: Arc<dyn CredentialStore>, env: &dyn Env) -> Self {
+        let options = ClientOptions {
+            retry: RetryPolicy::from_env(env),
+            ..ClientOptions::default()
+        };
+        Registries::new(auth, options)
     }
 
     /// The client for `registry` (as in `Repository::registry()`).
@@ -79,10 +90,6 @@ impl Registries {
         let client = Arc::new(Client::new(registry, self.auth.clone(), &self.options)?);
         clients.insert(registry.to_string(), client.clone());
         Ok(client)
-    }
-
-    pub fn auth(&self) -> &AuthConfig {
-        &self.auth
     }
 
     /// HEADs every reference (with a token for `actions`), up to `concurrency` at once, in
@@ -106,20 +113,6 @@ impl Registries {
             .into_iter()
             .collect()
     }
-}
-
-/// The targets whose HEAD (in the same order) is missing or names another digest.
-pub fn stale(
-    targets: &[Reference],
-    heads: &[Option<ManifestHead>],
-    digest: &Digest,
-) -> Vec<Reference> {
-    targets
-        .iter()
-        .zip(heads)
-        .filter(|(_, head)| head.as_ref().and_then(|h| h.digest.as_ref()) != Some(digest))
-        .map(|(target, _)| target.clone())
-        .collect()
 }
 
 /// Which repository a request is for and what it may do there: the token scope, and the
@@ -186,7 +179,7 @@ pub struct Client {
     host: String,
     http: reqwest::Client,
     tls: TlsSettings,
-    auth: Arc<AuthConfig>,
+    auth: Arc<dyn CredentialStore>,
     options: ClientOptions,
     endpoint: tokio::sync::OnceCell<Endpoint>,
     challenge: RwLock<Challenge>,
@@ -206,7 +199,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     fn new(
         registry: &str,
-        auth: Arc<AuthConfig>,
+        auth: Arc<dyn CredentialStore>,
         options: &ClientOptions,
     ) -> Result<Self, RegistryError> {
         let tls = auth.tls_for(registry);

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::error::{ErrorKind, RegistryError};
 use super::transport::{execute, RetryPolicy};
 use super::{status_error, transport_failure, Scope};
-use crate::auth::{Credentials, Secret};
+use crate::credentials::{Credentials, Secret};
 
 /// Tokens are renewed this long before their stated expiry, so none expires in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);

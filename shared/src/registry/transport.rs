@@ -41,14 +41,9 @@ impl RetryPolicy {
         policy
     }
 
-    /// Full-jitter backoff: a random delay in [d/2, d] with d = base·2^retry, capped.
+    /// The delay before retry number `retry` (from 0).
     fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX));
-        let capped = exp.min(self.max_delay);
-        let half = capped / 2;
-        half + half.mul_f64(fastrand::f64())
+        crate::backoff::jittered(self.base_delay, retry, self.max_delay)
     }
 }
 

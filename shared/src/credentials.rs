@@ -1,0 +1,90 @@
+//! What a registry is presented with and how it is reached: `Secret` (a string that never
+//! prints), `Credentials` (Basic, or a Docker identity token), `TlsSettings` per host, and
+//! `CredentialStore`, the one question the registry client asks of them. Where credentials
+//! come from (auth file, Docker config, helpers) is `auth`'s business.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::reference::Repository;
+
+/// A secret string: Debug/Display print "***"; `expose()` gives the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What to present to a registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// Docker config `identitytoken`: an OAuth2 refresh token for the token endpoint.
+    IdentityToken(Secret),
+}
+
+/// How to connect to one registry host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// Plain HTTP allowed and TLS certificates not verified.
+    pub insecure: bool,
+    /// A PEM file with extra CA certificates to trust.
+    pub ca: Option<PathBuf>,
+}
+
+/// Where the registry client gets credentials and TLS settings; the auth file implements it.
+pub trait CredentialStore: Send + Sync {
+    /// The credentials for `repository`, if any are configured.
+    fn credentials_for(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Credentials>, CredentialsError>;
+    /// How to connect to `registry` (as in `Repository::registry()`).
+    fn tls_for(&self, registry: &str) -> TlsSettings;
+}
+
+/// Credentials that are configured but could not be had (a helper failed, say). The message
+/// never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CredentialsError {
+    /// Where they were to come from (an auth file entry, a Docker config's helper), for
+    /// logs; the message already says it in its own words.
+    pub source_name: String,
+    pub message: String,
+}
+
+/// No credentials anywhere and default TLS: anonymous access.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Anonymous;
+
+impl CredentialStore for Anonymous {
+    fn credentials_for(&self, _: &Repository) -> Result<Option<Credentials>, CredentialsError> {
+        Ok(None)
+    }
+    fn tls_for(&self, _: &str) -> TlsSettings {
+        TlsSettings::default()
+    }
+}
