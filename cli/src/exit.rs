@@ -1,10 +1,16 @@
 //! Exit statuses, decided once: 0 all done, 1 a registry or an image failed, 2 bad input
-//! (bad files or bad flags: nothing was contacted), 130 a second Ctrl-C.
+//! (bad files or bad flags: nothing was contacted), 130 a second Ctrl-C. The library's error
+//! kinds (`ferry::error::Kind`) map to statuses here and nowhere else.
 
 use std::process::ExitCode;
 
+use ferry::copy::CopyError;
+use ferry::error::{HasKind, Kind};
 use ferry::input::InputError;
+use ferry::job::JobError;
 use ferry::platform::PlatformError;
+use ferry::queue::QueueError;
+use ferry::registry::RegistryError;
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +40,61 @@ pub enum UsageError {
     Platform(#[from] PlatformError),
 }
 
-/// Prints an error that ended the run and picks its exit status.
+impl HasKind for UsageError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
+}
+
+impl Status {
+    /// The status for a run that ended with an error of this kind: bad input is 2 (nothing
+    /// was contacted), everything else 1.
+    pub fn of(kind: Option<Kind>) -> Status {
+        match kind {
+            Some(Kind::BadInput) => Status::BadInput,
+            _ => Status::Failed,
+        }
+    }
+}
+
+/// The kind of the outermost library error in the chain; `None` for errors of the edge
+/// itself (a file that could not be written, say).
+fn kind_of(error: &anyhow::Error) -> Option<Kind> {
+    fn kind<E: HasKind + std::error::Error + 'static>(
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Option<Kind> {
+        cause.downcast_ref::<E>().map(HasKind::kind)
+    }
+    error.chain().find_map(|cause| {
+        kind::<UsageError>(cause)
+            .or_else(|| kind::<InputError>(cause))
+            .or_else(|| kind::<PlatformError>(cause))
+            .or_else(|| kind::<QueueError>(cause))
+            .or_else(|| kind::<JobError>(cause))
+            .or_else(|| kind::<RegistryError>(cause))
+            .or_else(|| kind::<CopyError>(cause))
+    })
+}
+
+/// Prints an error that ended the run and picks its exit status from its kind.
 pub fn report(error: &anyhow::Error) -> ExitCode {
     eprintln!("ferry: {error:#}");
-    let bad_input = error.downcast_ref::<InputError>().is_some()
-        || error.downcast_ref::<UsageError>().is_some();
-    if bad_input {
-        Status::BadInput.into()
-    } else {
-        Status::Failed.into()
+    Status::of(kind_of(error)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_kind_anywhere_in_the_chain() {
+        let bad = anyhow::Error::from(InputError::NoImages).context("loading inputs");
+        assert_eq!(kind_of(&bad), Some(Kind::BadInput));
+        assert_eq!(Status::of(kind_of(&bad)), Status::BadInput);
+        let queue = anyhow::Error::from(QueueError::InvalidReceipt);
+        assert_eq!(Status::of(kind_of(&queue)), Status::Failed);
+        let edge = anyhow::anyhow!("cannot write the report");
+        assert_eq!(kind_of(&edge), None);
+        assert_eq!(Status::of(kind_of(&edge)), Status::Failed);
     }
 }

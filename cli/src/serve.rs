@@ -4,6 +4,7 @@
 //! in-memory queue. SIGTERM or Ctrl-C stops accepting requests, then finishes every queued
 //! copy before exiting.
 
+use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,9 @@ use axum::Router;
 use ferry::credentials::Secret;
 use ferry::queue::{MemoryQueue, Queue};
 use ferry::webhook::{HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES, SECRET_VARIABLE};
-use ferry::worker::{work, WorkerOptions};
+use ferry::worker::{work_alongside, WorkerOptions};
 use futures::StreamExt as _;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 
 use crate::args::ServeArgs;
 use crate::exit::{Status, UsageError};
@@ -72,37 +72,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         max_receives: Some(MAX_RECEIVES),
         ..WorkerOptions::default()
     };
-    let (stop_tx, stop) = watch::channel(false);
-    let worker = work(
-        Arc::clone(&queue) as Arc<dyn Queue>,
-        Arc::clone(&copier),
-        options.clone(),
-        stop,
-    );
-    tokio::pin!(worker);
     let server = axum::serve(listener, app).with_graceful_shutdown(termination());
-    let mut worked = tokio::select! {
-        served = server => { served?; None }
-        worked = &mut worker => Some(worked?),
-    };
-    // No more requests: finish what is queued, then leave.
-    if worked.is_none() {
-        let _ = stop_tx.send(true);
-        worked = Some(worker.await?);
-    }
-    let (_keep, never) = watch::channel(false);
-    let drain = WorkerOptions {
-        exit_when_empty: true,
-        wait: Duration::ZERO,
-        ..options
-    };
-    let drained = work(queue, copier, drain, never).await?;
-    let worked = worked.unwrap_or_default();
-    let (succeeded, failed) = (
-        worked.succeeded + drained.succeeded,
-        worked.failed + drained.failed,
+    // When the server stops (no more requests), what is queued is finished before leaving.
+    let (served, worked) = work_alongside(
+        queue as Arc<dyn Queue>,
+        copier,
+        options,
+        server.into_future(),
+    )
+    .await?;
+    served?;
+    eprintln!(
+        "ferry: serve: {} jobs succeeded, {} failed",
+        worked.succeeded, worked.failed
     );
-    eprintln!("ferry: serve: {succeeded} jobs succeeded, {failed} failed");
     Ok(Status::Success)
 }
 

@@ -6,12 +6,20 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::error::{HasKind, Kind};
+
 /// An `--os`/`--arch` entry that is not `name` or `name:detail` of `[A-Za-z0-9._-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid {flag} entry {entry:?}")]
 pub struct PlatformError {
     pub flag: &'static str,
     pub entry: String,
+}
+
+impl HasKind for PlatformError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 /// `--os` / `--arch`: entries `os` or `os:osversion`, `arch` or `arch:variant`.

@@ -265,6 +265,47 @@ pub async fn work(
     Ok(summary)
 }
 
+/// Runs a worker on `queue` alongside `task` (a server feeding the queue, say). When the
+/// task completes, the worker receives nothing more, lets its jobs finish, then drains what
+/// is still queued, and the task's output comes back with what the worker did. A worker
+/// error (the queue failed) ends it at once, dropping the task.
+pub async fn work_alongside<T>(
+    queue: Arc<dyn Queue>,
+    copier: Arc<Copier>,
+    options: WorkerOptions,
+    task: impl std::future::Future<Output = T>,
+) -> Result<(T, WorkerSummary), QueueError> {
+    let (stop_tx, stop) = watch::channel(false);
+    let worker = work(
+        Arc::clone(&queue),
+        Arc::clone(&copier),
+        options.clone(),
+        stop,
+    );
+    tokio::pin!(worker);
+    tokio::pin!(task);
+    let (output, mut summary) = tokio::select! {
+        output = &mut task => {
+            let _ = stop_tx.send(true);
+            (output, worker.await?)
+        }
+        worked = &mut worker => {
+            let worked = worked?;
+            (task.await, worked)
+        }
+    };
+    let (_keep, never) = watch::channel(false);
+    let drain = WorkerOptions {
+        exit_when_empty: true,
+        wait: Duration::ZERO,
+        ..options
+    };
+    let drained = work(queue, copier, drain, never).await?;
+    summary.succeeded += drained.succeeded;
+    summary.failed += drained.failed;
+    Ok((output, summary))
+}
+
 fn tally(summary: &mut WorkerSummary, succeeded: bool) {
     if succeeded {
         summary.succeeded += 1;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ferry::env::{Env, ProcessEnv};
-use ferry::queue::SqsQueue;
+use ferry::queue::{queue_url_from_env, SqsQueue};
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use planner::Planner;
 use serde_json::Value;
@@ -13,10 +13,7 @@ async fn main() -> Result<(), Error> {
     // Plain text locally, JSON when the function's LoggingConfig says LogFormat: JSON.
     tracing::init_default_subscriber();
     let env: Arc<dyn Env> = Arc::new(ProcessEnv);
-    let queue_url = env
-        .var("FERRY_QUEUE_URL")
-        .filter(|url| !url.trim().is_empty())
-        .ok_or("FERRY_QUEUE_URL is not set")?;
+    let queue_url = queue_url_from_env(env.as_ref())?;
     let queue = Arc::new(SqsQueue::from_env(queue_url).await);
     let planner = Planner::from_env(env, queue).map_err(|e| format!("configuration: {e:#}"))?;
     let planner = &planner;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ferry::env::{Env, ProcessEnv};
-use ferry::queue::SqsQueue;
+use ferry::env::ProcessEnv;
+use ferry::queue::{queue_url_from_env, SqsQueue};
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 use webhook::WebhookFunction;
@@ -12,10 +12,7 @@ use webhook::WebhookFunction;
 async fn main() -> Result<(), Error> {
     // Plain text locally, JSON when the function's LoggingConfig says LogFormat: JSON.
     tracing::init_default_subscriber();
-    let queue_url = ProcessEnv
-        .var("FERRY_QUEUE_URL")
-        .filter(|url| !url.trim().is_empty())
-        .ok_or("FERRY_QUEUE_URL is not set")?;
+    let queue_url = queue_url_from_env(&ProcessEnv)?;
     let queue = Arc::new(SqsQueue::from_env(queue_url).await);
     let function = WebhookFunction::from_env(&ProcessEnv, queue)
         .map_err(|e| format!("configuration: {e:#}"))?;
