@@ -1,34 +1,55 @@
 //! ferry's core library: every piece of domain logic lives here, one module per concept.
 //! The `ferry` binary and the Lambda functions only parse input and wire these together.
 //!
-//! Modules are listed bottom up; each imports only from those above it in this list.
+//! Modules are listed bottom up: each imports only from those listed before it
+//! (`tests/layers.rs` checks this).
 
-// Layer 0: the spec's nouns and small shared pieces.
+// Layer 0: the spec's nouns, and small pieces everyone uses.
+/// Jittered exponential backoff, the one formula every retry uses.
 pub mod backoff;
-pub mod credentials;
+/// Environment variables behind a trait, so tests pass their own.
 pub mod env;
+/// The catalogue of error kinds (`Kind`) every library error maps to.
 pub mod error;
+/// Reading YAML or JSON input documents with size caps.
 pub mod files;
-pub mod image;
-pub mod platform;
+/// Image references by the distribution grammar: registry, repository, tag, digest.
 pub mod reference;
+/// What a run did, image by image.
 pub mod report;
+/// Platforms and the `--os`/`--arch` filter, parsed once.
+pub mod platform;
+/// Secrets, credentials, TLS settings, and the store the registry client asks.
+pub mod credentials;
+/// A planned image, its copy options, and what "stale" means for a target.
+pub mod image;
 
 // Layer 1: input as written, validated.
-pub mod auth;
-pub mod input;
+/// image-syncer's images file: rules, selection and target naming.
 pub mod rules;
+/// image-syncer's auth file, the Docker config and credential helpers.
+pub mod auth;
+/// Which input files to read, and the functions' settings from their environment.
+pub mod input;
 
 // Layer 2: the registry client.
+/// Docker Registry V2 / OCI distribution client, one file per API area.
 pub mod registry;
 
-// Layer 3: resolving rules, copying images, jobs.
-pub mod copy;
-pub mod job;
+// Layer 3: resolving rules, copying images, describing jobs.
+/// Rules resolved against the source registries into planned images.
 pub mod plan;
+/// The copy engine: one planned image to its targets, streamed and verified.
+pub mod copy;
+/// One queue message: a planned image and its options, validated.
+pub mod job;
 
 // Layer 4: what runs the copies.
-pub mod dispatch;
+/// The job queue: in memory or SQS.
 pub mod queue;
-pub mod webhook;
+/// Planning into the queue: one job per image some target lacks.
+pub mod dispatch;
+/// Running queued jobs: a Lambda batch, or `ferry worker`'s loop.
 pub mod worker;
+/// Registry push notifications turned into jobs.
+pub mod webhook;
