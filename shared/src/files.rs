@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::error::{HasKind, Kind};
+
 /// Why an input file could not be read as a document.
 #[derive(Debug, Error)]
 pub enum FileError {
@@ -23,6 +25,12 @@ pub enum FileError {
         format: &'static str,
         message: String,
     },
+}
+
+impl HasKind for FileError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 /// Reads `path` as YAML or JSON according to its extension.

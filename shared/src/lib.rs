@@ -7,11 +7,11 @@
 // Layer 0: the spec's nouns, and small pieces everyone uses.
 /// Jittered exponential backoff, the one formula every retry uses.
 pub mod backoff;
-/// Environment variables behind a trait, so tests pass their own.
-pub mod env;
 /// The catalogue of error kinds (`Kind`) every library error maps to.
 pub mod error;
-/// Reading YAML or JSON input documents with size caps.
+/// Environment variables behind a trait, so tests pass their own.
+pub mod env;
+/// Reading YAML or JSON input documents.
 pub mod files;
 /// Image references by the distribution grammar: registry, repository, tag, digest.
 pub mod reference;

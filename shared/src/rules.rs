@@ -20,6 +20,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::env::Env;
+use crate::error::{HasKind, Kind};
 use crate::files::{read_document, FileError};
 use crate::reference::{
     split_reference, validate_tag, Digest, Locator, Reference, ReferenceError, Repository, Suffix,
@@ -143,14 +144,20 @@ impl Defaults {
 pub enum RulesError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{}: {message}", file.display())]
-    Shape { file: PathBuf, message: String },
+    #[error("{}: expected a map of source → target(s), found {found}", file.display())]
+    NotAMap { file: PathBuf, found: &'static str },
     #[error("{}: rule {rule:?}: {problem}", file.display())]
     Rule {
         file: PathBuf,
         rule: String,
         problem: RuleProblem,
     },
+}
+
+impl HasKind for RulesError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 /// What is wrong with one rule; each variant names the offending value.
@@ -225,12 +232,9 @@ pub fn rules_from_value(
         Value::Object(map) => map,
         Value::Null => return Ok(Vec::new()),
         other => {
-            return Err(RulesError::Shape {
+            return Err(RulesError::NotAMap {
                 file: file.to_path_buf(),
-                message: format!(
-                    "expected a map of source → target(s), found {}",
-                    kind_of(other)
-                ),
+                found: kind_of(other),
             })
         }
     };
