@@ -10,12 +10,14 @@ use futures::stream::{self, StreamExt};
 use futures::SinkExt;
 use serde::Serialize;
 
+use crate::error::HasKind;
 use crate::image::{stale, ImageOptions, PlannedImage};
 use crate::job::{new_plan_id, Job};
 use crate::plan::{head_source, resolve, PlanError, PlanOptions, SourceHeads};
 use crate::queue::{Queue, QueueError, SQS_MAX_BATCH};
 use crate::reference::{Digest, Reference};
 use crate::registry::{Actions, ManifestHead, Registries, RegistryError};
+use crate::report::Failure;
 use crate::rules::Rule;
 
 /// What the planner is asked to do beyond resolving the rules.
@@ -37,8 +39,8 @@ pub struct DispatchSummary {
     pub tags_seen: usize,
     pub jobs_enqueued: usize,
     pub already_in_sync: usize,
-    /// Rules that could not be resolved and target checks that failed, one line each.
-    pub errors: Vec<String>,
+    /// Rules that could not be resolved and target checks that failed, one each.
+    pub errors: Vec<Failure>,
 }
 
 /// Resolves `rules`, drops the images every target already has (unless forced; a platform
@@ -66,7 +68,7 @@ pub async fn dispatch(
         plan_id: new_plan_id(),
         rules: rules.len(),
         tags_seen: plan.images.len(),
-        errors: plan.failures.iter().map(ToString::to_string).collect(),
+        errors: plan.failures.iter().map(Failure::of).collect(),
         ..DispatchSummary::default()
     };
     for rule in &plan.empty_rules {
@@ -95,12 +97,15 @@ pub async fn dispatch(
                     image.digest = image.digest.or(digest);
                 }
                 Err(CheckError::SourceGone(error)) => {
-                    outcome.errors.push(error.to_string());
+                    outcome.errors.push(Failure::of(&error));
                     continue;
                 }
                 // The copier checks again and retries; the job still goes.
                 Err(CheckError::Registry(error)) => {
-                    outcome.errors.push(format!("{}: {error}", image.source));
+                    outcome.errors.push(Failure {
+                        kind: error.kind(),
+                        message: format!("{}: {error}", image.source),
+                    });
                 }
             }
             let job = Job::from_planned(&image, &plan_id, &options.image);
@@ -145,7 +150,7 @@ const BATCHES_IN_FLIGHT: usize = 8;
 #[derive(Default)]
 struct CheckOutcome {
     in_sync: usize,
-    errors: Vec<String>,
+    errors: Vec<Failure>,
     checked_at: std::time::Duration,
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
+use crate::error::{HasKind, Kind};
 use crate::image::PlannedImage;
 use crate::reference::{Digest, Locator, Reference};
 use crate::registry::{Registries, RegistryError};
@@ -35,6 +36,21 @@ pub enum PlanError {
     Registry(#[from] RegistryError),
     #[error("{0} does not exist")]
     Missing(Reference),
+}
+
+impl HasKind for PlanError {
+    fn kind(&self) -> Kind {
+        match self {
+            PlanError::Registry(error) => error.kind(),
+            PlanError::Missing(_) => Kind::NotFound,
+        }
+    }
+}
+
+impl HasKind for RuleFailure {
+    fn kind(&self) -> Kind {
+        self.error.kind()
+    }
 }
 
 /// The resolved plan, sorted by source; targets sorted within each image.

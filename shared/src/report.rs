@@ -6,7 +6,25 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::Kind;
+use crate::error::{HasKind, Kind};
+
+/// A failure as reports, summaries and worker outcomes carry it: its kind, matchable, next to
+/// the message people read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn of(error: &(impl HasKind + std::fmt::Display)) -> Failure {
+        Failure {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
 
 /// The outcome of one source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

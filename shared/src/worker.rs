@@ -17,7 +17,7 @@ use crate::error::{HasKind, Kind};
 use crate::image::{ImageOptions, PlannedImage};
 use crate::job::{Job, JobError};
 use crate::queue::{Delivery, Queue, QueueError};
-use crate::report::{ImageReport, Status};
+use crate::report::{Failure, ImageReport, Status};
 
 /// One message to run: its id (for `batchItemFailures`) and body.
 #[derive(Debug, Clone)]
@@ -35,23 +35,6 @@ pub struct Outcome {
     pub report: Option<ImageReport>,
     /// Why the message failed; `None` when it succeeded.
     pub failure: Option<Failure>,
-}
-
-/// Why a message failed, and what kind of failure that was.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    pub kind: Kind,
-    pub message: String,
-}
-
-impl Failure {
-    fn of(error: &(impl HasKind + std::fmt::Display)) -> Failure {
-        Failure {
-            kind: error.kind(),
-            message: error.to_string(),
-        }
-    }
 }
 
 impl Outcome {
@@ -138,7 +121,7 @@ async fn run_message(copier: &Copier, message: Message) -> Outcome {
     let job = match parse(&message.body) {
         Ok(job) => job,
         Err(error) => {
-            tracing::error!(message_id = %message.id, reason = %error, "malformed job message");
+            tracing::error!(message_id = %message.id, kind = %error.kind(), reason = %error, "malformed job message");
             return Outcome {
                 message_id: message.id,
                 report: None,
@@ -158,6 +141,7 @@ async fn run_message(copier: &Copier, message: Message) -> Outcome {
         targets = ?report.targets,
         status = ?report.status,
         reason = report.reason.as_deref().unwrap_or(""),
+        kind = report.kind.map_or("", |k| k.as_str()),
         bytes = report.bytes,
         blobs_copied = report.blobs_copied,
         blobs_mounted = report.blobs_mounted,

@@ -69,7 +69,7 @@ impl CopierFunction {
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
             if let Some(reason) = &outcome.failure {
-                tracing::warn!(message_id = %outcome.message_id, reason = %reason, "job failed; SQS will redeliver it");
+                tracing::warn!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed; SQS will redeliver it");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = outcome.message_id;
                 response.batch_item_failures.push(failure);
