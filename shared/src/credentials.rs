@@ -45,6 +45,23 @@ pub enum Credentials {
     IdentityToken(Secret),
 }
 
+impl Credentials {
+    /// Basic credentials unless both parts are absent or empty, which every place that
+    /// holds credentials (an auth file entry, Docker's config, a helper's reply) means as
+    /// "none here".
+    pub fn basic_unless_empty(username: Option<String>, password: Option<String>) -> Option<Self> {
+        let username = username.unwrap_or_default();
+        let password = password.unwrap_or_default();
+        if username.is_empty() && password.is_empty() {
+            return None;
+        }
+        Some(Credentials::Basic {
+            username,
+            password: Secret::new(password),
+        })
+    }
+}
+
 /// How to connect to one registry host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TlsSettings {

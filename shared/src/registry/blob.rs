@@ -7,8 +7,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use reqwest::StatusCode;
 
-use super::error::{ErrorKind, RegistryError};
-use super::{status_error, Actions, Client, Scope};
+use super::error::{status_error, ErrorKind, RegistryError};
+use super::{Actions, Client, Scope};
 use crate::reference::{Digest, Repository};
 
 /// A blob body arriving in chunks; `size` when the registry announced it.

@@ -1,9 +1,15 @@
-//! The registry client's one catalogue of error kinds, with the context of the request.
+//! The registry client's one catalogue of error kinds, with the context of the request, and
+//! how a failed request (a connection error, a status the operation did not want) becomes
+//! one. Sending requests and retrying them is for `registry` and `transport`.
 
 use std::fmt;
+use std::path::PathBuf;
 
+use reqwest::{Response, StatusCode};
 use thiserror::Error;
 
+use super::transport::TransportFailure;
+use crate::credentials::CredentialsError;
 use crate::error::{HasKind, Kind};
 use crate::reference::Digest;
 
@@ -27,9 +33,24 @@ pub enum ErrorKind {
     #[error("refusing to send credentials to {0} over plain HTTP (mark the registry insecure to allow it)")]
     InsecureRealm(String),
     #[error("client setup: {0}")]
-    Setup(String),
+    Setup(SetupProblem),
     #[error("credentials: {0}")]
-    Credentials(String),
+    Credentials(CredentialsError),
+}
+
+/// Why a client could not be set up or a URL could not be formed. Foreign errors that can be
+/// neither cloned nor compared (I/O, TLS) are kept as their text.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SetupProblem {
+    #[error("cannot read CA file {}: {reason}", path.display())]
+    CaUnreadable { path: PathBuf, reason: String },
+    #[error("bad CA file {}: {reason}", path.display())]
+    CaInvalid { path: PathBuf, reason: String },
+    /// The HTTP client refused its settings.
+    #[error("{0}")]
+    HttpClient(String),
+    #[error("{0}")]
+    Url(url::ParseError),
 }
 
 fn detail(text: &str) -> String {
@@ -113,7 +134,7 @@ pub(crate) fn error_items(body: &[u8]) -> Vec<ErrorItem> {
 }
 
 /// The `errors[]` of a registry error body, as `CODE: message; …`, for messages.
-pub(crate) fn describe_error_body(body: &[u8]) -> String {
+fn describe_error_body(body: &[u8]) -> String {
     let items = error_items(body);
     if items.is_empty() {
         return String::from_utf8_lossy(&body[..body.len().min(200)])
@@ -125,4 +146,79 @@ pub(crate) fn describe_error_body(body: &[u8]) -> String {
         .map(|e| format!("{}: {}", e.code, e.message))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The error for a request that failed after its retries.
+pub(crate) async fn transport_failure(failure: TransportFailure, context: &str) -> RegistryError {
+    match failure {
+        TransportFailure::Io(error) => transport_error(error, context),
+        TransportFailure::Status(response) => status_error(response, context).await,
+    }
+}
+
+/// A connection-level error, without its URL (queries can carry upload state).
+pub(crate) fn transport_error(error: reqwest::Error, context: &str) -> RegistryError {
+    RegistryError::new(
+        context,
+        ErrorKind::Transport(error_chain(&error.without_url())),
+    )
+}
+
+/// The error for a response whose status is not what the operation needed.
+pub(crate) async fn status_error(response: Response, context: &str) -> RegistryError {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let detail = describe_error_body(&body);
+    let kind = match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound(detail),
+        StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized(detail),
+        StatusCode::FORBIDDEN => ErrorKind::Denied(detail),
+        StatusCode::TOO_MANY_REQUESTS => ErrorKind::RateLimited,
+        s if s.is_server_error() => ErrorKind::Transport(format!("HTTP {s}: {detail}")),
+        s => ErrorKind::Protocol(format!("HTTP {s}: {detail}")),
+    };
+    RegistryError::new(context, kind)
+}
+
+/// An error and its causes on one line: reqwest's top-level message alone says little.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    // Bounded: error chains are finite and short.
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_and_credentials_read_as_before() {
+        let bad_ca = ErrorKind::Setup(SetupProblem::CaInvalid {
+            path: "certs/ca.pem".into(),
+            reason: "no certificates".into(),
+        });
+        assert_eq!(
+            bad_ca.to_string(),
+            "client setup: bad CA file certs/ca.pem: no certificates"
+        );
+        let url = ErrorKind::Setup(SetupProblem::Url(url::ParseError::EmptyHost));
+        assert_eq!(url.to_string(), "client setup: empty host");
+        let helper = ErrorKind::Credentials(CredentialsError {
+            source_name: "credential helper docker-credential-x (credsStore in c.json)".into(),
+            message: "credential helper docker-credential-x: it failed".into(),
+        });
+        assert_eq!(
+            helper.to_string(),
+            "credentials: credential helper docker-credential-x: it failed"
+        );
+        for kind in [bad_ca, url, helper] {
+            assert_eq!(kind.class(), Kind::Credentials);
+        }
+    }
 }

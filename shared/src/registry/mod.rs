@@ -3,8 +3,10 @@
 //! A client pings `/v2/` once to learn the scheme (HTTPS; plain HTTP only for registries
 //! marked insecure) and the authentication challenge, then sends each request with Basic
 //! credentials or a Bearer token cached per (repository, actions). The API areas live in
-//! their own files (`manifest`, `tag`); retries and backoff live in `transport`.
+//! their own files (`manifest`, `tag`, `blob`, `upload`); how requests are authorized lives
+//! in `authorize`, retries and backoff in `transport`, errors in `error`.
 
+mod authorize;
 mod blob;
 mod challenge;
 mod error;
@@ -17,24 +19,24 @@ mod upload;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::AUTHORIZATION;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
 pub use blob::BlobStream;
 pub use challenge::{parse_challenge, Challenge};
-pub use error::{ErrorKind, RegistryError};
+pub use error::{ErrorKind, RegistryError, SetupProblem};
 pub use manifest::{media_types, Manifest, ManifestHead};
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
-use crate::credentials::{CredentialStore, Credentials, TlsSettings};
+use crate::credentials::{CredentialStore, TlsSettings};
 use crate::env::Env;
 use futures::stream::{self, StreamExt};
 
 use crate::reference::{Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
-use error::describe_error_body;
+use error::{status_error, transport_error, transport_failure};
 use token::TokenCache;
-use transport::{execute, TransportFailure};
+use transport::execute;
 
 /// Settings shared by every client.
 #[derive(Debug, Clone)]
@@ -203,28 +205,9 @@ impl Client {
         options: &ClientOptions,
     ) -> Result<Self, RegistryError> {
         let tls = auth.tls_for(registry);
-        let setup = |message: String| {
-            RegistryError::new(format!("registry {registry}"), ErrorKind::Setup(message))
-        };
-        let mut builder = reqwest::Client::builder()
-            .user_agent(&options.user_agent)
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(std::time::Duration::from_secs(300))
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            // HTTP/1.1 on several keep-alive connections: the benchmark measured one HTTP/2
-            // connection carrying every blob stream a third slower (flow-control windows).
-            .http1_only()
-            .danger_accept_invalid_certs(tls.insecure);
-        if let Some(ca) = &tls.ca {
-            let pem = std::fs::read(ca)
-                .map_err(|e| setup(format!("cannot read CA file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| setup(format!("bad CA file {}: {e}", ca.display())))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| setup(e.to_string()))?;
+        let http = http_client(options, &tls).map_err(|problem| {
+            RegistryError::new(format!("registry {registry}"), ErrorKind::Setup(problem))
+        })?;
         let host = if registry == DOCKER_HUB {
             DOCKER_HUB_API.to_string()
         } else {
@@ -261,8 +244,9 @@ impl Client {
         }
         let mut last_error = None;
         for (i, scheme) in schemes.iter().enumerate() {
-            let base = Url::parse(&format!("{scheme}://{}/v2/", self.host))
-                .map_err(|e| RegistryError::new(&context, ErrorKind::Setup(e.to_string())))?;
+            let base = Url::parse(&format!("{scheme}://{}/v2/", self.host)).map_err(|e| {
+                RegistryError::new(&context, ErrorKind::Setup(SetupProblem::Url(e)))
+            })?;
             // An insecure registry is tried over HTTPS once, then over plain HTTP.
             let mut policy = self.options.retry;
             if i + 1 < schemes.len() {
@@ -277,34 +261,6 @@ impl Client {
             }
         }
         Err(last_error.expect("at least one scheme is tried"))
-    }
-
-    /// Records what a `/v2/` or 401 response says about authentication.
-    fn learn_challenge(&self, response: &Response, context: &str) -> Result<(), RegistryError> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        if status != StatusCode::UNAUTHORIZED {
-            return Err(RegistryError::new(
-                context,
-                ErrorKind::Protocol(format!("/v2/ answered HTTP {status}; is this a registry?")),
-            ));
-        }
-        let challenge = response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(parse_challenge)
-            .ok_or_else(|| {
-                RegistryError::new(
-                    context,
-                    ErrorKind::Protocol("401 without a usable WWW-Authenticate challenge".into()),
-                )
-            })?;
-        *self.challenge.write().expect("challenge lock poisoned") = challenge;
-        Ok(())
     }
 
     /// Sends a request for `scope` with the right authorization, retrying transient faults
@@ -328,7 +284,7 @@ impl Client {
             .await?
             .base
             .join(path)
-            .map_err(|e| RegistryError::new(context, ErrorKind::Setup(e.to_string())))
+            .map_err(|e| RegistryError::new(context, ErrorKind::Setup(SetupProblem::Url(e))))
     }
 
     /// `send` to an absolute URL.
@@ -397,118 +353,78 @@ impl Client {
             .await
             .map_err(|error| transport_error(error, context))
     }
+}
 
-    async fn authorization(
-        &self,
-        scope: &Scope,
-        context: &str,
-    ) -> Result<Option<HeaderValue>, RegistryError> {
-        let challenge = self
-            .challenge
-            .read()
-            .expect("challenge lock poisoned")
-            .clone();
-        match challenge {
-            Challenge::None => Ok(None),
-            Challenge::Basic => Ok(self.credentials(scope, context)?.and_then(|c| match c {
-                Credentials::Basic { username, password } => {
-                    Some(basic_header(&username, password.expose()))
-                }
-                Credentials::IdentityToken(_) => None,
-            })),
-            Challenge::Bearer { realm, service } => {
-                let credentials = self.credentials(scope, context)?;
-                let token = self
-                    .tokens
-                    .get_or_fetch(scope, || {
-                        token::fetch(
-                            &self.http,
-                            &self.options.retry,
-                            token::TokenRequest {
-                                realm: &realm,
-                                service: service.as_deref(),
-                                scope,
-                                credentials: credentials.as_ref(),
-                                allow_plain_http: self.tls.insecure,
-                                context,
-                            },
-                        )
-                    })
-                    .await?;
-                Ok(Some(bearer_header(token.expose())))
+/// The HTTP client for one registry host: its TLS settings (extra CA certificates, or no
+/// verification for an insecure registry) and timeouts.
+fn http_client(
+    options: &ClientOptions,
+    tls: &TlsSettings,
+) -> Result<reqwest::Client, SetupProblem> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(&options.user_agent)
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .read_timeout(std::time::Duration::from_secs(300))
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        // HTTP/1.1 on several keep-alive connections: the benchmark measured one HTTP/2
+        // connection carrying every blob stream a third slower (flow-control windows).
+        .http1_only()
+        .danger_accept_invalid_certs(tls.insecure);
+    if let Some(ca) = &tls.ca {
+        let pem = std::fs::read(ca).map_err(|e| SetupProblem::CaUnreadable {
+            path: ca.clone(),
+            reason: e.to_string(),
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupProblem::CaInvalid {
+                path: ca.clone(),
+                reason: e.to_string(),
+            })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| SetupProblem::HttpClient(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{Credentials, CredentialsError};
+    use std::path::PathBuf;
+
+    /// No credentials; every host with the CA file `0`.
+    struct WithCa(PathBuf);
+
+    impl CredentialStore for WithCa {
+        fn credentials_for(&self, _: &Repository) -> Result<Option<Credentials>, CredentialsError> {
+            Ok(None)
+        }
+        fn tls_for(&self, _: &str) -> TlsSettings {
+            TlsSettings {
+                insecure: false,
+                ca: Some(self.0.clone()),
             }
         }
     }
 
-    fn credentials(
-        &self,
-        scope: &Scope,
-        context: &str,
-    ) -> Result<Option<Credentials>, RegistryError> {
-        self.auth
-            .credentials_for(&scope.repository)
-            .map_err(|e| RegistryError::new(context, ErrorKind::Credentials(e.to_string())))
+    #[test]
+    fn unusable_ca_files_stop_client_setup() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let registries =
+            Registries::new(Arc::new(WithCa(missing.clone())), ClientOptions::default());
+        let err = registries.client("quay.io").unwrap_err();
+        assert!(
+            matches!(&err.kind, ErrorKind::Setup(SetupProblem::CaUnreadable { path, .. }) if *path == missing),
+            "{err:?}"
+        );
+        let expected = format!(
+            "registry quay.io: client setup: cannot read CA file {}: ",
+            missing.display()
+        );
+        assert!(err.to_string().starts_with(&expected), "{err}");
     }
-}
-
-/// The error for a request that failed after its retries.
-pub(crate) async fn transport_failure(failure: TransportFailure, context: &str) -> RegistryError {
-    match failure {
-        TransportFailure::Io(error) => transport_error(error, context),
-        TransportFailure::Status(response) => status_error(response, context).await,
-    }
-}
-
-/// A connection-level error, without its URL (queries can carry upload state).
-fn transport_error(error: reqwest::Error, context: &str) -> RegistryError {
-    RegistryError::new(
-        context,
-        ErrorKind::Transport(error_chain(&error.without_url())),
-    )
-}
-
-/// The error for a response whose status is not what the operation needed.
-pub(crate) async fn status_error(response: Response, context: &str) -> RegistryError {
-    let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
-    let detail = describe_error_body(&body);
-    let kind = match status {
-        StatusCode::NOT_FOUND => ErrorKind::NotFound(detail),
-        StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized(detail),
-        StatusCode::FORBIDDEN => ErrorKind::Denied(detail),
-        StatusCode::TOO_MANY_REQUESTS => ErrorKind::RateLimited,
-        s if s.is_server_error() => ErrorKind::Transport(format!("HTTP {s}: {detail}")),
-        s => ErrorKind::Protocol(format!("HTTP {s}: {detail}")),
-    };
-    RegistryError::new(context, kind)
-}
-
-/// An error and its causes on one line: reqwest's top-level message alone says little.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    // Bounded: error chains are finite and short.
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn basic_header(username: &str, password: &str) -> HeaderValue {
-    use base64::Engine as _;
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    let mut value =
-        HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header value");
-    value.set_sensitive(true);
-    value
-}
-
-fn bearer_header(token: &str) -> HeaderValue {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
-    value.set_sensitive(true);
-    value
 }

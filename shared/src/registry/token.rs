@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use super::error::{status_error, transport_failure};
 use super::error::{ErrorKind, RegistryError};
 use super::transport::{execute, RetryPolicy};
-use super::{status_error, transport_failure, Scope};
+use super::Scope;
 use crate::credentials::{Credentials, Secret};
 
 /// Tokens are renewed this long before their stated expiry, so none expires in flight.

@@ -8,8 +8,8 @@ use futures::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode, Url};
 
-use super::error::{ErrorKind, RegistryError};
-use super::{status_error, Client, Scope};
+use super::error::{status_error, ErrorKind, RegistryError};
+use super::{Client, Scope};
 use crate::reference::{Digest, Repository};
 
 /// An open upload: where to send the data.

@@ -1,0 +1,320 @@
+//! Registry credentials and per-host TLS settings, as ferry's input gives them. This module
+//! owns `AuthConfig`: it reads image-syncer's auth file (`--auth`, or the legacy `--config`
+//! file's `auth` object) and answers the registry client's two questions through
+//! `CredentialStore`: the credentials for a repository (the auth file's most specific entry
+//! that has some, else Docker's config, else anonymous) and the TLS settings for a host.
+//! What a key means and which applies (`key`), what an entry may hold (`file`), Docker's
+//! config (`docker_config`) and its credential helpers (`cred_helper`) each have their own
+//! file; `AuthError` gathers their problems with the file and key they are about.
+
+mod cred_helper;
+mod docker_config;
+mod file;
+mod key;
+#[cfg(test)]
+mod testing;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use thiserror::Error;
+
+pub use cred_helper::{HelperError, HelperProblem};
+pub use docker_config::DockerConfigProblem;
+pub use file::{CaProblem, EntryError, EntryProblem, Field};
+pub use key::KeyProblem;
+
+use crate::credentials::{CredentialStore, Credentials, CredentialsError, TlsSettings};
+use crate::env::Env;
+use crate::error::{HasKind, Kind};
+use crate::files::{read_document, FileError};
+use crate::reference::{canonical_registry, Repository};
+use docker_config::{docker_config_path, DockerConfig};
+use file::{parse_entry, tls_by_host, Entry};
+use key::{matching, sort_longest_first, target_of, Key};
+
+/// Why credentials could not be loaded or resolved. Messages never contain secrets.
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{}: expected a map from registry (or registry/namespace) to username, password, insecure, ca", file.display())]
+    NotAMap { file: PathBuf },
+    #[error("{}: key {key:?} is not a registry or registry/namespace: {problem}", file.display())]
+    BadKey {
+        file: PathBuf,
+        key: String,
+        problem: KeyProblem,
+    },
+    #[error("{}: keys {first:?} and {second:?} both mean {normalised}; keep one", file.display())]
+    DuplicateKey {
+        file: PathBuf,
+        first: String,
+        second: String,
+        normalised: String,
+    },
+    /// An entry's field is wrong.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error("Docker config {}: {problem}", file.display())]
+    DockerConfig {
+        file: PathBuf,
+        problem: DockerConfigProblem,
+    },
+    /// A credential helper failed when asked (at lookup time, not when loading).
+    #[error(transparent)]
+    Helper(#[from] HelperError),
+}
+
+impl HasKind for AuthError {
+    fn kind(&self) -> Kind {
+        match self {
+            AuthError::Helper(_) => Kind::Credentials,
+            AuthError::File(_)
+            | AuthError::NotAMap { .. }
+            | AuthError::BadKey { .. }
+            | AuthError::DuplicateKey { .. }
+            | AuthError::Entry(_)
+            | AuthError::DockerConfig { .. } => Kind::BadInput,
+        }
+    }
+}
+
+/// Credentials and TLS settings for every registry ferry talks to. Cheap to query; share it
+/// behind an `Arc`. Debug output never contains secrets.
+#[derive(Debug, Default)]
+pub struct AuthConfig {
+    /// Longest key first.
+    entries: Vec<Entry>,
+    tls: HashMap<String, TlsSettings>,
+    docker: Option<DockerConfig>,
+}
+
+impl AuthConfig {
+    /// No auth file: every registry anonymous and verified over HTTPS.
+    pub fn empty() -> Self {
+        AuthConfig::default()
+    }
+
+    /// Reads an auth file (`.yaml`, `.yml` or `.json`), expanding `$VAR` references through `env`.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, AuthError> {
+        let document = read_document(path)?;
+        AuthConfig::from_value(path, &document, env)
+    }
+
+    /// For the legacy `--config` file's `auth` object: `file` is used in messages and as the
+    /// base of relative `ca` paths.
+    pub fn from_value(file: &Path, value: &Value, env: &dyn Env) -> Result<Self, AuthError> {
+        let map = match value {
+            Value::Null => return Ok(AuthConfig::empty()),
+            Value::Object(map) => map,
+            _ => {
+                return Err(AuthError::NotAMap {
+                    file: file.to_path_buf(),
+                })
+            }
+        };
+        let mut entries: Vec<Entry> = Vec::with_capacity(map.len());
+        for (raw_key, value) in map {
+            let key = parse_auth_key(file, raw_key, &entries)?;
+            entries.push(parse_entry(file, key, value, env)?);
+        }
+        sort_longest_first(&mut entries);
+        let tls = tls_by_host(&entries);
+        Ok(AuthConfig {
+            entries,
+            tls,
+            docker: None,
+        })
+    }
+
+    /// Adds the Docker config fallback found through `env`: `$DOCKER_CONFIG/config.json`, else
+    /// `$HOME/.docker/config.json`. A missing file means no fallback. Credential helpers are
+    /// looked up in `env`'s `PATH`.
+    pub fn with_docker_config(mut self, env: &dyn Env) -> Result<Self, AuthError> {
+        self.docker = match docker_config_path(env) {
+            Some(file) => DockerConfig::load(&file, env.var("PATH"))
+                .map_err(|problem| AuthError::DockerConfig { file, problem })?,
+            None => None,
+        };
+        Ok(self)
+    }
+
+    /// The credentials for `repository`: the auth file's longest matching entry that has a
+    /// username or password, else the Docker config, else `None` (anonymous).
+    ///
+    /// Blocking: may run a Docker credential helper (once per registry per process; the result
+    /// is cached). Call it from `spawn_blocking` or before the copy starts.
+    pub fn credentials_for(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Credentials>, AuthError> {
+        let target = target_of(repository);
+        if let Some(entry) = self.entry_with_credentials(&target) {
+            return Ok(entry.credentials.clone());
+        }
+        match &self.docker {
+            Some(docker) => Ok(docker.credentials_for(repository.registry(), &target)?),
+            None => Ok(None),
+        }
+    }
+
+    /// TLS settings for a registry host as in `Repository::registry()`.
+    pub fn tls_for(&self, registry: &str) -> TlsSettings {
+        self.tls
+            .get(&canonical_registry(registry))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Where `repository`'s credentials come from, for log lines; never secrets, never runs
+    /// a helper.
+    pub fn describe_match(&self, repository: &Repository) -> String {
+        let target = target_of(repository);
+        if let Some(entry) = self.entry_with_credentials(&target) {
+            return format!("auth file entry {}", entry.key.raw);
+        }
+        self.docker
+            .as_ref()
+            .and_then(|docker| docker.describe(repository.registry(), &target))
+            .unwrap_or_else(|| "anonymous".to_string())
+    }
+
+    /// An entry without credentials (say, only `insecure`) does not hide a shorter one
+    /// that has them.
+    fn entry_with_credentials(&self, target: &str) -> Option<&Entry> {
+        matching(&self.entries, target).find(|entry| entry.credentials.is_some())
+    }
+}
+
+/// The registry client's view: an `AuthError` becomes a `CredentialsError` with the same
+/// message, naming where the credentials were to come from.
+impl CredentialStore for AuthConfig {
+    fn credentials_for(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Credentials>, CredentialsError> {
+        AuthConfig::credentials_for(self, repository).map_err(|e| CredentialsError {
+            source_name: self.describe_match(repository),
+            message: e.to_string(),
+        })
+    }
+
+    fn tls_for(&self, registry: &str) -> TlsSettings {
+        AuthConfig::tls_for(self, registry)
+    }
+}
+
+/// Parses an auth file key; two spellings of one key would make the choice between them
+/// arbitrary, so they are refused.
+fn parse_auth_key(file: &Path, raw: &str, seen: &[Entry]) -> Result<Key, AuthError> {
+    let key = Key::parse(raw).map_err(|problem| AuthError::BadKey {
+        file: file.to_path_buf(),
+        key: raw.to_string(),
+        problem,
+    })?;
+    if let Some(other) = seen.iter().find(|e| e.key.normalised == key.normalised) {
+        return Err(AuthError::DuplicateKey {
+            file: file.to_path_buf(),
+            first: other.key.raw.clone(),
+            second: raw.to_string(),
+            normalised: key.normalised,
+        });
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{docker_env, load_yaml, repo, username_for};
+    use super::*;
+    use crate::credentials::Secret;
+    use crate::env::MapEnv;
+
+    #[test]
+    fn entry_without_credentials_does_not_hide_a_shorter_one() {
+        let auth = load_yaml(
+            "quay.io: {username: top, password: a}\nquay.io/coreos: {insecure: true}\nghcr.io:\n",
+            &MapEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            username_for(&auth, "quay.io/coreos/etcd").as_deref(),
+            Some("top")
+        );
+        assert_eq!(username_for(&auth, "ghcr.io/a/b"), None);
+    }
+
+    #[test]
+    fn from_value_names_the_given_file() {
+        let value = serde_json::json!({"quay.io": {"usrname": "u"}});
+        let err = AuthConfig::from_value(Path::new("config.json"), &value, &MapEnv::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("usrname"),
+            "{err}"
+        );
+        let err = AuthConfig::from_value(
+            Path::new("c.json"),
+            &serde_json::json!([1]),
+            &MapEnv::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c.json") && err.contains("expected a map"),
+            "{err}"
+        );
+        let none = AuthConfig::from_value(Path::new("c.json"), &Value::Null, &MapEnv::default());
+        assert!(none.unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let env = MapEnv::new([("P", "hunter2-env")]);
+        let auth = load_yaml(
+            "quay.io: {username: u, password: hunter2}\nghcr.io: {username: g, password: $P}\n",
+            &env,
+        )
+        .unwrap();
+        let debug = format!("{auth:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let credentials = auth.credentials_for(&repo("quay.io/a/b")).unwrap().unwrap();
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+        let secret = Secret::new("hunter2");
+        assert_eq!(
+            (format!("{secret}"), format!("{secret:?}")),
+            ("***".into(), "***".into())
+        );
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn auth_config_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<AuthConfig>();
+    }
+
+    #[test]
+    fn bad_files_are_bad_input_and_failing_helpers_credentials() {
+        let env = MapEnv::default();
+        let bad_key = load_yaml("myregistry/team: {}\n", &env).unwrap_err();
+        let bad_entry = load_yaml("quay.io: {pasword: p}\n", &env).unwrap_err();
+        assert!(matches!(bad_key, AuthError::BadKey { .. }));
+        for err in [bad_key, bad_entry] {
+            assert_eq!(err.kind(), Kind::BadInput, "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let env = docker_env(dir.path(), r#"{"credHelpers": {"quay.io": "absent"}}"#);
+        let auth = AuthConfig::empty().with_docker_config(&env).unwrap();
+        let err = auth.credentials_for(&repo("quay.io/a/b")).unwrap_err();
+        assert_eq!(err.kind(), Kind::Credentials, "{err}");
+        let err = CredentialStore::credentials_for(&auth, &repo("quay.io/a/b")).unwrap_err();
+        assert_eq!(
+            err.message,
+            "credential helper docker-credential-absent: docker-credential-absent not found in PATH"
+        );
+    }
+}
