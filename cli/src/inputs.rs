@@ -9,7 +9,7 @@ use ferry::auth::AuthConfig;
 use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::env::ProcessEnv;
 use ferry::input::{load_inputs, InputError, InputPaths};
-use ferry::registry::{ClientOptions, Registries, RetryPolicy};
+use ferry::registry::{ClientOptions, Registries};
 use ferry::rules::{Defaults, Rule};
 
 use crate::args::InputArgs;
@@ -42,9 +42,8 @@ pub fn load_auth(auth: Option<&Path>) -> anyhow::Result<Arc<Registries>> {
 
 fn registries(auth: AuthConfig, tags_page_size: Option<usize>) -> Arc<Registries> {
     let options = ClientOptions {
-        retry: RetryPolicy::from_env(&ProcessEnv),
         tags_page_size,
-        ..ClientOptions::default()
+        ..ClientOptions::from_env(&ProcessEnv)
     };
     Arc::new(Registries::new(Arc::new(auth), options))
 }

@@ -56,7 +56,11 @@ pub enum InputError {
 
 impl HasKind for InputError {
     fn kind(&self) -> Kind {
-        Kind::BadInput
+        match self {
+            // A credential helper that fails at load time is not the file's fault.
+            InputError::Auth(error) => error.kind(),
+            _ => Kind::BadInput,
+        }
     }
 }
 

@@ -57,6 +57,16 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// The defaults, with the retry policy the environment sets (`FERRY_RETRY_BASE_MS`).
+    pub fn from_env(env: &dyn Env) -> Self {
+        ClientOptions {
+            retry: RetryPolicy::from_env(env),
+            ..ClientOptions::default()
+        }
+    }
+}
+
 /// The clients for every registry a run touches, built on first use.
 pub struct Registries {
     auth: Arc<dyn CredentialStore>,
@@ -73,14 +83,9 @@ impl Registries {
         }
     }
 
-    /// Clients with the default options and the retry policy the environment sets
-    /// (`FERRY_RETRY_BASE_MS`): what the CLI and every function use.
+    /// Clients with [`ClientOptions::from_env`]: what the functions use.
     pub fn from_env(auth: Arc<dyn CredentialStore>, env: &dyn Env) -> Self {
-        let options = ClientOptions {
-            retry: RetryPolicy::from_env(env),
-            ..ClientOptions::default()
-        };
-        Registries::new(auth, options)
+        Registries::new(auth, ClientOptions::from_env(env))
     }
 
     /// The client for `registry` (as in `Repository::registry()`).
