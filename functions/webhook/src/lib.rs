@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
-use base64::Engine as _;
+use base64::{DecodeError, Engine as _};
 use ferry::env::Env;
 use ferry::queue::Queue;
 use ferry::webhook::{Format, HttpRequest, HttpResponse, Webhook};
@@ -47,23 +47,17 @@ impl WebhookFunction {
                     .handle_http(&request, self.queue.as_ref())
                     .await
             }
-            Err(reason) => HttpResponse {
-                status: 400,
-                headers: vec![("Content-Type".into(), "application/json".into())],
-                body: serde_json::json!({ "error": reason }),
-            },
+            Err(error) => HttpResponse::error(400, format!("body is not valid base64: {error}")),
         };
         Ok(serde_json::to_value(function_url_response(response))?)
     }
 }
 
 /// The request as the library sees it; the body decoded when Lambda base64-encoded it.
-fn http_request(request: LambdaFunctionUrlRequest) -> Result<HttpRequest, String> {
+fn http_request(request: LambdaFunctionUrlRequest) -> Result<HttpRequest, DecodeError> {
     let body = request.body.unwrap_or_default();
     let body = if request.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(body.as_bytes())
-            .map_err(|e| format!("body is not valid base64: {e}"))?
+        base64::engine::general_purpose::STANDARD.decode(body.as_bytes())?
     } else {
         body.into_bytes()
     };
@@ -98,4 +92,33 @@ fn function_url_response(response: HttpResponse) -> LambdaFunctionUrlResponse {
     }
     out.body = Some(response.body.to_string());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry::env::MapEnv;
+    use ferry::queue::MemoryQueue;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_is_not_base64_is_refused_with_400() {
+        let env = MapEnv::new([
+            ("FERRY_IMAGES", "quay.io/a/b: mirror.io/b"),
+            ("FERRY_WEBHOOK_SECRET", "s3cret"),
+        ]);
+        let function = WebhookFunction::from_env(&env, Arc::new(MemoryQueue::default())).unwrap();
+        let mut request: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/function-url-request.json"
+        )))
+        .unwrap();
+        request["body"] = Value::from("%%% not base64");
+        request["isBase64Encoded"] = Value::from(true);
+        let response = function.handle(request).await.unwrap();
+        assert_eq!(response["statusCode"], 400, "{response}");
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.starts_with("body is not valid base64: "), "{error}");
+    }
 }

@@ -1,0 +1,229 @@
+//! What pushes mean under the rules: [`match_rules`] turns push events into planned images,
+//! one per source, with every target the matching rules give it.
+//!
+//! Matching uses the rules' own semantics, the same as planning ([`Rule::select`] and
+//! [`Rule::targets_for`]): an all-tags rule takes any tag of its repository, a tag list its
+//! tags (renamed by position), a regex the tags it matches, a digest rule only its digest. A
+//! push by digest without a tag (the children of an index, `docker push repo@sha256:…`)
+//! therefore only matches digest rules: an all-tags rule never selects an untagged manifest
+//! when planning either, and the index that names the children arrives as its own tagged
+//! event, so one job copies the whole image. Targets come only from the rules, so a forged
+//! or replayed event can at worst re-copy something the rules already copy.
+//!
+//! Reading payloads is `formats.rs`'s job; queueing the images the handler's (`mod.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::push::PushEvent;
+use crate::image::PlannedImage;
+use crate::reference::{Digest, Locator, Reference};
+use crate::rules::{Rule, Selector};
+
+/// What the events mean under `rules`: one planned image per source (repository plus tag,
+/// or plus digest for digest rules) with every target the matching rules give it, sorted by
+/// source. Several events for one source (retries, two rules) become one image.
+pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
+    let mut images: BTreeMap<Reference, (SeenDigest, BTreeSet<Reference>)> = BTreeMap::new();
+    for event in events {
+        for rule in rules.iter().filter(|r| r.source == event.repository) {
+            for (position, locator) in selected(rule, event) {
+                let targets = rule.targets_for(position, &locator);
+                let (digest, all_targets) = images.entry(rule.source.at(locator)).or_default();
+                digest.see(event.digest.as_ref());
+                all_targets.extend(targets);
+            }
+        }
+    }
+    images
+        .into_iter()
+        .map(|(source, (digest, targets))| PlannedImage {
+            source,
+            digest: digest.into_digest(),
+            targets: targets.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Where `event` sits in the rule's selection (the position pairs renamed tags) and how the
+/// source is named, once per position: `a:x,x → b:y,z` copies `a:x` to both.
+fn selected(rule: &Rule, event: &PushEvent) -> Vec<(usize, Locator)> {
+    match (&rule.selector, &event.tag) {
+        (Selector::Digest(d), _) if event.digest.as_ref() == Some(d) => {
+            vec![(0, Locator::Digest(d.clone()))]
+        }
+        (_, None) => Vec::new(),
+        (_, Some(tag)) => rule
+            .select(tag)
+            .into_iter()
+            .map(|position| (position, Locator::Tag(tag.clone())))
+            .collect(),
+    }
+}
+
+/// The digest the events report for one source. A tag pushed twice in one delivery has two,
+/// and then neither is passed on: the copier HEADs the source and copies what is there now.
+#[derive(Debug, Default)]
+enum SeenDigest {
+    #[default]
+    Unknown,
+    Known(Digest),
+    Conflicting,
+}
+
+impl SeenDigest {
+    fn see(&mut self, digest: Option<&Digest>) {
+        let Some(digest) = digest else { return };
+        *self = match std::mem::take(self) {
+            SeenDigest::Unknown => SeenDigest::Known(digest.clone()),
+            SeenDigest::Known(known) if known == *digest => SeenDigest::Known(known),
+            _ => SeenDigest::Conflicting,
+        };
+    }
+
+    fn into_digest(self) -> Option<Digest> {
+        match self {
+            SeenDigest::Known(digest) => Some(digest),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::testing::{event, rules};
+
+    const D1: &str = "sha256:14b267eb38aa85fd12d0e168fffa2d8a6187ac53a14a0212b0d4fce8d729598c";
+    const D2: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn strings(images: &[PlannedImage]) -> Vec<(String, Vec<String>)> {
+        images
+            .iter()
+            .map(|i| {
+                let targets = i.targets.iter().map(ToString::to_string).collect();
+                (i.source.to_string(), targets)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn all_tags_rule_takes_any_tag_but_not_an_untagged_digest() {
+        let rules = rules("quay.io/a/b: mirror.io/b");
+        let images = match_rules(
+            &rules,
+            &[
+                event("quay.io/a/b:v1", Some(D1)),
+                event("quay.io/a/b", Some(D2)),
+            ],
+        );
+        assert_eq!(
+            strings(&images),
+            [("quay.io/a/b:v1".into(), vec!["mirror.io/b:v1".into()])]
+        );
+        assert_eq!(images[0].digest.as_ref().map(Digest::as_str), Some(D1));
+    }
+
+    #[test]
+    fn tag_list_rule_renames_by_position() {
+        let renamed = rules("quay.io/a/b:v1,v2: mirror.io/b:one,two");
+        let images = match_rules(
+            &renamed,
+            &[event("quay.io/a/b:v2", None), event("quay.io/a/b:v3", None)],
+        );
+        assert_eq!(
+            strings(&images),
+            [("quay.io/a/b:v2".into(), vec!["mirror.io/b:two".into()])]
+        );
+        // A tag listed twice goes to both of its names, as when planning.
+        let twice = rules("quay.io/a/b:v1,v1: mirror.io/b:x,y");
+        let images = match_rules(&twice, &[event("quay.io/a/b:v1", None)]);
+        assert_eq!(
+            strings(&images),
+            [(
+                "quay.io/a/b:v1".into(),
+                vec!["mirror.io/b:x".into(), "mirror.io/b:y".into()]
+            )]
+        );
+    }
+
+    #[test]
+    fn regex_rule_takes_the_tags_it_matches() {
+        let rules = rules("quay.io/a/b:/^v1\\./: [mirror.io/b, backup.io/b]");
+        let images = match_rules(
+            &rules,
+            &[
+                event("quay.io/a/b:v1.2", None),
+                event("quay.io/a/b:v2.0", None),
+            ],
+        );
+        assert_eq!(
+            strings(&images),
+            [(
+                "quay.io/a/b:v1.2".into(),
+                vec!["backup.io/b:v1.2".into(), "mirror.io/b:v1.2".into()]
+            )]
+        );
+    }
+
+    #[test]
+    fn digest_rule_takes_only_its_digest() {
+        let rules = rules(&format!(
+            "quay.io/a/b@{D1}: [mirror.io/b, mirror.io/c:pinned, mirror.io/d@{D1}]"
+        ));
+        let matched = |e: PushEvent| strings(&match_rules(&rules, &[e]));
+        let expected = vec![(
+            format!("quay.io/a/b@{D1}"),
+            vec![
+                format!("mirror.io/b@{D1}"),
+                "mirror.io/c:pinned".to_string(),
+                format!("mirror.io/d@{D1}"),
+            ],
+        )];
+        assert_eq!(matched(event("quay.io/a/b", Some(D1))), expected);
+        // A tag push whose manifest is that digest is that digest too.
+        assert_eq!(matched(event("quay.io/a/b:latest", Some(D1))), expected);
+        assert!(matched(event("quay.io/a/b", Some(D2))).is_empty());
+        assert!(matched(event("quay.io/a/b:latest", None)).is_empty());
+    }
+
+    #[test]
+    fn other_repositories_and_registries_never_match() {
+        let rules = rules("quay.io/a/b: mirror.io/b");
+        for e in [
+            event("quay.io/a/c:v1", None),
+            event("other.io/a/b:v1", None),
+            event("docker.io/a/b:v1", None),
+        ] {
+            assert!(match_rules(&rules, &[e]).is_empty());
+        }
+    }
+
+    #[test]
+    fn rules_for_one_source_merge_and_conflicting_digests_are_dropped() {
+        let rules = rules("quay.io/a/b: mirror.io/b\nquay.io/a/b:v1: backup.io/b:stable\n");
+        let images = match_rules(
+            &rules,
+            &[
+                event("quay.io/a/b:v1", Some(D1)),
+                event("quay.io/a/b:v1", Some(D1)),
+            ],
+        );
+        assert_eq!(
+            strings(&images),
+            [(
+                "quay.io/a/b:v1".into(),
+                vec!["backup.io/b:stable".into(), "mirror.io/b:v1".into()]
+            )]
+        );
+        assert_eq!(images[0].digest.as_ref().map(Digest::as_str), Some(D1));
+        let moved = match_rules(
+            &rules,
+            &[
+                event("quay.io/a/b:v1", Some(D1)),
+                event("quay.io/a/b:v1", Some(D2)),
+            ],
+        );
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].digest, None);
+    }
+}
