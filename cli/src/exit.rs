@@ -11,6 +11,7 @@ use ferry::job::JobError;
 use ferry::platform::PlatformError;
 use ferry::queue::QueueError;
 use ferry::registry::RegistryError;
+use ferry::webhook::WebhookConfigError;
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,7 @@ fn kind_of(error: &anyhow::Error) -> Option<Kind> {
             .or_else(|| kind::<JobError>(cause))
             .or_else(|| kind::<RegistryError>(cause))
             .or_else(|| kind::<CopyError>(cause))
+            .or_else(|| kind::<WebhookConfigError>(cause))
     })
 }
 

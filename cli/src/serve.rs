@@ -1,8 +1,7 @@
 //! `ferry serve`: the webhook for users without AWS. POST on any path is a registry's push
-//! notification (checked against FERRY_WEBHOOK_SECRET, matched against the rules, queued);
-//! `GET /healthz` answers 200 for load balancers. Queued jobs run in the same process on an
-//! in-memory queue. SIGTERM or Ctrl-C stops accepting requests, then finishes every queued
-//! copy before exiting.
+//! notification (the library checks the secret, matches the rules, queues); `GET /healthz`
+//! answers 200. Jobs run in this process on an in-memory queue; SIGTERM or Ctrl-C stops
+//! accepting requests, then finishes every queued copy before exiting.
 
 use std::future::IntoFuture as _;
 use std::sync::Arc;
@@ -14,9 +13,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use ferry::credentials::Secret;
+use ferry::env::ProcessEnv;
 use ferry::queue::{MemoryQueue, Queue};
-use ferry::webhook::{HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES, SECRET_VARIABLE};
+use ferry::webhook::{secret_from_env, HttpRequest, Webhook, WebhookSettings, MAX_BODY_BYTES};
 use ferry::worker::{work_alongside, WorkerOptions};
 use futures::StreamExt as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -37,17 +36,10 @@ struct AppState {
 pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
     let platforms = args.platforms.filter().map_err(UsageError::from)?;
     let (rules, registries) = load(&args.input)?;
-    let secret = std::env::var(SECRET_VARIABLE)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    if secret.is_none() {
-        tracing::warn!("{SECRET_VARIABLE} is not set: every webhook request will be refused");
-    }
     let webhook = Webhook::new(
         rules,
         WebhookSettings {
-            secret: secret.map(Secret::new),
+            secret: secret_from_env(&ProcessEnv),
             default_registry: args.webhook_registry.clone(),
             platforms,
         },

@@ -142,6 +142,12 @@ pub struct WebhookSettings {
     pub platforms: PlatformFilter,
 }
 
+/// `FERRY_WEBHOOK_SECRET`, surrounding whitespace dropped (a secret pasted with a newline
+/// is still meant).
+pub fn secret_from_env(env: &dyn Env) -> Option<Secret> {
+    env.var(SECRET_VARIABLE).map(|s| Secret::new(s.trim()))
+}
+
 /// Why the webhook cannot start.
 #[derive(Debug, Error)]
 pub enum WebhookConfigError {
@@ -208,7 +214,7 @@ impl Webhook {
         Webhook::new(
             inputs.rules,
             WebhookSettings {
-                secret: env.var(SECRET_VARIABLE).map(|s| Secret::new(s.trim())),
+                secret: secret_from_env(env),
                 default_registry: env.var(REGISTRY_VARIABLE),
                 platforms: settings.platforms,
             },
