@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use reqwest::{Response, StatusCode};
 use thiserror::Error;
 
-use super::transport::TransportFailure;
+use super::transport::{read_prefix, TransportFailure};
 use crate::credentials::CredentialsError;
 use crate::error::{HasKind, Kind};
 use crate::reference::Digest;
@@ -164,10 +164,14 @@ pub(crate) fn transport_error(error: reqwest::Error, context: &str) -> RegistryE
     )
 }
 
+/// How much of an error body is read: enough for a registry's `errors[]`, and never a
+/// hostile registry's endless one.
+pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
+
 /// The error for a response whose status is not what the operation needed.
 pub(crate) async fn status_error(response: Response, context: &str) -> RegistryError {
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    let body = read_prefix(response, MAX_ERROR_BODY).await;
     let detail = describe_error_body(&body);
     let kind = match status {
         StatusCode::NOT_FOUND => ErrorKind::NotFound(detail),

@@ -292,7 +292,11 @@ impl Client {
             .map_err(|e| RegistryError::new(context, ErrorKind::Setup(SetupProblem::Url(e))))
     }
 
-    /// `send` to an absolute URL.
+    /// `send` to an absolute URL. Credentials go only to the registry's own origin (scheme,
+    /// host and port): an upload `Location` on another host gets the request without them.
+    /// Only a 401 from that origin is a challenge to learn; another host's (after a
+    /// redirect, say) is just an answer, so no realm it names ever sees the registry's
+    /// credentials.
     pub(crate) async fn send_to(
         &self,
         scope: &Scope,
@@ -300,9 +304,13 @@ impl Client {
         url: Url,
         build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        let own = self.is_own(&url).await?;
         let mut refreshed = false;
         loop {
-            let authorization = self.authorization(scope, context).await?;
+            let authorization = match own {
+                true => self.authorization(scope, context).await?,
+                false => None,
+            };
             let response = execute(&self.options.retry, || {
                 let request = build(&self.http, url.clone());
                 match &authorization {
@@ -315,13 +323,21 @@ impl Client {
                 Ok(response) => response,
                 Err(failure) => return Err(transport_failure(failure, context).await),
             };
-            if response.status() != StatusCode::UNAUTHORIZED || refreshed {
+            if response.status() != StatusCode::UNAUTHORIZED
+                || refreshed
+                || !self.is_own(response.url()).await?
+            {
                 return Ok(response);
             }
             refreshed = true;
             self.tokens.forget(scope);
             self.learn_challenge(&response, context)?;
         }
+    }
+
+    /// Whether `url` is on the registry's own origin, the only one its credentials go to.
+    async fn is_own(&self, url: &Url) -> Result<bool, RegistryError> {
+        Ok(self.endpoint().await?.base.origin() == url.origin())
     }
 
     /// Like `send`, but any non-success status becomes an error.
@@ -340,16 +356,20 @@ impl Client {
         }
     }
 
-    /// Sends a request whose body can be sent only once (a streamed blob): no retries here;
-    /// the caller retries the whole transfer.
+    /// Sends a request whose body can be sent only once (a streamed blob) to `url`: no
+    /// retries here; the caller retries the whole transfer. Credentials as for `send_to`.
     pub(crate) async fn send_once(
         &self,
         scope: &Scope,
         context: &str,
-        request: impl FnOnce(&reqwest::Client) -> RequestBuilder,
+        url: Url,
+        request: impl FnOnce(&reqwest::Client, Url) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let authorization = self.authorization(scope, context).await?;
-        let mut request = request(&self.http);
+        let authorization = match self.is_own(&url).await? {
+            true => self.authorization(scope, context).await?,
+            false => None,
+        };
+        let mut request = request(&self.http, url);
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
@@ -358,6 +378,26 @@ impl Client {
             .await
             .map_err(|error| transport_error(error, context))
     }
+}
+
+/// Redirects followed for one request, at most.
+const MAX_REDIRECTS: usize = 10;
+
+/// Redirects (a blob GET sent to a CDN, say) are followed, but never from HTTPS down to
+/// plain HTTP: reqwest keeps `Authorization` when only the scheme changes and the port is
+/// explicit. reqwest itself drops `Authorization` when the host or port changes.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|url| url.scheme() == "https");
+        if downgrade {
+            attempt.error("refusing a redirect from HTTPS to plain HTTP")
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The HTTP client for one registry host: its TLS settings (extra CA certificates, or no
@@ -374,6 +414,7 @@ fn http_client(
         // HTTP/1.1 on several keep-alive connections: the benchmark measured one HTTP/2
         // connection carrying every blob stream a third slower (flow-control windows).
         .http1_only()
+        .redirect(redirect_policy())
         .danger_accept_invalid_certs(tls.insecure);
     if let Some(ca) = &tls.ca {
         let pem = std::fs::read(ca).map_err(|e| SetupProblem::CaUnreadable {

@@ -1,16 +1,25 @@
 //! Tags: `tags/list`, following `Link` pagination to the end; and whether a repository
-//! exists at all.
+//! exists at all. What a registry lists is outside input: a page is read with a cap, a
+//! `Link` that leads back to a page already read ends the listing as an error, and a tag
+//! that is not a tag by the reference grammar is dropped (with a warning) before anything
+//! can build a URL or a target name from it.
 
 use reqwest::header::LINK;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::error::{error_items, ErrorKind, RegistryError};
-use super::{Client, Scope};
-use crate::reference::Repository;
+use std::collections::HashSet;
 
-/// A bound on pages, so a registry whose `Link` loops cannot keep ferry forever.
+use super::error::{error_items, ErrorKind, RegistryError, MAX_ERROR_BODY};
+use super::transport::{read_capped, read_prefix};
+use super::{Client, Scope};
+use crate::error::truncate;
+use crate::reference::{validate_tag, Repository};
+
+/// A bound on pages, so a registry whose `Link`s never end cannot keep ferry forever.
 const MAX_PAGES: usize = 100_000;
+/// The largest page of tags read: 10,000 tags of the longest length are about 1.3 MiB.
+const MAX_PAGE_BYTES: usize = 16 << 20;
 
 #[derive(Deserialize)]
 struct TagPage {
@@ -28,7 +37,15 @@ impl Client {
             path.push_str(&format!("?n={n}"));
         }
         let mut tags = Vec::new();
+        let mut seen_pages = HashSet::new();
+        let mut invalid = 0usize;
         for _ in 0..MAX_PAGES {
+            if !seen_pages.insert(path.clone()) {
+                return Err(RegistryError::new(
+                    context,
+                    ErrorKind::Protocol(format!("Link leads back to {path:?}, read already")),
+                ));
+            }
             let response = self
                 .send_ok(&scope, &context, &path, |http, url| http.get(url))
                 .await?;
@@ -37,13 +54,27 @@ impl Client {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let page: TagPage = response.json().await.map_err(|e| {
+            let body = read_capped(response, MAX_PAGE_BYTES, "tags/list page", &context).await?;
+            let page: TagPage = serde_json::from_slice(&body).map_err(|e| {
                 RegistryError::new(&context, ErrorKind::Protocol(format!("tags/list: {e}")))
             })?;
-            tags.extend(page.tags.unwrap_or_default());
+            for tag in page.tags.unwrap_or_default() {
+                match validate_tag(&tag) {
+                    Ok(()) => tags.push(tag),
+                    Err(_) => {
+                        invalid += 1;
+                        tracing::warn!(repository = %repository, tag = %truncate(&tag, 80), "the registry listed a tag that is not a valid tag; skipped");
+                    }
+                }
+            }
             match next {
                 Some(link) => path = relative_to_v2(&link, &context)?,
-                None => return Ok(tags),
+                None => {
+                    if invalid > 0 {
+                        tracing::warn!(repository = %repository, invalid, "invalid tags skipped");
+                    }
+                    return Ok(tags);
+                }
             }
         }
         Err(RegistryError::new(
@@ -68,7 +99,7 @@ impl Client {
         if response.status() != StatusCode::NOT_FOUND {
             return Ok(false);
         }
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_prefix(response, MAX_ERROR_BODY).await;
         Ok(error_items(&body).iter().any(|e| e.code == "NAME_UNKNOWN"))
     }
 }

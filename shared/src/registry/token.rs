@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::{status_error, transport_failure};
 use super::error::{ErrorKind, RegistryError};
-use super::transport::{execute, RetryPolicy};
+use super::transport::{execute, read_capped, RetryPolicy};
 use super::Scope;
 use crate::credentials::{Credentials, Secret};
 
@@ -20,6 +20,19 @@ use crate::credentials::{Credentials, Secret};
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 /// What the distribution spec says to assume when `expires_in` is absent.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// A token is trusted for a day at most, whatever `expires_in` says (2^64-1, say).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// Token responses are small JSON documents; a larger one is refused.
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+
+/// When a token fetched at `started` is to be renewed: `expires_in` seconds later (capped,
+/// so no number overflows the clock) less a margin.
+fn renew_at(started: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = expires_in
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+        .min(MAX_LIFETIME);
+    started + lifetime.saturating_sub(EXPIRY_MARGIN)
+}
 
 #[derive(Clone)]
 pub(crate) struct Token {
@@ -180,21 +193,37 @@ pub(crate) async fn fetch(
     if !response.status().is_success() {
         return Err(status_error(response, &format!("{context}: token")).await);
     }
-    let body: TokenResponse = response
-        .json()
-        .await
+    let body = read_capped(response, MAX_TOKEN_RESPONSE, "token response", context).await?;
+    let body: TokenResponse = serde_json::from_slice(&body)
         .map_err(|e| error(ErrorKind::Protocol(format!("token response: {e}"))))?;
     let value = body
         .token
         .or(body.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| error(ErrorKind::Protocol("token response without a token".into())))?;
-    let lifetime = body
-        .expires_in
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_LIFETIME);
     Ok(Token {
         value: Secret::new(value),
-        renew_at: started + lifetime.saturating_sub(EXPIRY_MARGIN),
+        renew_at: renew_at(started, body.expires_in),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, row 6: an `expires_in` of 2^64-1 made `Instant + Duration` panic.
+    #[test]
+    fn huge_expiry_is_capped_not_a_panic() {
+        let now = Instant::now();
+        assert_eq!(
+            renew_at(now, Some(u64::MAX)),
+            now + MAX_LIFETIME - EXPIRY_MARGIN
+        );
+        assert_eq!(renew_at(now, None), now + DEFAULT_LIFETIME - EXPIRY_MARGIN);
+        assert_eq!(renew_at(now, Some(0)), now);
+        assert_eq!(
+            renew_at(now, Some(300)),
+            now + Duration::from_secs(300) - EXPIRY_MARGIN
+        );
+    }
 }

@@ -4,7 +4,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
 use reqwest::{RequestBuilder, Response, StatusCode};
+
+use super::error::{ErrorKind, RegistryError};
 
 /// How often and how patiently transient faults are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +121,53 @@ fn retry_after(response: &Response) -> Option<Duration> {
         when.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// A response body read to its end, refused when it is larger than `limit` bytes: a hostile
+/// registry must not make ferry hold an arbitrarily large document. The stated
+/// `Content-Length` is checked first, then what actually arrives.
+pub(crate) async fn read_capped(
+    response: Response,
+    limit: usize,
+    what: &str,
+    context: &str,
+) -> Result<Bytes, RegistryError> {
+    let too_large = || {
+        RegistryError::new(
+            context,
+            ErrorKind::Protocol(format!("{what} larger than {limit} bytes")),
+        )
+    };
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            RegistryError::new(context, ErrorKind::Transport(e.without_url().to_string()))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// At most the first `limit` bytes of a body, for messages: an error body is read only as
+/// far as it is worth quoting, and a failure to read it just shortens it.
+pub(crate) async fn read_prefix(response: Response, limit: usize) -> Bytes {
+    let mut body = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == limit {
+            break;
+        }
+    }
+    body.freeze()
 }
 
 /// A URL without its query string, which can carry upload state or tokens.

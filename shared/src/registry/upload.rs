@@ -68,7 +68,7 @@ impl Client {
         let context = format!("upload {repository}@{digest}");
         let url = with_digest(session.location, digest);
         let response = self
-            .send_once(&Scope::push(repository), &context, |http| {
+            .send_once(&Scope::push(repository), &context, url, |http, url| {
                 let request = http
                     .put(url)
                     .header(CONTENT_TYPE, "application/octet-stream");
@@ -142,16 +142,34 @@ impl Client {
     }
 }
 
+/// The largest `OCI-Chunk-Min-Length` followed: a chunk is buffered whole, so a registry
+/// asking for more (2^64-1, say) gets one streaming PUT instead, which the spec allows.
+pub(crate) const MAX_MIN_CHUNK: u64 = 64 << 20;
+
 fn session(response: &Response, context: &str) -> Result<UploadSession, RegistryError> {
     let min_chunk = response
         .headers()
         .get("oci-chunk-min-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+        .and_then(|v| min_chunk(v, context));
     Ok(UploadSession {
         location: session_url(response, response.url(), context)?,
         min_chunk,
     })
+}
+
+/// `OCI-Chunk-Min-Length` when it is a number ferry can follow.
+fn min_chunk(value: &str, context: &str) -> Option<u64> {
+    let bytes: u64 = value.trim().parse().ok()?;
+    if bytes > MAX_MIN_CHUNK {
+        tracing::warn!(
+            context,
+            bytes,
+            "the registry asks for upload chunks larger than ferry buffers; sending one PUT"
+        );
+        return None;
+    }
+    Some(bytes)
 }
 
 /// The `Location` of an upload response, resolved against the request URL (it may be
@@ -181,5 +199,21 @@ async fn expect_created(response: Response, context: &str) -> Result<(), Registr
         Ok(())
     } else {
         Err(status_error(response, context).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, row 6: an `OCI-Chunk-Min-Length` of 2^64-1 sized a buffer by it and
+    /// panicked; any large value buffered whole blobs.
+    #[test]
+    fn chunk_minimums_beyond_the_buffer_are_not_followed() {
+        assert_eq!(min_chunk("18446744073709551615", "c"), None);
+        assert_eq!(min_chunk(&(MAX_MIN_CHUNK + 1).to_string(), "c"), None);
+        assert_eq!(min_chunk(" 5242880 ", "c"), Some(5 << 20));
+        assert_eq!(min_chunk("-1", "c"), None);
+        assert_eq!(min_chunk("lots", "c"), None);
     }
 }
