@@ -364,7 +364,7 @@ mod tests {
         let file = write(
             dir.path(),
             "auth.yaml",
-            "quay.io/a: {username: file, password: f}\nquay.io/b: {insecure: true}\n",
+            "quay.io/a: {username: file, password: f}\nquay.io/b: {}\n",
         );
         let auth = AuthConfig::load(&file, &env)
             .unwrap()

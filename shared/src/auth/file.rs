@@ -80,6 +80,12 @@ pub enum EntryProblem {
     NotABool { field: Field },
     #[error("ca must be the path of a PEM file")]
     CaNotAPath,
+    /// TLS is per connection, so a namespace cannot turn verification off for itself alone:
+    /// it would for every entry of the host, credentialed ones included.
+    #[error(
+        "insecure applies to the whole host: set it on the entry {host:?}, not on a namespace"
+    )]
+    InsecureNamespace { host: String },
     #[error("{field} is \"${{{variable}}}\" but environment variable {variable} is not set")]
     MissingVariable { field: Field, variable: String },
     /// `path` is resolved against the auth file's directory.
@@ -148,11 +154,17 @@ pub(super) fn parse_entry(
         file,
         key: &key.raw,
     };
-    let fields = parse_fields(&origin, value, env).map_err(|problem| EntryError {
+    let error = |problem| EntryError {
         file: file.to_path_buf(),
         key: key.raw.clone(),
         problem,
-    })?;
+    };
+    let fields = parse_fields(&origin, value, env).map_err(error)?;
+    if fields.insecure && key.normalised != key.registry {
+        return Err(error(EntryProblem::InsecureNamespace {
+            host: key.registry.clone(),
+        }));
+    }
     Ok(Entry {
         key,
         credentials: fields.credentials,
@@ -386,6 +398,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("insecure must be true or false"), "{err}");
+    }
+
+    /// Issue 12, row 13: `insecure` on one namespace turned TLS verification off for every
+    /// entry of the host, credentialed ones included.
+    #[test]
+    fn insecure_on_a_namespace_is_refused() {
+        let env = MapEnv::default();
+        let err = load_yaml(
+            "quay.io: {username: u, password: p}\nquay.io/team: {insecure: true}\n",
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"quay.io/team\"")
+                && err.contains(
+                    "insecure applies to the whole host: set it on the entry \"quay.io\""
+                ),
+            "{err}"
+        );
+        let host = load_yaml(
+            "quay.io: {insecure: true}\nquay.io/team: {username: u}\n",
+            &env,
+        );
+        assert!(host.unwrap().tls_for("quay.io").insecure);
         let err = load_yaml("quay.io: {username: [a]}\n", &env)
             .unwrap_err()
             .to_string();

@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn entry_without_credentials_does_not_hide_a_shorter_one() {
         let auth = load_yaml(
-            "quay.io: {username: top, password: a}\nquay.io/coreos: {insecure: true}\nghcr.io:\n",
+            "quay.io: {username: top, password: a}\nquay.io/coreos: {}\nghcr.io:\n",
             &MapEnv::default(),
         )
         .unwrap();
