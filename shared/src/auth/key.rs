@@ -76,7 +76,11 @@ impl Key {
 
 fn strip_scheme(text: &str) -> &str {
     for scheme in ["https://", "http://"] {
-        if text.len() >= scheme.len() && text[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get`, not indexing: the cut may fall inside a multi-byte character.
+        if text
+            .get(..scheme.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
+        {
             return &text[scheme.len()..];
         }
     }
@@ -115,6 +119,7 @@ pub(super) fn matching<'a, 't, T: Keyed>(
 
 #[cfg(test)]
 mod tests {
+    use super::Key;
     use crate::auth::testing::{load_yaml, repo, username_for};
     use crate::env::MapEnv;
 
@@ -207,5 +212,26 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    /// Issue 12, row 6: a key with a non-ASCII character panicked (a byte slice cut inside
+    /// a character); every such key is now an error naming it.
+    #[test]
+    fn non_ascii_keys_are_errors_not_panics() {
+        for raw in [
+            "ä",
+            "httpä://x",
+            "https:/ä",
+            "quay.io/ä",
+            "é.io",
+            "ｈｔｔｐｓ://quay.io",
+            "€€€€€€€€€",
+        ] {
+            assert!(Key::parse(raw).is_err(), "{raw:?} parsed");
+        }
+        assert_eq!(
+            Key::parse("HTTPS://Quay.io/").unwrap().normalised,
+            "quay.io"
+        );
     }
 }
