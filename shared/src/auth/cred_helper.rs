@@ -3,10 +3,11 @@
 //! username `<token>` marks an identity token). Which helper to ask for which registry, with
 //! which server URL, and caching the answers belong to `auth::docker_config`.
 
-use std::io::Write as _;
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -18,6 +19,16 @@ const HELPER_NOT_FOUND: &str = "credentials not found";
 
 /// How much of a failing helper's output a message quotes.
 const DETAIL_LIMIT: usize = 300;
+
+/// How long a helper may take unless configured otherwise (`FERRY_CREDENTIAL_HELPER_TIMEOUT`,
+/// seconds): a helper that waits for a login prompt must not hang ferry.
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A helper's reply is a small JSON document; more output than this is not read.
+const MAX_OUTPUT: u64 = 1 << 20;
+
+/// How often a running helper is checked on.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Why a helper gave no credentials. Never holds the helper's successful output.
 #[derive(Debug, Clone, Error)]
@@ -42,6 +53,8 @@ pub enum HelperProblem {
         "output is not {{\"ServerURL\",\"Username\",\"Secret\"}} JSON (line {line}, column {column})"
     )]
     BadReply { line: usize, column: usize },
+    #[error("get {server_url} did not answer within {after:?}; it was stopped")]
+    TimedOut { server_url: String, after: Duration },
 }
 
 /// A helper's problem, naming the helper.
@@ -64,11 +77,12 @@ struct HelperReply {
 }
 
 /// Runs `docker-credential-<helper> get` with `server_url` on stdin, looking the program up
-/// in `search_path`.
+/// in `search_path`, and stops it if it has not answered within `timeout`.
 pub(super) fn run_helper(
     helper: &str,
     server_url: &str,
     search_path: Option<&str>,
+    timeout: Duration,
 ) -> HelperResult {
     let program = find_helper(helper, search_path)?;
     let cannot_run = |e| HelperProblem::CannotRun {
@@ -84,9 +98,15 @@ pub(super) fn run_helper(
         .map_err(cannot_run)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading stdin closes the pipe; its exit status tells.
+        // The URL is far smaller than a pipe's buffer, so this does not block.
         let _ = stdin.write_all(server_url.as_bytes());
     }
-    let output = child.wait_with_output().map_err(cannot_run)?;
+    let output = wait_with_timeout(child, timeout)
+        .map_err(cannot_run)?
+        .ok_or_else(|| HelperProblem::TimedOut {
+            server_url: server_url.to_string(),
+            after: timeout,
+        })?;
     if !output.status.success() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         if stdout.contains(HELPER_NOT_FOUND) {
@@ -104,6 +124,50 @@ pub(super) fn run_helper(
         });
     }
     parse_helper_reply(&output.stdout)
+}
+
+/// The child's output once it exits, or `None` (the child killed) after `timeout`. Its
+/// pipes are drained on threads of their own, so a chatty helper cannot block on them.
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::io::Result<Option<Output>> {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(MAX_OUTPUT).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = Instant::now();
+    // Bounded by `timeout`.
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(POLL);
+    };
+    Ok(Some(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }))
 }
 
 fn parse_helper_reply(stdout: &[u8]) -> HelperResult {
@@ -292,6 +356,39 @@ esac
         assert_eq!(
             find_helper("absent", path).unwrap_err().to_string(),
             "docker-credential-absent not found in PATH"
+        );
+    }
+
+    /// Issue 12, row 11: a helper that never answers hung ferry. It is stopped after the
+    /// timeout, and the error names it.
+    #[cfg(unix)]
+    #[test]
+    fn a_helper_that_never_answers_is_stopped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = write(
+            dir.path(),
+            "docker-credential-stuck",
+            "#!/bin/sh\nexec sleep 30\n",
+        );
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let path = dir.path().display().to_string();
+        let problem =
+            run_helper("stuck", "quay.io", Some(&path), Duration::from_millis(300)).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let message = HelperError {
+            helper: "stuck".into(),
+            problem,
+        }
+        .to_string();
+        assert_eq!(
+            message,
+            "credential helper docker-credential-stuck: get quay.io did not answer within 300ms; it was stopped"
         );
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -110,6 +111,8 @@ pub(super) struct DockerConfig {
     store: Option<String>,
     /// `PATH` from the `Env`, where `docker-credential-*` executables are looked up.
     search_path: Option<String>,
+    /// How long a helper may take.
+    timeout: Duration,
     /// Keyed by (helper, server URL); failures are cached too, so a helper runs once.
     cache: Mutex<HashMap<(String, String), HelperResult>>,
 }
@@ -130,6 +133,7 @@ impl DockerConfig {
     pub(super) fn load(
         file: &Path,
         search_path: Option<String>,
+        timeout: Duration,
     ) -> Result<Option<Self>, DockerConfigProblem> {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
@@ -150,6 +154,7 @@ impl DockerConfig {
             helpers,
             store: raw.creds_store.filter(|s| !s.is_empty()),
             search_path,
+            timeout,
             cache: Mutex::new(HashMap::new()),
         }))
     }
@@ -217,7 +222,7 @@ impl DockerConfig {
         let search_path = self.search_path.as_deref();
         let result = cache
             .entry((helper.to_string(), server_url))
-            .or_insert_with_key(|(helper, url)| run_helper(helper, url, search_path))
+            .or_insert_with_key(|(helper, url)| run_helper(helper, url, search_path, self.timeout))
             .clone();
         result.map_err(|problem| HelperError {
             helper: helper.to_string(),

@@ -16,6 +16,7 @@ mod testing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -65,6 +66,10 @@ pub enum AuthError {
     /// A credential helper failed when asked (at lookup time, not when loading).
     #[error(transparent)]
     Helper(#[from] HelperError),
+    #[error(
+        "{HELPER_TIMEOUT_VARIABLE}: {value:?} is not a whole number of seconds from 1 to 3600"
+    )]
+    HelperTimeout { value: String },
 }
 
 impl HasKind for AuthError {
@@ -76,7 +81,8 @@ impl HasKind for AuthError {
             | AuthError::BadKey { .. }
             | AuthError::DuplicateKey { .. }
             | AuthError::Entry(_)
-            | AuthError::DockerConfig { .. } => Kind::BadInput,
+            | AuthError::DockerConfig { .. }
+            | AuthError::HelperTimeout { .. } => Kind::BadInput,
         }
     }
 }
@@ -131,10 +137,12 @@ impl AuthConfig {
 
     /// Adds the Docker config fallback found through `env`: `$DOCKER_CONFIG/config.json`, else
     /// `$HOME/.docker/config.json`. A missing file means no fallback. Credential helpers are
-    /// looked up in `env`'s `PATH`.
+    /// looked up in `env`'s `PATH` and stopped after `FERRY_CREDENTIAL_HELPER_TIMEOUT` seconds
+    /// (30 by default).
     pub fn with_docker_config(mut self, env: &dyn Env) -> Result<Self, AuthError> {
+        let timeout = helper_timeout(env)?;
         self.docker = match docker_config_path(env) {
-            Some(file) => DockerConfig::load(&file, env.var("PATH"))
+            Some(file) => DockerConfig::load(&file, env.var("PATH"), timeout)
                 .map_err(|problem| AuthError::DockerConfig { file, problem })?,
             None => None,
         };
@@ -190,6 +198,20 @@ impl AuthConfig {
 
 /// The registry client's view: an `AuthError` becomes a `CredentialsError` with the same
 /// message, naming where the credentials were to come from.
+/// `FERRY_CREDENTIAL_HELPER_TIMEOUT`: whole seconds, at least 1.
+fn helper_timeout(env: &dyn Env) -> Result<Duration, AuthError> {
+    match env.var(HELPER_TIMEOUT_VARIABLE) {
+        None => Ok(cred_helper::DEFAULT_TIMEOUT),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(seconds) if (1..=3600).contains(&seconds) => Ok(Duration::from_secs(seconds)),
+            _ => Err(AuthError::HelperTimeout { value }),
+        },
+    }
+}
+
+/// How long a credential helper may take, in seconds.
+pub const HELPER_TIMEOUT_VARIABLE: &str = "FERRY_CREDENTIAL_HELPER_TIMEOUT";
+
 impl CredentialStore for AuthConfig {
     fn credentials_for(
         &self,

@@ -11,7 +11,9 @@ use super::challenge::{parse_challenge, Challenge};
 use super::error::{ErrorKind, RegistryError};
 use super::token;
 use super::{Client, Scope};
-use crate::credentials::Credentials;
+use std::sync::Arc;
+
+use crate::credentials::{Credentials, CredentialsError};
 
 impl Client {
     /// Records what a `/v2/` or 401 response says about authentication.
@@ -59,14 +61,17 @@ impl Client {
             .clone();
         match challenge {
             Challenge::None => Ok(None),
-            Challenge::Basic => Ok(self.credentials(scope, context)?.and_then(|c| match c {
-                Credentials::Basic { username, password } => {
-                    Some(basic_header(&username, password.expose()))
-                }
-                Credentials::IdentityToken(_) => None,
-            })),
+            Challenge::Basic => Ok(self
+                .credentials(scope, context)
+                .await?
+                .and_then(|c| match c {
+                    Credentials::Basic { username, password } => {
+                        Some(basic_header(&username, password.expose()))
+                    }
+                    Credentials::IdentityToken(_) => None,
+                })),
             Challenge::Bearer { realm, service } => {
-                let credentials = self.credentials(scope, context)?;
+                let credentials = self.credentials(scope, context).await?;
                 let token = self
                     .tokens
                     .get_or_fetch(scope, || {
@@ -89,14 +94,41 @@ impl Client {
         }
     }
 
-    fn credentials(
+    /// The store's credentials for the scope's repository, asked once per repository and
+    /// on a blocking thread: the store may run a credential helper, which must not hold up
+    /// the async threads that move everyone's blobs.
+    async fn credentials(
         &self,
         scope: &Scope,
         context: &str,
     ) -> Result<Option<Credentials>, RegistryError> {
-        self.auth
-            .credentials_for(&scope.repository)
-            .map_err(|e| RegistryError::new(context, ErrorKind::Credentials(e)))
+        let cached = self
+            .credentials
+            .lock()
+            .expect("credentials cache poisoned")
+            .get(&scope.repository)
+            .cloned();
+        let found = match cached {
+            Some(found) => found,
+            None => {
+                let store = Arc::clone(&self.auth);
+                let repository = scope.repository.clone();
+                let found = tokio::task::spawn_blocking(move || store.credentials_for(&repository))
+                    .await
+                    .unwrap_or_else(|join| {
+                        Err(CredentialsError {
+                            source_name: "credential lookup".into(),
+                            message: format!("the lookup did not finish: {join}"),
+                        })
+                    });
+                self.credentials
+                    .lock()
+                    .expect("credentials cache poisoned")
+                    .insert(scope.repository.clone(), found.clone());
+                found
+            }
+        };
+        found.map_err(|e| RegistryError::new(context, ErrorKind::Credentials(e)))
     }
 }
 

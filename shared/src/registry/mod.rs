@@ -29,7 +29,7 @@ pub use manifest::{media_types, Manifest, ManifestHead};
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
-use crate::credentials::{CredentialStore, TlsSettings};
+use crate::credentials::{CredentialStore, Credentials, CredentialsError, TlsSettings};
 use crate::env::Env;
 use futures::stream::{self, StreamExt};
 
@@ -191,6 +191,8 @@ pub struct Client {
     endpoint: tokio::sync::OnceCell<Endpoint>,
     challenge: RwLock<Challenge>,
     tokens: TokenCache,
+    /// The store's answer per repository (see `authorize`).
+    credentials: Mutex<HashMap<Repository, Result<Option<Credentials>, CredentialsError>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -228,6 +230,7 @@ impl Client {
             endpoint: tokio::sync::OnceCell::new(),
             challenge: RwLock::new(Challenge::None),
             tokens: TokenCache::default(),
+            credentials: Mutex::new(HashMap::new()),
         })
     }
 
