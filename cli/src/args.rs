@@ -159,6 +159,10 @@ pub struct WorkerArgs {
     /// Auth file (YAML or JSON), as for sync; the Docker config is the fallback.
     #[arg(long, value_name = "FILE")]
     pub auth: Option<PathBuf>,
+    /// Images file: run only jobs whose source and targets its rules select (a job none
+    /// selects fails, and is never copied). Without it every well-formed job runs.
+    #[arg(long, value_name = "FILE")]
+    pub images: Option<PathBuf>,
     #[command(flatten)]
     pub transfers: TransferArgs,
     /// Jobs (images) kept in flight.

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry::copy::Copier;
+use ferry::env::ProcessEnv;
+use ferry::input::InputError;
 use ferry::queue::{Queue, SqsQueue};
-use ferry::worker::{work, WorkerOptions};
+use ferry::rules::{load_rules, Defaults};
+use ferry::worker::{work, JobPolicy, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -20,7 +23,20 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
     let registries = load_auth(args.auth.as_deref())?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
     let copier = job_copier(registries, args.transfers.proc);
+    let policy = match &args.images {
+        Some(images) => {
+            let env = ProcessEnv;
+            let defaults = Defaults::from_flags_or_env(None, None, &env);
+            let rules = load_rules(images, &defaults, &env).map_err(InputError::from)?;
+            JobPolicy::Rules(rules.into())
+        }
+        None => {
+            tracing::warn!("no --images: every well-formed job on the queue will be run");
+            JobPolicy::Any
+        }
+    };
     let options = WorkerOptions {
+        policy,
         max_in_flight: args.jobs,
         wait: Duration::from_secs(args.wait),
         visibility: Duration::from_secs(args.visibility),

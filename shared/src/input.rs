@@ -50,6 +50,8 @@ pub enum InputError {
     NoImagesInEnvironment,
     #[error("{name}: {value:?} is not a positive whole number")]
     NotPositive { name: &'static str, value: String },
+    #[error("{name}: {value:?} is neither true nor false")]
+    NotABool { name: &'static str, value: String },
     #[error("FERRY_OS/FERRY_ARCH: {0}")]
     Platform(#[from] PlatformError),
 }
@@ -164,10 +166,14 @@ pub fn rules_from_inline(
 
 /// The serverless functions' copy settings from their environment: `FERRY_OS`/`FERRY_ARCH`
 /// (comma-separated, as the flags), `FERRY_PROC` (blob transfers in flight, which bounds
-/// memory) and `FERRY_CONCURRENCY` (registry requests in flight while planning).
+/// memory), `FERRY_CONCURRENCY` (registry requests in flight while planning) and
+/// `FERRY_ALLOW_INLINE_RULES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSettings {
     pub platforms: PlatformFilter,
+    /// `FERRY_ALLOW_INLINE_RULES`: planner invocations may bring their own rules, and the
+    /// copier then runs any well-formed job. Off by default: only the stack's rules count.
+    pub inline_rules: bool,
     pub proc: usize,
     pub concurrency: usize,
 }
@@ -184,6 +190,7 @@ pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, Input
     };
     Ok(ServiceSettings {
         platforms: PlatformFilter::parse(&list("FERRY_OS"), &list("FERRY_ARCH"))?,
+        inline_rules: flag(env, "FERRY_ALLOW_INLINE_RULES")?,
         proc: positive(env, "FERRY_PROC", DEFAULT_PROC)?,
         concurrency: positive(env, "FERRY_CONCURRENCY", DEFAULT_CONCURRENCY)?,
     })
@@ -197,6 +204,21 @@ fn positive(env: &dyn Env, name: &'static str, default: usize) -> Result<usize, 
             Ok(n) if n > 0 => Ok(n),
             _ => Err(InputError::NotPositive { name, value: v }),
         },
+    }
+}
+
+fn flag(env: &dyn Env, name: &'static str) -> Result<bool, InputError> {
+    match env
+        .var(name)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(InputError::NotABool {
+            name,
+            value: env.var(name).unwrap_or_default(),
+        }),
     }
 }
 

@@ -12,6 +12,7 @@
 //! (default registry and namespace), or an array of these. `$VAR`/`${VAR}` are expanded in
 //! targets.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -110,6 +111,23 @@ impl Target {
         };
         self.repository.at(locator)
     }
+}
+
+/// Every target `rules` give the source image `source` (a tag, or a digest a digest rule
+/// names): what a job for `source` may copy to, and nothing else.
+pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
+    let mut targets = BTreeSet::new();
+    for rule in rules.iter().filter(|r| r.source == source.repository) {
+        let positions = match (&source.locator, &rule.selector) {
+            (Locator::Tag(tag), _) => rule.select(tag),
+            (Locator::Digest(d), Selector::Digest(selected)) if d == selected => vec![0],
+            (Locator::Digest(_), _) => Vec::new(),
+        };
+        for position in positions {
+            targets.extend(rule.targets_for(position, &source.locator));
+        }
+    }
+    targets
 }
 
 /// Default destination for rules with an empty target (`--registry`/`--namespace` or

@@ -18,6 +18,7 @@ use crate::image::{ImageOptions, PlannedImage};
 use crate::job::{Job, JobError};
 use crate::queue::{Delivery, Queue, QueueError};
 use crate::report::{Failure, ImageReport, Status};
+use crate::rules::{targets_of, Rule};
 
 /// One message to run: its id (for `batchItemFailures`) and body.
 #[derive(Debug, Clone)]
@@ -40,6 +41,56 @@ pub struct Outcome {
 impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.failure.is_none()
+    }
+}
+
+/// Which jobs a worker runs. A queue's messages come from whoever can send to it, so a
+/// worker with rules runs only what they select, whatever credentials it holds.
+#[derive(Debug, Clone, Default)]
+pub enum JobPolicy {
+    /// Only jobs whose every target is one the rules give the job's source.
+    Rules(Arc<[Rule]>),
+    /// Any well-formed job: `ferry worker` without `--images`, or a stack that lets planner
+    /// invocations bring their own rules.
+    #[default]
+    Any,
+}
+
+impl JobPolicy {
+    /// The serverless copier's policy: its stack's rules, unless the stack lets planner
+    /// invocations bring their own (then the copier cannot know them, and runs any job).
+    pub fn for_service(rules: Vec<Rule>, inline_rules: bool) -> JobPolicy {
+        if inline_rules {
+            return JobPolicy::Any;
+        }
+        if rules.is_empty() {
+            tracing::warn!(
+                "no rules configured (FERRY_IMAGES, FERRY_IMAGES_FILE): every job will be refused"
+            );
+        }
+        JobPolicy::Rules(rules.into())
+    }
+
+    /// Why `image` may not be copied, if it may not.
+    fn refusal(&self, image: &PlannedImage) -> Option<Failure> {
+        let JobPolicy::Rules(rules) = self else {
+            return None;
+        };
+        let allowed = targets_of(rules, &image.source);
+        let refused: Vec<String> = image
+            .targets
+            .iter()
+            .filter(|t| !allowed.contains(*t))
+            .map(ToString::to_string)
+            .collect();
+        (!refused.is_empty()).then(|| Failure {
+            kind: Kind::Denied,
+            message: format!(
+                "no rule copies {} to {}; the job was not run",
+                image.source,
+                refused.join(", ")
+            ),
+        })
     }
 }
 
@@ -73,11 +124,12 @@ pub async fn run_messages(
     copier: &Copier,
     messages: Vec<Message>,
     deadline: Option<Deadline>,
+    policy: &JobPolicy,
 ) -> Vec<Outcome> {
     let mut pending: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
     let mut running: FuturesUnordered<_> = messages
         .into_iter()
-        .map(|message| run_message(copier, message))
+        .map(|message| run_message(copier, message, policy))
         .collect();
     let mut outcomes = Vec::new();
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -117,7 +169,7 @@ pub async fn run_messages(
 }
 
 /// Parses and runs one message, logging its outcome as one structured line.
-async fn run_message(copier: &Copier, message: Message) -> Outcome {
+async fn run_message(copier: &Copier, message: Message, policy: &JobPolicy) -> Outcome {
     let job = match parse(&message.body) {
         Ok(job) => job,
         Err(error) => {
@@ -130,6 +182,14 @@ async fn run_message(copier: &Copier, message: Message) -> Outcome {
         }
     };
     let (image, options) = job;
+    if let Some(refusal) = policy.refusal(&image) {
+        tracing::error!(message_id = %message.id, kind = %refusal.kind, reason = %refusal, "job refused");
+        return Outcome {
+            message_id: message.id,
+            report: None,
+            failure: Some(refusal),
+        };
+    }
     let (report, _retryable) = copier.copy_image_with(&image, &options).await;
     let failure = (report.status == Status::Failed).then(|| Failure {
         kind: report.kind.unwrap_or(Kind::Transport),
@@ -171,6 +231,8 @@ pub struct WorkerOptions {
     pub visibility: Duration,
     /// Return once a receive comes back empty with nothing in flight (batch use, tests).
     pub exit_when_empty: bool,
+    /// Which jobs are run.
+    pub policy: JobPolicy,
     /// Delete a failed message after this many receives. SQS's redrive policy does this
     /// (to a dead-letter queue); an in-memory queue has none, so its worker gives up itself.
     pub max_receives: Option<u32>,
@@ -184,6 +246,7 @@ impl Default for WorkerOptions {
             wait: Duration::from_secs(20),
             visibility: Duration::from_secs(120),
             exit_when_empty: false,
+            policy: JobPolicy::Any,
             max_receives: None,
         }
     }
@@ -318,7 +381,7 @@ async fn run_delivery(
         body,
     };
     let outcome = {
-        let run = run_message(copier, message);
+        let run = run_message(copier, message, &options.policy);
         tokio::pin!(run);
         let mut renew = tokio::time::interval_at(Instant::now() + visibility / 2, visibility / 2);
         loop {

@@ -5,7 +5,8 @@
 //! started, and jobs still unfinished are reported failed, so the next delivery resumes them
 //! (blobs already copied are skipped). `FERRY_PROC` bounds transfers in flight, and with them
 //! memory. Credentials come from the function's own configuration (`FERRY_AUTH` or
-//! `FERRY_AUTH_FILE`), never from the messages.
+//! `FERRY_AUTH_FILE`), never from the messages, and a job runs only if the stack's rules
+//! select its source and every target (unless `FERRY_ALLOW_INLINE_RULES` is true).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,13 +16,15 @@ use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::env::Env;
 use ferry::input::{load_inputs_from_env, service_settings_from_env};
 use ferry::registry::Registries;
-use ferry::worker::{run_messages, Deadline, Message};
+use ferry::worker::{run_messages, Deadline, JobPolicy, Message};
 use tokio::time::Instant;
 
 /// What outlives one invocation: the registry clients, with their cached tokens.
 pub struct CopierFunction {
     registries: Arc<Registries>,
     proc: usize,
+    /// The stack's rules: a job none of them selects is refused.
+    policy: JobPolicy,
 }
 
 impl CopierFunction {
@@ -31,6 +34,7 @@ impl CopierFunction {
         Ok(CopierFunction {
             registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env)),
             proc: settings.proc,
+            policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
         })
     }
 
@@ -65,7 +69,7 @@ impl CopierFunction {
             "batch received"
         );
         let deadline = end.map(Deadline::before);
-        let outcomes = run_messages(&copier, messages, deadline).await;
+        let outcomes = run_messages(&copier, messages, deadline, &self.policy).await;
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
             if let Some(reason) = &outcome.failure {

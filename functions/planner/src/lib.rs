@@ -5,8 +5,9 @@
 //! `FERRY_QUEUE_URL`, `FERRY_IMAGES` or `FERRY_IMAGES_FILE`, `FERRY_AUTH` or
 //! `FERRY_AUTH_FILE`, `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
 //! `FERRY_CONCURRENCY`. An invocation's payload may override two things:
-//! `{"force": true}` and `{"images": <rules, as a map or as YAML/JSON text>}`; anything
-//! else in it (an EventBridge schedule event, say) is ignored.
+//! `{"force": true}` and, only where `FERRY_ALLOW_INLINE_RULES` is true,
+//! `{"images": <rules, as a map or as YAML/JSON text>}`; anything else in it (an
+//! EventBridge schedule event, say) is ignored.
 
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ pub struct Planner {
     registries: Arc<Registries>,
     queue: Arc<dyn Queue>,
     options: DispatchOptions,
+    /// Whether an invocation may bring its own rules (`FERRY_ALLOW_INLINE_RULES`).
+    inline_rules: bool,
     env: Arc<dyn Env>,
 }
 
@@ -46,6 +49,7 @@ impl Planner {
                 },
                 concurrency: settings.concurrency,
             },
+            inline_rules: settings.inline_rules,
             env,
         })
     }
@@ -60,6 +64,10 @@ impl Planner {
         }
         let inline;
         let rules = match payload.get("images") {
+            Some(_) if !self.inline_rules => anyhow::bail!(
+                "invocation \"images\" is refused: this stack takes its rules only from its own \
+                 configuration (set AllowInlineRules, FERRY_ALLOW_INLINE_RULES=true, to allow it)"
+            ),
             Some(images) => {
                 inline = rules_from_inline("invocation \"images\"", images, self.env.as_ref())?;
                 &inline
