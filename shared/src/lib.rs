@@ -12,6 +12,8 @@ pub mod files;
 pub mod image;
 pub mod platform;
 pub mod reference;
+// After `platform`: index entries and configs are read into its `Platform`.
+pub mod manifest;
 pub mod report;
 
 // Layer 1: input as written, validated.
