@@ -19,6 +19,8 @@ pub mod reference;
 pub mod report;
 /// Platforms and the `--os`/`--arch` filter, parsed once.
 pub mod platform;
+/// Manifests, indexes and image configs as the formats define them; media types.
+pub mod manifest;
 /// Secrets, credentials, TLS settings, and the store the registry client asks.
 pub mod credentials;
 /// A planned image, its copy options, and what "stale" means for a target.

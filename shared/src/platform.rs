@@ -3,7 +3,6 @@
 //! environment come in, and carried parsed from there on. Applying the filter to manifests
 //! is `copy`'s business.
 
-use serde_json::Value;
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
@@ -101,26 +100,13 @@ fn entries(parsed: &[(String, Option<String>)]) -> Vec<String> {
         .collect()
 }
 
-/// An image's platform, from an index entry or its config.
+/// An image's platform, from an index entry or its config (read in `crate::manifest`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Platform {
     pub os: String,
     pub os_version: Option<String>,
     pub architecture: String,
     pub variant: Option<String>,
-}
-
-impl Platform {
-    /// From an index entry's `platform` or an image config; missing fields are empty.
-    pub fn from_json(value: &Value) -> Platform {
-        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
-        Platform {
-            os: text("os").unwrap_or_default(),
-            os_version: text("os.version"),
-            architecture: text("architecture").unwrap_or_default(),
-            variant: text("variant"),
-        }
-    }
 }
 
 #[cfg(test)]

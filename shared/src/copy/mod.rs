@@ -1,5 +1,8 @@
 //! The copy engine: one planned source image → its targets, registry to registry through
-//! memory only.
+//! memory only. This file holds the `Copier` and the flow of one image; the rest of the
+//! module is split by concern: `tree` (the source's manifests and the platform filter),
+//! `blob` (one blob into one target), `verify` (checking a blob as it streams) and
+//! `scheduler` (permits and once-cells shared by every image of a run, on `permits`).
 //!
 //! Order of work for an image: HEAD every target, then (only when every target has a
 //! manifest) the source: equal digests and no `--force` means skipped, no GET spent. Else
@@ -15,30 +18,32 @@
 //! once, and once per target registry (other repositories there mount it). A blob is HEADed
 //! on the target before it is sent, unless the target repository was found not to exist.
 
+mod blob;
 mod permits;
+mod scheduler;
+mod tree;
+mod verify;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::Value;
-use sha2::Digest as _;
+use futures::stream::{self, StreamExt};
 use thiserror::Error;
-use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{HasKind, Kind};
 use crate::image::{stale, ImageOptions, PlannedImage};
-use crate::platform::{Platform, PlatformFilter};
-use crate::reference::{Algorithm, Digest, Locator, Reference, Repository};
+use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{
-    media_types, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
-    UploadStart,
+    Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
 };
 use crate::report::{ImageReport, Status};
-use permits::PriorityPermits;
+use blob::BlobOutcome;
+use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
+use tree::ManifestTree;
+
+pub use tree::ManifestProblem;
+pub use verify::Mismatch;
 
 /// How the copier works.
 #[derive(Debug, Clone)]
@@ -79,15 +84,17 @@ pub enum CopyError {
     Registry(#[from] RegistryError),
     #[error("{0} does not exist")]
     SourceMissing(Reference),
-    #[error("blob {digest} from {source_repo}: expected {expected}, received {actual}")]
+    #[error("blob {digest} from {source_repo}: {mismatch}")]
     BlobMismatch {
-        source_repo: String,
+        source_repo: Repository,
         digest: Digest,
-        expected: String,
-        actual: String,
+        mismatch: Mismatch,
     },
-    #[error("manifest {reference}: {message}")]
-    BadManifest { reference: String, message: String },
+    #[error("manifest {reference}: {problem}")]
+    BadManifest {
+        reference: Reference,
+        problem: ManifestProblem,
+    },
     #[error("interrupted")]
     Interrupted,
 }
@@ -104,64 +111,12 @@ impl HasKind for CopyError {
     }
 }
 
-/// How a blob reached a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlobOutcome {
-    Copied(u64),
-    Mounted,
-    Existing,
-}
-
-/// A blob a manifest references.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BlobRef {
-    digest: Digest,
-    size: Option<u64>,
-}
-
-/// One manifest with what it references: blobs, or child manifests.
-struct ManifestTree {
-    manifest: Manifest,
-    blobs: Vec<BlobRef>,
-    children: Vec<ManifestTree>,
-}
-
-impl ManifestTree {
-    /// Every blob of this tree and its children, each digest once.
-    fn collect_blobs<'a>(&'a self, into: &mut Vec<&'a BlobRef>) {
-        for blob in &self.blobs {
-            if !into.iter().any(|b| b.digest == blob.digest) {
-                into.push(blob);
-            }
-        }
-        for child in &self.children {
-            child.collect_blobs(into);
-        }
-    }
-}
-
-type BlobCell = Arc<OnceCell<Result<BlobOutcome, CopyError>>>;
-type PlacementCell = Arc<OnceCell<Repository>>;
-type AbsentCell = Arc<OnceCell<Option<Instant>>>;
-
 /// Copies images; shared by every image of a run so `proc` bounds them all.
 pub struct Copier {
     registries: Arc<Registries>,
     options: CopyOptions,
     progress: Arc<dyn Progress>,
-    /// Blob transfers in flight, largest blob first.
-    transfers: PriorityPermits,
-    /// The same number again for blobs under `SMALL_BLOB`: they are bound by round trips,
-    /// not bandwidth, and queued behind the large ones they would end a run as a long tail.
-    small_transfers: PriorityPermits,
-    in_flight: Mutex<HashMap<(Repository, Digest), BlobCell>>,
-    /// Per target registry and digest, the first repository the blob was placed in, so every
-    /// other repository of that registry mounts it instead of transferring it again.
-    placements: Mutex<HashMap<(String, Digest), PlacementCell>>,
-    /// Images looking up manifests at once; the rest wait, or move blobs.
-    lookups: Semaphore,
-    /// Target repositories found not to exist, and when (see `known_absent`).
-    absent: Mutex<HashMap<Repository, AbsentCell>>,
+    scheduler: Scheduler<BlobOutcome, CopyError>,
     stopped: AtomicBool,
 }
 
@@ -169,7 +124,7 @@ pub struct Copier {
 enum Work {
     Skip(&'static str),
     Push {
-        tree: ManifestTree,
+        tree: Box<ManifestTree>,
         targets: Vec<Reference>,
     },
 }
@@ -179,28 +134,13 @@ impl Work {
         if targets.is_empty() {
             Work::Skip("already in sync")
         } else {
-            Work::Push { tree, targets }
+            Work::Push {
+                tree: Box::new(tree),
+                targets,
+            }
         }
     }
 }
-
-/// Nested indexes deeper than this are refused rather than followed forever.
-const MAX_DEPTH: usize = 4;
-/// Attempts at one blob transfer (each a fresh GET → PUT) on transient faults.
-const BLOB_ATTEMPTS: u32 = 3;
-/// Blobs below this size (configs, small layers) have transfer permits of their own.
-const SMALL_BLOB: u64 = 1 << 20;
-/// Target manifests HEADed at once for one image.
-const HEADS_IN_FLIGHT: usize = 8;
-/// Images in flight in `copy_all`. Most of them just wait for transfer permits, which is
-/// what lets the permits start the largest blobs of the whole run first; `lookups` bounds
-/// how many talk to registries about manifests at once.
-const IMAGES_IN_FLIGHT: usize = 256;
-/// How long a repository found absent is trusted to hold only what this copier put there.
-/// Other copiers (Lambdas, workers) may push to it meanwhile; past this, blobs get HEADs.
-const ABSENT_TRUSTED_FOR: Duration = Duration::from_secs(120);
-/// Config blobs are read to check a single image's platform; they are small.
-const MAX_CONFIG_BYTES: usize = 8 << 20;
 
 impl Copier {
     pub fn new(
@@ -208,17 +148,11 @@ impl Copier {
         options: CopyOptions,
         progress: Arc<dyn Progress>,
     ) -> Self {
-        let proc = options.proc.max(1);
         Copier {
             registries,
+            scheduler: Scheduler::new(options.proc),
             options,
             progress,
-            transfers: PriorityPermits::new(proc),
-            small_transfers: PriorityPermits::new(proc),
-            in_flight: Mutex::new(HashMap::new()),
-            placements: Mutex::new(HashMap::new()),
-            lookups: Semaphore::new(proc * 4),
-            absent: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         }
     }
@@ -338,8 +272,8 @@ impl Copier {
         };
         let work = {
             let _lookup = self
-                .lookups
-                .acquire()
+                .scheduler
+                .lookup()
                 .await
                 .map_err(|_| CopyError::Interrupted)?;
             self.work_for(image, &source, options).await?
@@ -361,8 +295,11 @@ impl Copier {
         options: &ImageOptions,
     ) -> Result<Work, CopyError> {
         if options.force || !options.platforms.is_empty() {
-            let tree = self.fetch_tree(source).await?;
-            let Some(tree) = self.filter(tree, source, &options.platforms).await? else {
+            let tree = ManifestTree::fetch(&self.registries, source).await?;
+            let Some(tree) = tree
+                .filter(&self.registries, source, &options.platforms)
+                .await?
+            else {
                 return Ok(Work::Skip("no platform matches the --os/--arch filter"));
             };
             let targets = if options.force {
@@ -405,10 +342,10 @@ impl Copier {
         }
         let tree = match &known {
             Some(digest) => {
-                self.fetch_tree(&source.repository.at(Locator::Digest(digest.clone())))
-                    .await?
+                let by_digest = source.repository.at(Locator::Digest(digest.clone()));
+                ManifestTree::fetch(&self.registries, &by_digest).await?
             }
-            None => self.fetch_tree(source).await?,
+            None => ManifestTree::fetch(&self.registries, source).await?,
         };
         let targets = stale(
             &image.targets,
@@ -433,150 +370,9 @@ impl Copier {
         Ok(self.registries.client(registry)?)
     }
 
-    /// GETs a manifest and, for an index, every child manifest (recursively, by digest, so
-    /// a tag moving mid-copy cannot mix two images). A missing top manifest is
-    /// `SourceMissing`.
-    async fn fetch_tree(&self, reference: &Reference) -> Result<ManifestTree, CopyError> {
-        self.fetch_tree_at(reference, 0).await
-    }
-
-    fn fetch_tree_at<'a>(
-        &'a self,
-        reference: &'a Reference,
-        depth: usize,
-    ) -> futures::future::BoxFuture<'a, Result<ManifestTree, CopyError>> {
-        Box::pin(async move {
-            let client = self.client(reference.repository.registry())?;
-            let manifest = match client.manifest_get(reference).await {
-                Err(e) if depth == 0 && matches!(e.kind, ErrorKind::NotFound(_)) => {
-                    return Err(CopyError::SourceMissing(reference.clone()))
-                }
-                other => other?,
-            };
-            let bad = |message: String| CopyError::BadManifest {
-                reference: reference.to_string(),
-                message,
-            };
-            let references = parse_references(&manifest).map_err(bad)?;
-            let mut children = Vec::new();
-            if media_types::is_index(&manifest.media_type) {
-                if depth >= MAX_DEPTH {
-                    return Err(bad(format!("indexes nested deeper than {MAX_DEPTH}")));
-                }
-                let child_refs: Vec<Reference> = references
-                    .children
-                    .iter()
-                    .map(|child| {
-                        reference
-                            .repository
-                            .at(Locator::Digest(child.digest.clone()))
-                    })
-                    .collect();
-                children = futures::future::try_join_all(
-                    child_refs
-                        .iter()
-                        .map(|child| self.fetch_tree_at(child, depth + 1)),
-                )
-                .await?;
-            }
-            Ok(ManifestTree {
-                manifest,
-                blobs: references.blobs,
-                children,
-            })
-        })
-    }
-
-    /// Applies the platform filter: `None` when nothing matches.
-    async fn filter(
-        &self,
-        tree: ManifestTree,
-        source: &Reference,
-        filter: &PlatformFilter,
-    ) -> Result<Option<ManifestTree>, CopyError> {
-        if filter.is_empty() {
-            return Ok(Some(tree));
-        }
-        if !media_types::is_index(&tree.manifest.media_type) {
-            let platform = self.image_platform(&tree, &source.repository).await?;
-            return Ok(platform.is_none_or(|p| filter.matches(&p)).then_some(tree));
-        }
-        let index: Value =
-            serde_json::from_slice(&tree.manifest.bytes).map_err(|e| CopyError::BadManifest {
-                reference: source.to_string(),
-                message: e.to_string(),
-            })?;
-        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
-        let keep: Vec<bool> = entries
-            .iter()
-            .map(|e| filter.matches(&Platform::from_json(&e["platform"])))
-            .collect();
-        if !keep.contains(&true) {
-            return Ok(None);
-        }
-        if !keep.contains(&false) {
-            return Ok(Some(tree));
-        }
-        let mut rebuilt = index;
-        let mut flags = keep.iter();
-        if let Some(list) = rebuilt["manifests"].as_array_mut() {
-            list.retain(|_| *flags.next().unwrap_or(&false));
-        }
-        let bytes = Bytes::from(serde_json::to_vec(&rebuilt).expect("a JSON value serialises"));
-        let mut flags = keep.iter();
-        let children = tree
-            .children
-            .into_iter()
-            .filter(|_| *flags.next().unwrap_or(&false))
-            .collect();
-        let digest = Digest::sha256(&bytes);
-        Ok(Some(ManifestTree {
-            manifest: Manifest {
-                bytes,
-                media_type: tree.manifest.media_type,
-                digest,
-            },
-            blobs: Vec::new(),
-            children,
-        }))
-    }
-
-    /// A single image's platform: from its config blob, or schema 1's `architecture`.
-    async fn image_platform(
-        &self,
-        tree: &ManifestTree,
-        repository: &Repository,
-    ) -> Result<Option<Platform>, CopyError> {
-        let manifest: Value = serde_json::from_slice(&tree.manifest.bytes).unwrap_or(Value::Null);
-        if media_types::is_schema1(&tree.manifest.media_type) {
-            // Schema 1 has no os; image-syncer's --os does not apply to it either.
-            return Ok(manifest["architecture"].as_str().map(|arch| Platform {
-                architecture: arch.to_string(),
-                ..Platform::default()
-            }));
-        }
-        let Some(config) = manifest["config"]["digest"]
-            .as_str()
-            .and_then(|d| d.parse::<Digest>().ok())
-        else {
-            return Ok(None);
-        };
-        let client = self.client(repository.registry())?;
-        let blob = client.blob_get(repository, &config).await?;
-        let bytes: Vec<u8> = blob
-            .chunks
-            .try_fold(Vec::new(), |mut acc, chunk| async move {
-                acc.extend_from_slice(&chunk);
-                Ok(acc)
-            })
-            .await?;
-        if bytes.len() > MAX_CONFIG_BYTES {
-            return Ok(None);
-        }
-        let config: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(config
-            .get("architecture")
-            .map(|_| Platform::from_json(&config)))
+    /// Whether `target` is known not to exist (see `Scheduler::known_absent`).
+    async fn known_absent(&self, target: &Repository) -> bool {
+        self.scheduler.known_absent(&self.registries, target).await
     }
 
     /// Pushes the tree to every target: blobs, then children, then the manifest itself.
@@ -660,27 +456,6 @@ impl Copier {
         })
     }
 
-    /// Whether `target` was found not to exist, recently enough that only what this copier
-    /// put there since can be in it: blobs and manifests need no HEAD to know they are
-    /// missing. Asked once per repository; an error just means "not known".
-    async fn known_absent(&self, target: &Repository) -> bool {
-        let cell = cell_for(&self.absent, target.clone());
-        let found = cell
-            .get_or_init(|| async {
-                let client = self.client(target.registry()).ok()?;
-                match client.repository_absent(target).await {
-                    Ok(true) => Some(Instant::now()),
-                    Ok(false) => None,
-                    Err(error) => {
-                        tracing::debug!(%error, "cannot tell whether the repository exists");
-                        None
-                    }
-                }
-            })
-            .await;
-        found.is_some_and(|at| at.elapsed() < ABSENT_TRUSTED_FOR)
-    }
-
     async fn put_manifest(
         &self,
         client: &Client,
@@ -708,386 +483,5 @@ impl Copier {
         }
         report.manifests_pushed += 1;
         Ok(())
-    }
-
-    /// One blob into `target`, transferred at most once at a time per target repository.
-    async fn blob(
-        &self,
-        source: &Repository,
-        target: &Repository,
-        blob: &BlobRef,
-    ) -> Result<BlobOutcome, CopyError> {
-        let key = (target.clone(), blob.digest.clone());
-        let cell = cell_for(&self.in_flight, key.clone());
-        let mut first = false;
-        let outcome = cell
-            .get_or_init(|| {
-                first = true;
-                self.place(source, target, blob)
-            })
-            .await
-            .clone();
-        if outcome.is_err() {
-            // A failed transfer must not be remembered: the next round tries again.
-            self.in_flight
-                .lock()
-                .expect("in-flight map poisoned")
-                .remove(&key);
-        }
-        match outcome {
-            Ok(BlobOutcome::Copied(_)) if !first => Ok(BlobOutcome::Existing),
-            other => other,
-        }
-    }
-
-    /// Puts a blob into `target`. From a source on the same registry it is mounted (or
-    /// copied when the registry declines). Otherwise the first placement of a digest on the
-    /// target registry transfers it, and every later one, in another repository, mounts it
-    /// from there: a base layer shared by many images crosses the network once.
-    async fn place(
-        &self,
-        source: &Repository,
-        target: &Repository,
-        blob: &BlobRef,
-    ) -> Result<BlobOutcome, CopyError> {
-        if source.registry() == target.registry() {
-            return self.blob_with_retries(source, target, blob, None).await;
-        }
-        let cell = cell_for(
-            &self.placements,
-            (target.registry().to_string(), blob.digest.clone()),
-        );
-        let mut transferred = None;
-        let placed = cell
-            .get_or_try_init(|| async {
-                let outcome = self.blob_with_retries(source, target, blob, None).await;
-                let placed = outcome
-                    .as_ref()
-                    .map(|_| target.clone())
-                    .map_err(Clone::clone);
-                transferred = Some(outcome);
-                placed
-            })
-            .await;
-        if let Some(outcome) = transferred {
-            return outcome;
-        }
-        match placed {
-            Ok(placed) if placed != target => {
-                let placed = placed.clone();
-                self.blob_with_retries(source, target, blob, Some(&placed))
-                    .await
-            }
-            Ok(_) => Ok(BlobOutcome::Existing),
-            Err(error) => Err(error),
-        }
-    }
-
-    async fn blob_with_retries(
-        &self,
-        source: &Repository,
-        target: &Repository,
-        blob: &BlobRef,
-        mount_from: Option<&Repository>,
-    ) -> Result<BlobOutcome, CopyError> {
-        let size = blob.size.unwrap_or(u64::MAX);
-        let lane = if size < SMALL_BLOB {
-            &self.small_transfers
-        } else {
-            &self.transfers
-        };
-        let _permit = lane.acquire(size).await;
-        let mut attempt = 1;
-        loop {
-            if self.is_stopped() {
-                return Err(CopyError::Interrupted);
-            }
-            match self.transfer(source, target, blob, mount_from).await {
-                Err(CopyError::Registry(e)) if e.kind.is_transient() && attempt < BLOB_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "blob transfer failed; retrying");
-                    tokio::time::sleep(round_backoff(attempt) / 4).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// HEAD (unless the repository is known absent), then mount (from `mount_from`, or from
-    /// the source on the same registry) or stream the blob.
-    async fn transfer(
-        &self,
-        source: &Repository,
-        target: &Repository,
-        blob: &BlobRef,
-        mount_from: Option<&Repository>,
-    ) -> Result<BlobOutcome, CopyError> {
-        let target_client = self.client(target.registry())?;
-        if !self.known_absent(target).await
-            && target_client
-                .blob_head(target, &blob.digest, Actions::PullPush)
-                .await?
-                .is_some()
-        {
-            return Ok(BlobOutcome::Existing);
-        }
-        let same_registry = source.registry() == target.registry() && source != target;
-        let mount = mount_from
-            .or(same_registry.then_some(source))
-            .map(|from| (&blob.digest, from));
-        let session = match target_client.upload_start(target, mount).await? {
-            UploadStart::Mounted => return Ok(BlobOutcome::Mounted),
-            UploadStart::Session(session) => session,
-        };
-        let source_client = self.client(source.registry())?;
-        let stream = source_client.blob_get(source, &blob.digest).await?;
-        let expected_size = blob.size.or(stream.size);
-        let started = Instant::now();
-        let verifier = Arc::new(Mutex::new(Verifier::new(&blob.digest)));
-        let progress = self.progress.clone();
-        let tap = verifier.clone();
-        let checked = stream
-            .chunks
-            .map_ok(move |chunk| {
-                tap.lock().expect("verifier poisoned").update(&chunk);
-                progress.bytes_transferred(chunk.len() as u64);
-                chunk
-            })
-            .chain(stream::once({
-                let verifier = verifier.clone();
-                let digest = blob.digest.clone();
-                async move {
-                    verifier
-                        .lock()
-                        .expect("verifier poisoned")
-                        .finish(&digest, expected_size)
-                }
-            }))
-            .try_filter(|chunk| futures::future::ready(!chunk.is_empty()))
-            .boxed();
-        let chunk_size = self.options.chunk_size.or(session.min_chunk);
-        let result = match chunk_size {
-            Some(size) => {
-                target_client
-                    .upload_chunked(target, session, &blob.digest, size, checked)
-                    .await
-            }
-            None => {
-                let body = reqwest::Body::wrap_stream(checked);
-                target_client
-                    .upload_put(target, session, &blob.digest, expected_size, body)
-                    .await
-            }
-        };
-        // A mismatch seen while streaming explains any upload error that followed it.
-        let verifier = verifier.lock().expect("verifier poisoned");
-        if let Some((expected, actual)) = &verifier.mismatch {
-            return Err(CopyError::BlobMismatch {
-                source_repo: source.to_string(),
-                digest: blob.digest.clone(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            });
-        }
-        result?;
-        tracing::debug!(
-            digest = %blob.digest,
-            bytes = verifier.bytes,
-            chunks = verifier.chunks,
-            ms = started.elapsed().as_millis() as u64,
-            "blob copied"
-        );
-        Ok(BlobOutcome::Copied(verifier.bytes))
-    }
-}
-
-/// The once-cell for `key`, created empty on first use: every caller asking for the same
-/// key shares one piece of work.
-fn cell_for<K: Eq + std::hash::Hash, V>(
-    map: &Mutex<HashMap<K, Arc<OnceCell<V>>>>,
-    key: K,
-) -> Arc<OnceCell<V>> {
-    map.lock()
-        .expect("cell map poisoned")
-        .entry(key)
-        .or_default()
-        .clone()
-}
-
-/// Hashes and counts a blob as it streams past.
-struct Verifier {
-    hasher: Hasher,
-    bytes: u64,
-    chunks: u64,
-    mismatch: Option<(String, String)>,
-}
-
-enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Verifier {
-    fn new(digest: &Digest) -> Self {
-        let hasher = match digest.algorithm() {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        };
-        Verifier {
-            hasher,
-            bytes: 0,
-            chunks: 0,
-            mismatch: None,
-        }
-    }
-
-    fn update(&mut self, chunk: &[u8]) {
-        self.bytes += chunk.len() as u64;
-        self.chunks += 1;
-        match &mut self.hasher {
-            Hasher::Sha256(h) => h.update(chunk),
-            Hasher::Sha512(h) => h.update(chunk),
-        }
-    }
-
-    /// At the end of the stream: an empty chunk if all is well, else an error that aborts
-    /// the upload before the registry can commit it.
-    fn finish(&mut self, digest: &Digest, size: Option<u64>) -> Result<Bytes, RegistryError> {
-        let actual = match std::mem::replace(&mut self.hasher, Hasher::Sha256(sha2::Sha256::new()))
-        {
-            Hasher::Sha256(h) => format!("sha256:{}", hex(&h.finalize())),
-            Hasher::Sha512(h) => format!("sha512:{}", hex(&h.finalize())),
-        };
-        if let Some(size) = size.filter(|s| *s != self.bytes) {
-            self.mismatch = Some((format!("{size} bytes"), format!("{} bytes", self.bytes)));
-        } else if actual != digest.as_str() {
-            self.mismatch = Some((digest.to_string(), actual));
-        }
-        match &self.mismatch {
-            None => Ok(Bytes::new()),
-            Some((expected, actual)) => Err(RegistryError::new(
-                format!("verify blob {digest}"),
-                ErrorKind::Protocol(format!("expected {expected}, received {actual}")),
-            )),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// What a manifest references.
-struct References {
-    blobs: Vec<BlobRef>,
-    children: Vec<BlobRef>,
-}
-
-/// Blobs (config, layers; schema 1 `fsLayers`) or child manifests (index entries).
-/// Non-distributable (foreign) layers are not copied: registries do not hold them.
-fn parse_references(manifest: &Manifest) -> Result<References, String> {
-    let value: Value =
-        serde_json::from_slice(&manifest.bytes).map_err(|e| format!("not JSON: {e}"))?;
-    let descriptor = |d: &Value| -> Result<Option<BlobRef>, String> {
-        let media_type = d["mediaType"].as_str().unwrap_or_default();
-        if media_type.contains("foreign") || media_type.contains("nondistributable") {
-            return Ok(None);
-        }
-        let digest = d["digest"]
-            .as_str()
-            .ok_or("descriptor without digest")?
-            .parse::<Digest>()
-            .map_err(|e| e.to_string())?;
-        Ok(Some(BlobRef {
-            digest,
-            size: d["size"].as_u64(),
-        }))
-    };
-    let list = |key: &str| -> Result<Vec<BlobRef>, String> {
-        value[key]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(descriptor)
-                    .filter_map(Result::transpose)
-                    .collect()
-            })
-            .unwrap_or(Ok(Vec::new()))
-    };
-    if media_types::is_index(&manifest.media_type) {
-        return Ok(References {
-            blobs: Vec::new(),
-            children: list("manifests")?,
-        });
-    }
-    let mut blobs = Vec::new();
-    if media_types::is_schema1(&manifest.media_type) {
-        for layer in value["fsLayers"].as_array().into_iter().flatten() {
-            let digest = layer["blobSum"]
-                .as_str()
-                .ok_or("fsLayer without blobSum")?
-                .parse::<Digest>()
-                .map_err(|e| e.to_string())?;
-            blobs.push(BlobRef { digest, size: None });
-        }
-    } else {
-        if let Some(config) = descriptor(&value["config"])? {
-            blobs.push(config);
-        }
-        blobs.extend(list("layers")?);
-    }
-    // The same layer twice in one image is copied once.
-    let mut seen = std::collections::HashSet::new();
-    blobs.retain(|b| seen.insert(b.digest.clone()));
-    Ok(References {
-        blobs,
-        children: Vec::new(),
-    })
-}
-
-/// Backoff between rounds of image retries: 1 s, 2 s, 4 s … capped at 30 s, with jitter.
-fn round_backoff(round: u32) -> Duration {
-    crate::backoff::jittered(
-        Duration::from_secs(1),
-        round.saturating_sub(1),
-        Duration::from_secs(30),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_of_each_manifest_kind() {
-        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
-        let image = Manifest {
-            bytes: Bytes::from(format!(
-                r#"{{"config":{{"digest":"{}","size":1}},"layers":[{{"digest":"{}","size":2}},{{"digest":"{}","size":2}},{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}"}}]}}"#,
-                d('a'),
-                d('b'),
-                d('b'),
-                d('c')
-            )),
-            media_type: media_types::DOCKER_MANIFEST.into(),
-            digest: Digest::sha256(b""),
-        };
-        let refs = parse_references(&image).unwrap();
-        assert_eq!(refs.blobs.len(), 2);
-        let schema1 = Manifest {
-            bytes: Bytes::from(format!(
-                r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{}"}}]}}"#,
-                d('e')
-            )),
-            media_type: media_types::DOCKER_SCHEMA1_SIGNED.into(),
-            digest: Digest::sha256(b""),
-        };
-        assert_eq!(
-            parse_references(&schema1).unwrap().blobs[0]
-                .digest
-                .to_string(),
-            d('e')
-        );
     }
 }

@@ -10,35 +10,8 @@ use reqwest::{Response, StatusCode};
 
 use super::error::{ErrorKind, RegistryError};
 use super::{status_error, Actions, Client, Scope};
+use crate::manifest::media_types;
 use crate::reference::{Digest, Locator, Reference};
-
-/// The manifest media types ferry understands.
-pub mod media_types {
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_SCHEMA1_SIGNED: &str =
-        "application/vnd.docker.distribution.manifest.v1+prettyjws";
-    pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-
-    /// Every type, so registries never down-convert (Docker Hub would answer schema 1).
-    pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-        application/vnd.docker.distribution.manifest.list.v2+json, \
-        application/vnd.oci.image.manifest.v1+json, \
-        application/vnd.docker.distribution.manifest.v2+json, \
-        application/vnd.docker.distribution.manifest.v1+prettyjws, \
-        application/vnd.docker.distribution.manifest.v1+json";
-
-    /// Lists and indexes, whose entries are manifests themselves.
-    pub fn is_index(media_type: &str) -> bool {
-        media_type == DOCKER_LIST || media_type == OCI_INDEX
-    }
-
-    pub fn is_schema1(media_type: &str) -> bool {
-        media_type == DOCKER_SCHEMA1_SIGNED || media_type == DOCKER_SCHEMA1
-    }
-}
 
 /// Registries cap manifests at a few MiB; refuse anything far larger rather than buffer it.
 const MAX_MANIFEST_BYTES: usize = 16 << 20;

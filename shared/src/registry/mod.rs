@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
+/// Re-exported from `crate::manifest`, where the formats live.
+pub use crate::manifest::media_types;
 pub use blob::BlobStream;
 pub use challenge::{parse_challenge, Challenge};
 pub use error::{ErrorKind, RegistryError, SetupProblem};
-pub use manifest::{media_types, Manifest, ManifestHead};
+pub use manifest::{Manifest, ManifestHead};
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
