@@ -4,11 +4,11 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Response, StatusCode};
 
 use super::error::{ErrorKind, RegistryError};
+use super::transport::read_capped;
 use super::{status_error, Actions, Client, Scope};
 use crate::manifest::media_types;
 use crate::reference::{Digest, Locator, Reference};
@@ -92,7 +92,7 @@ impl Client {
             .await?;
         let announced = content_digest(&response, &context)?;
         let content_type = header(&response, CONTENT_TYPE.as_str()).map(media_type_only);
-        let bytes = read_limited(response, &context).await?;
+        let bytes = read_capped(response, MAX_MANIFEST_BYTES, "manifest", &context).await?;
         let media_type = content_type
             .filter(|t| !t.is_empty() && t != "application/json" && t != "text/plain")
             .or_else(|| media_type_field(&bytes))
@@ -185,33 +185,6 @@ fn content_digest(response: &Response, context: &str) -> Result<Option<Digest>, 
             })
         })
         .transpose()
-}
-
-async fn read_limited(response: Response, context: &str) -> Result<Bytes, RegistryError> {
-    let too_large = || {
-        RegistryError::new(
-            context,
-            ErrorKind::Protocol(format!("manifest larger than {MAX_MANIFEST_BYTES} bytes")),
-        )
-    };
-    if response
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_MANIFEST_BYTES)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            RegistryError::new(context, ErrorKind::Transport(e.without_url().to_string()))
-        })?;
-        if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
 }
 
 /// The `mediaType` field, for registries that serve manifests as `application/json`.
