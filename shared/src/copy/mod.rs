@@ -405,8 +405,7 @@ impl Copier {
         target: &Repository,
         report: &mut ImageReport,
     ) -> Result<(), CopyError> {
-        let mut blobs = Vec::new();
-        tree.collect_blobs(&mut blobs);
+        let blobs = tree.collect_blobs();
         let outcomes =
             futures::future::join_all(blobs.iter().map(|blob| self.blob(source, target, blob)))
                 .await;

@@ -6,14 +6,16 @@
 //! copier's (`mod`).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::TryStreamExt;
+use futures::stream::{self, StreamExt as _, TryStreamExt};
 use serde_json::Value;
 use thiserror::Error;
 
+use super::verify::Mismatch;
 use super::CopyError;
 use crate::manifest::{Descriptor, ImageConfig, ManifestBody};
 use crate::platform::{Platform, PlatformFilter};
@@ -24,6 +26,11 @@ use crate::registry::{ErrorKind, Manifest, Registries};
 const MAX_DEPTH: usize = 4;
 /// Config blobs are read to check a single image's platform; they are small.
 const MAX_CONFIG_BYTES: usize = 8 << 20;
+/// Child manifests one image may have in all, across nested indexes; a multi-platform image
+/// has a few dozen.
+const MAX_MANIFESTS: usize = 1000;
+/// Child manifests fetched at once for one index.
+const CHILDREN_IN_FLIGHT: usize = 8;
 
 /// What is wrong with a manifest a registry served.
 #[derive(Debug, Clone, Error)]
@@ -38,6 +45,8 @@ pub enum ManifestProblem {
     BadDigest(#[from] ReferenceError),
     #[error("indexes nested deeper than {max}")]
     NestedTooDeep { max: usize },
+    #[error("more than {max} child manifests in one image")]
+    TooManyManifests { max: usize },
 }
 
 /// A blob a manifest references.
@@ -70,18 +79,30 @@ impl ManifestTree {
         registries: &Registries,
         reference: &Reference,
     ) -> Result<ManifestTree, CopyError> {
-        fetch_at(registries, reference, 0).await
+        let budget = Budget(AtomicUsize::new(MAX_MANIFESTS));
+        fetch_at(registries, reference, 0, &budget).await
     }
 
-    /// Every blob of this tree and its children, each digest once.
-    pub(super) fn collect_blobs<'a>(&'a self, into: &mut Vec<&'a BlobRef>) {
+    /// Every blob of this tree and its children, each digest once, in first-seen order.
+    pub(super) fn collect_blobs(&self) -> Vec<&BlobRef> {
+        let mut seen = HashSet::new();
+        let mut blobs = Vec::new();
+        self.collect_blobs_into(&mut seen, &mut blobs);
+        blobs
+    }
+
+    fn collect_blobs_into<'a>(
+        &'a self,
+        seen: &mut HashSet<&'a Digest>,
+        into: &mut Vec<&'a BlobRef>,
+    ) {
         for blob in &self.blobs {
-            if !into.iter().any(|b| b.digest == blob.digest) {
+            if seen.insert(&blob.digest) {
                 into.push(blob);
             }
         }
         for child in &self.children {
-            child.collect_blobs(into);
+            child.collect_blobs_into(seen, into);
         }
     }
 
@@ -132,10 +153,15 @@ impl ManifestTree {
             })?;
         self.manifest.digest = Digest::sha256(&bytes);
         self.manifest.bytes = bytes;
+        // Children are the distinct digests of the entries that registries hold, not one
+        // per entry: the kept ones are found by digest, never by position.
+        let mut wanted = HashSet::new();
         if let ManifestBody::Index(index) = &mut self.body {
             index.manifests = kept(std::mem::take(&mut index.manifests), &keep);
+            wanted.extend(index.manifests.iter().filter_map(|e| e.digest.clone()));
         }
-        self.children = kept(std::mem::take(&mut self.children), &keep);
+        self.children
+            .retain(|child| wanted.contains(child.manifest.digest.as_str()));
         Ok(Some(self))
     }
 
@@ -161,22 +187,32 @@ impl ManifestTree {
             return Ok(None);
         };
         let client = registries.client(repository.registry())?;
-        let blob = client.blob_get(repository, &config).await?;
-        let bytes: Vec<u8> = blob
-            .chunks
-            .try_fold(Vec::new(), |mut acc, chunk| async move {
-                acc.extend_from_slice(&chunk);
-                Ok(acc)
-            })
-            .await?;
-        // A config too large to be one, or not JSON, names no platform. Like a config
-        // without `architecture`, the image is then kept whatever the filter says: the
-        // filter narrows a copy by what images say they run on, it does not judge configs
-        // (an unfiltered copy never reads them).
-        if bytes.len() > MAX_CONFIG_BYTES {
-            tracing::debug!(%config, bytes = bytes.len(), "config too large to read its platform");
-            return Ok(None);
+        let mut blob = client.blob_get(repository, &config).await?;
+        // Read no further than a config can be: a larger one names no platform (below).
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(chunk) = blob.chunks.try_next().await? {
+            if bytes.len() + chunk.len() > MAX_CONFIG_BYTES {
+                tracing::debug!(%config, "config too large to read its platform");
+                return Ok(None);
+            }
+            bytes.extend_from_slice(&chunk);
         }
+        // What the platform filter believes must be the config the manifest names.
+        let actual = Digest::of(config.algorithm(), &bytes);
+        if actual != config {
+            return Err(CopyError::BlobMismatch {
+                source_repo: repository.clone(),
+                digest: config.clone(),
+                mismatch: Mismatch::Digest {
+                    expected: config,
+                    actual: actual.to_string(),
+                },
+            });
+        }
+        // A config not JSON names no platform. Like a config without `architecture`, the
+        // image is then kept whatever the filter says: the filter narrows a copy by what
+        // images say they run on, it does not judge configs (an unfiltered copy never reads
+        // them).
         match ImageConfig::parse(&bytes) {
             Ok(config) => Ok(config.platform()),
             Err(error) => {
@@ -187,10 +223,25 @@ impl ManifestTree {
     }
 }
 
+/// How many manifests one image may still fetch.
+struct Budget(AtomicUsize);
+
+impl Budget {
+    fn spend(&self, n: usize) -> Result<(), ()> {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(n)
+            })
+            .map(|_| ())
+            .map_err(|_| ())
+    }
+}
+
 fn fetch_at<'a>(
     registries: &'a Registries,
     reference: &'a Reference,
     depth: usize,
+    budget: &'a Budget,
 ) -> BoxFuture<'a, Result<ManifestTree, CopyError>> {
     Box::pin(async move {
         let client = registries.client(reference.repository.registry())?;
@@ -212,21 +263,32 @@ fn fetch_at<'a>(
             if depth >= MAX_DEPTH {
                 return Err(bad(ManifestProblem::NestedTooDeep { max: MAX_DEPTH }));
             }
+            // An index may name one child many times (and nested indexes multiply that):
+            // each distinct child is fetched, and later pushed, once.
+            let mut distinct = HashSet::new();
             let child_refs: Vec<Reference> = references
                 .children
                 .iter()
+                .filter(|child| distinct.insert(child.digest.clone()))
                 .map(|child| {
                     reference
                         .repository
                         .at(Locator::Digest(child.digest.clone()))
                 })
                 .collect();
-            children = futures::future::try_join_all(
-                child_refs
-                    .iter()
-                    .map(|child| fetch_at(registries, child, depth + 1)),
-            )
-            .await?;
+            if budget.spend(child_refs.len()).is_err() {
+                return Err(bad(ManifestProblem::TooManyManifests {
+                    max: MAX_MANIFESTS,
+                }));
+            }
+            let fetches: Vec<_> = child_refs
+                .iter()
+                .map(|child| fetch_at(registries, child, depth + 1, budget))
+                .collect();
+            children = stream::iter(fetches)
+                .buffered(CHILDREN_IN_FLIGHT)
+                .try_collect()
+                .await?;
         }
         Ok(ManifestTree {
             manifest,
@@ -347,6 +409,59 @@ mod tests {
         }
     }
 
+    /// A child manifest whose digest is `d(c)`.
+    fn child(c: char) -> ManifestTree {
+        let mut child = tree(media_types::OCI_MANIFEST, "{}".into());
+        child.manifest.digest = d(c).parse().unwrap();
+        child
+    }
+
+    /// Issue 12, row 12: children were paired with index entries by position, but the
+    /// children skip entries registries do not hold, so a filter could keep the wrong one.
+    #[test]
+    fn a_filter_keeps_children_by_digest_not_position() {
+        let index = format!(
+            r#"{{"manifests":[{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar","digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}},{{"digest":"{}","platform":{{"architecture":"arm64","os":"linux"}}}},{{"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+            d('f'),
+            d('b'),
+            d('a')
+        );
+        let mut full = tree(media_types::OCI_INDEX, index);
+        // What fetching makes of it: the distinct children registries hold, in order.
+        assert_eq!(references(&full.body).unwrap().children.len(), 2);
+        full.children = vec![child('b'), child('a')];
+        let source = Reference::parse("example.com/a/b:v1").unwrap();
+        let arm = PlatformFilter::parse(&[], &["arm64".into()]).unwrap();
+        let kept = full.filter_index(&source, &arm).unwrap().unwrap();
+        let digests: Vec<String> = kept
+            .children
+            .iter()
+            .map(|c| c.manifest.digest.to_string())
+            .collect();
+        assert_eq!(digests, [d('b')]);
+    }
+
+    /// Issue 12, row 8: `collect_blobs` compared every blob with every other.
+    #[test]
+    fn blobs_are_collected_once_each_in_order() {
+        let blob = |c: char| BlobRef {
+            digest: d(c).parse().unwrap(),
+            size: Some(1),
+        };
+        let mut top = tree(media_types::OCI_INDEX, "{}".into());
+        let mut one = child('a');
+        one.blobs = vec![blob('1'), blob('2')];
+        let mut two = child('b');
+        two.blobs = vec![blob('2'), blob('3'), blob('1')];
+        top.children = vec![one, two];
+        let digests: Vec<String> = top
+            .collect_blobs()
+            .iter()
+            .map(|b| b.digest.to_string())
+            .collect();
+        assert_eq!(digests, [d('1'), d('2'), d('3')]);
+    }
+
     #[test]
     fn references_of_each_manifest_kind() {
         let image = tree(
@@ -422,10 +537,7 @@ mod tests {
             )
         };
         let mut full = tree(media_types::OCI_INDEX, index(&format!("{amd64},{arm64}")));
-        full.children = vec![
-            tree(media_types::OCI_MANIFEST, "{}".into()),
-            tree(media_types::OCI_MANIFEST, "{}".into()),
-        ];
+        full.children = vec![child('a'), child('b')];
         let source = Reference::parse("example.com/a/b:v1").unwrap();
         let arm = PlatformFilter::parse(&[], &["arm64".into()]).unwrap();
         let filtered = full.filter_index(&source, &arm).unwrap().unwrap();
