@@ -263,12 +263,13 @@ impl Copier {
         options: &ImageOptions,
         report: &mut ImageReport,
     ) -> Result<Option<String>, CopyError> {
-        // A job that names the digest its planner or push event saw copies exactly that
-        // image: a registry may announce a push before the tag points at it, and a tag that
-        // moved since planning is the next plan's business.
-        let source = match &image.digest {
-            Some(digest) => image.source.repository.at(Locator::Digest(digest.clone())),
-            None => image.source.clone(),
+        // A tag is copied at the digest it points at when the copy runs, whatever digest
+        // the planner or a push event saw then: a replayed or late job never moves a target
+        // tag backwards (the newest state wins). Only a digest source is pinned.
+        let source = image.source.clone();
+        let pinned = match &source.locator {
+            Locator::Digest(digest) => Some(digest),
+            Locator::Tag(_) => None,
         };
         let work = {
             let _lookup = self
@@ -276,7 +277,7 @@ impl Copier {
                 .lookup()
                 .await
                 .map_err(|_| CopyError::Interrupted)?;
-            self.work_for(image, &source, options).await?
+            self.work_for(image, &source, pinned, options).await?
         };
         match work {
             Work::Skip(reason) => Ok(Some(reason.into())),
@@ -292,6 +293,7 @@ impl Copier {
         &self,
         image: &PlannedImage,
         source: &Reference,
+        pinned: Option<&Digest>,
         options: &ImageOptions,
     ) -> Result<Work, CopyError> {
         if options.force || !options.platforms.is_empty() {
@@ -318,7 +320,7 @@ impl Copier {
         // manifest is fetched straight away. Only when every target has a manifest does a
         // HEAD of the source decide, which spends no pull quota: no-op runs stay free.
         let heads = self.target_heads(&image.targets).await?;
-        let known = match &image.digest {
+        let known = match pinned {
             Some(digest) => Some(digest.clone()),
             None if heads.iter().all(Option::is_some) => {
                 self.client(source.repository.registry())?
