@@ -13,6 +13,7 @@ mod serve;
 mod settings;
 mod summary;
 mod sync;
+mod webhook_http;
 mod worker;
 
 use std::process::ExitCode;

@@ -223,14 +223,13 @@ impl Webhook {
 
     /// One HTTP request, checked in order: method, secret, size, payload, rules.
     pub async fn handle_http(&self, request: &HttpRequest, queue: &dyn Queue) -> HttpResponse {
-        if !request.method.eq_ignore_ascii_case("POST") {
-            return HttpResponse::error(405, "only POST is accepted").with_header("Allow", "POST");
-        }
-        let secret = self.secret.as_ref().map(Secret::expose);
-        if !authorize(secret, &request.headers, request.query.as_deref()) {
-            tracing::warn!(path = %request.path, "webhook request refused: missing or wrong secret");
-            return HttpResponse::error(401, "missing or wrong secret")
-                .with_header("WWW-Authenticate", "Bearer realm=\"ferry\"");
+        if let Some(refusal) = self.screen(
+            &request.method,
+            &request.path,
+            &request.headers,
+            request.query.as_deref(),
+        ) {
+            return refusal;
         }
         if request.body.len() > MAX_BODY_BYTES {
             tracing::warn!(
@@ -257,6 +256,43 @@ impl Webhook {
                 HttpResponse::error(500, error)
             }
         }
+    }
+
+    /// What can be decided before the body is read: the method, the secret, and a declared
+    /// `Content-Length` over the limit. A server calls this first, so an unauthenticated
+    /// sender never gets a body read; `handle_http` calls it too.
+    pub fn screen(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        query: Option<&str>,
+    ) -> Option<HttpResponse> {
+        if !method.eq_ignore_ascii_case("POST") {
+            return Some(
+                HttpResponse::error(405, "only POST is accepted").with_header("Allow", "POST"),
+            );
+        }
+        let secret = self.secret.as_ref().map(Secret::expose);
+        if !authorize(secret, headers, query) {
+            tracing::warn!(path = %path, "webhook request refused: missing or wrong secret");
+            return Some(
+                HttpResponse::error(401, "missing or wrong secret")
+                    .with_header("WWW-Authenticate", "Bearer realm=\"ferry\""),
+            );
+        }
+        let declared = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| value.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            tracing::warn!(bytes = declared, "webhook request refused: body too large");
+            return Some(HttpResponse::error(
+                413,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        None
     }
 
     /// A direct invocation: an ECR EventBridge event. Nothing else is accepted this way,
