@@ -148,6 +148,14 @@ pub struct ServeArgs {
     /// Registry of payloads that name none (Docker Hub's) [env: FERRY_WEBHOOK_REGISTRY].
     #[arg(long, value_name = "REGISTRY", env = "FERRY_WEBHOOK_REGISTRY")]
     pub webhook_registry: Option<String>,
+    /// Where accepted jobs are journaled until copied, so a restart (even after SIGKILL)
+    /// copies every push that was answered 202.
+    #[arg(long, value_name = "DIR", default_value = ".ferry-serve")]
+    pub state_dir: PathBuf,
+    /// Send accepted jobs to this SQS queue instead, for `ferry worker` or the copier
+    /// Lambda to run; nothing is copied in this process.
+    #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+    pub queue_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

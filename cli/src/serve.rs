@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use ferry::env::ProcessEnv;
-use ferry::queue::{MemoryQueue, Queue};
+use ferry::queue::{JournalQueue, Queue, SqsQueue};
 use ferry::webhook::{secret_from_env, Webhook, WebhookSettings};
 use ferry::worker::{work_alongside, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
@@ -33,8 +33,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
             platforms,
         },
     )?;
-    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(120)));
-    let copier = job_copier(registries, args.transfers.proc);
+    // Accepted jobs are durable either way: journaled here, or in SQS.
+    let (queue, local): (Arc<dyn Queue>, bool) = match &args.queue_url {
+        Some(url) => (Arc::new(SqsQueue::from_env(url).await), false),
+        None => {
+            let journal = JournalQueue::open(&args.state_dir, Duration::from_secs(120)).await?;
+            (Arc::new(journal), true)
+        }
+    };
     let state = AppState {
         webhook: Arc::new(webhook),
         queue: Arc::clone(&queue),
@@ -54,8 +60,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         ..WorkerOptions::default()
     };
     let server = webhook_http::serve(listener, app, termination());
+    if !local {
+        server.await?;
+        eprintln!("ferry: serve: stopped; the queue's workers copy what was sent");
+        return Ok(Status::Success);
+    }
+    let copier = job_copier(registries, args.transfers.proc);
     // When the server stops (no more requests), what is queued is finished before leaving.
-    let (served, worked) = work_alongside(queue as Arc<dyn Queue>, copier, options, server).await?;
+    let (served, worked) = work_alongside(queue, copier, options, server).await?;
     served?;
     eprintln!(
         "ferry: serve: {} jobs succeeded, {} failed",

@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use ferry::queue::MemoryQueue;
+use ferry::queue::Queue;
 use ferry::webhook::{HttpRequest, HttpResponse, Webhook, MAX_BODY_BYTES};
 use futures::StreamExt as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,7 +34,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub webhook: Arc<Webhook>,
-    pub queue: Arc<MemoryQueue>,
+    pub queue: Arc<dyn Queue>,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight end.

@@ -56,6 +56,42 @@ impl MemoryQueue {
         self.len().await == 0
     }
 
+    /// Adds messages, visible at once: with the id given (a journal's, replayed), or a new
+    /// one. Returns the ids, in order.
+    pub(super) async fn push(&self, messages: Vec<(Option<String>, String)>) -> Vec<String> {
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        let mut ids = Vec::with_capacity(messages.len());
+        for (id, body) in messages {
+            let id = id.unwrap_or_else(|| {
+                state.next_id += 1;
+                format!("m{}", state.next_id)
+            });
+            ids.push(id.clone());
+            state.messages.push_back(Stored {
+                id,
+                body,
+                receive_count: 0,
+                visible_at: now,
+                receipt: None,
+            });
+        }
+        drop(state);
+        self.arrived.notify_waiters();
+        ids
+    }
+
+    /// Deletes the message `receipt` was handed out for, returning its id; like SQS,
+    /// deleting an already deleted message is not an error (`None`).
+    pub(super) async fn remove(&self, receipt: &str) -> Option<String> {
+        let mut state = self.state.lock().await;
+        let at = state
+            .messages
+            .iter()
+            .position(|m| m.receipt.as_deref() == Some(receipt))?;
+        state.messages.remove(at).map(|m| m.id)
+    }
+
     /// Delivers up to `max` visible messages now, hiding them for the visibility timeout.
     /// When none is visible, also returns when the next hidden one reappears.
     fn take_visible(&self, state: &mut State, max: usize) -> (Vec<Delivery>, Option<Instant>) {
@@ -101,21 +137,8 @@ impl Default for MemoryQueue {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, jobs: &[Job]) -> Result<SendSummary, QueueError> {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        for job in jobs {
-            state.next_id += 1;
-            let id = format!("m{}", state.next_id);
-            state.messages.push_back(Stored {
-                id,
-                body: job.to_body(),
-                receive_count: 0,
-                visible_at: now,
-                receipt: None,
-            });
-        }
-        drop(state);
-        self.arrived.notify_waiters();
+        let bodies = jobs.iter().map(|job| (None, job.to_body())).collect();
+        self.push(bodies).await;
         Ok(SendSummary { sent: jobs.len() })
     }
 
@@ -143,11 +166,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        // Like SQS, deleting an already deleted message is not an error.
-        let mut state = self.state.lock().await;
-        state
-            .messages
-            .retain(|m| m.receipt.as_deref() != Some(receipt));
+        self.remove(receipt).await;
         Ok(())
     }
 

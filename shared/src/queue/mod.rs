@@ -8,6 +8,7 @@
 //! the queue's visibility timeout and comes back (with a higher `receive_count`) unless it
 //! is deleted first; a worker that needs longer extends the timeout.
 
+mod journal;
 mod memory;
 mod sqs;
 
@@ -19,6 +20,7 @@ use thiserror::Error;
 use crate::error::{HasKind, Kind};
 use crate::job::Job;
 
+pub use journal::{JournalQueue, JOURNAL_FILE};
 pub use memory::MemoryQueue;
 pub use sqs::{https_client, load_aws_config, queue_url_from_env, SqsQueue, QUEUE_URL_VARIABLE};
 
@@ -64,6 +66,12 @@ pub enum QueueError {
     InvalidReceipt,
     #[error("{QUEUE_URL_VARIABLE} is not set")]
     NoQueueUrl,
+    #[error("job journal {}: cannot {operation}: {message}", path.display())]
+    Journal {
+        path: std::path::PathBuf,
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl HasKind for QueueError {
