@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use ferry::env::ProcessEnv;
 use ferry::queue::{JournalQueue, Queue, SqsQueue};
-use ferry::webhook::{secret_from_env, Webhook, WebhookSettings};
+use ferry::webhook::{previous_secret_from_env, secret_from_env, Webhook, WebhookSettings};
 use ferry::worker::{work_alongside, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -29,6 +29,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         rules,
         WebhookSettings {
             secret: secret_from_env(&ProcessEnv),
+            previous_secret: previous_secret_from_env(&ProcessEnv),
             default_registry: args.webhook_registry.clone(),
             platforms,
         },

@@ -55,6 +55,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The shared secret every HTTP request must present.
 pub const SECRET_VARIABLE: &str = "FERRY_WEBHOOK_SECRET";
+/// A second secret accepted while registries move to a new one.
+pub const PREVIOUS_SECRET_VARIABLE: &str = "FERRY_WEBHOOK_SECRET_PREVIOUS";
 /// The registry host of formats whose payload names none (Docker Hub's).
 pub const REGISTRY_VARIABLE: &str = "FERRY_WEBHOOK_REGISTRY";
 
@@ -136,6 +138,8 @@ impl Outcome {
 pub struct WebhookSettings {
     /// `FERRY_WEBHOOK_SECRET`; `None` or empty refuses every HTTP request.
     pub secret: Option<Secret>,
+    /// `FERRY_WEBHOOK_SECRET_PREVIOUS`: also accepted while registries move to a new secret.
+    pub previous_secret: Option<Secret>,
     /// `FERRY_WEBHOOK_REGISTRY`: the host of payloads that name none.
     pub default_registry: Option<String>,
     /// The `--os`/`--arch` filter every job carries (`FERRY_OS`, `FERRY_ARCH`).
@@ -146,6 +150,12 @@ pub struct WebhookSettings {
 /// is still meant).
 pub fn secret_from_env(env: &dyn Env) -> Option<Secret> {
     env.var(SECRET_VARIABLE).map(|s| Secret::new(s.trim()))
+}
+
+/// `FERRY_WEBHOOK_SECRET_PREVIOUS`, likewise.
+pub fn previous_secret_from_env(env: &dyn Env) -> Option<Secret> {
+    env.var(PREVIOUS_SECRET_VARIABLE)
+        .map(|s| Secret::new(s.trim()))
 }
 
 /// Why the webhook cannot start.
@@ -174,6 +184,7 @@ impl HasKind for WebhookConfigError {
 pub struct Webhook {
     rules: Vec<Rule>,
     secret: Option<Secret>,
+    previous_secret: Option<Secret>,
     default_registry: Option<String>,
     /// What every job asks of its copy.
     image: ImageOptions,
@@ -194,9 +205,11 @@ impl Webhook {
         if secret.is_none() {
             tracing::warn!("{SECRET_VARIABLE} is not set: every webhook request will be refused");
         }
+        let previous_secret = settings.previous_secret.filter(|s| !s.expose().is_empty());
         Ok(Webhook {
             rules,
             secret,
+            previous_secret,
             default_registry,
             image: ImageOptions {
                 force: false,
@@ -215,6 +228,7 @@ impl Webhook {
             inputs.rules,
             WebhookSettings {
                 secret: secret_from_env(env),
+                previous_secret: previous_secret_from_env(env),
                 default_registry: env.var(REGISTRY_VARIABLE),
                 platforms: settings.platforms,
             },
@@ -273,8 +287,11 @@ impl Webhook {
                 HttpResponse::error(405, "only POST is accepted").with_header("Allow", "POST"),
             );
         }
-        let secret = self.secret.as_ref().map(Secret::expose);
-        if !authorize(secret, headers, query) {
+        // A secret being rotated out is accepted too, until it is unset.
+        let accepted = [&self.secret, &self.previous_secret]
+            .into_iter()
+            .any(|secret| authorize(secret.as_ref().map(Secret::expose), headers, query));
+        if !accepted {
             tracing::warn!(path = %path, "webhook request refused: missing or wrong secret");
             return Some(
                 HttpResponse::error(401, "missing or wrong secret")
@@ -370,6 +387,7 @@ mod tests {
     fn settings() -> WebhookSettings {
         WebhookSettings {
             secret: Some(Secret::new(SECRET)),
+            previous_secret: None,
             ..WebhookSettings::default()
         }
     }
@@ -550,12 +568,34 @@ mod tests {
         assert_eq!(jobs(&queue).await.len(), 2);
     }
 
+    /// During a rotation, the new secret and the previous one are both accepted.
+    #[tokio::test]
+    async fn a_previous_secret_is_accepted_while_it_is_set() {
+        let env = MapEnv::new([
+            ("FERRY_IMAGES", "quay.io/a/b: mirror.io/b"),
+            ("FERRY_WEBHOOK_SECRET", "new-secret"),
+            ("FERRY_WEBHOOK_SECRET_PREVIOUS", "old-secret"),
+        ]);
+        let webhook = Webhook::from_env(&env).unwrap();
+        let bearer = |secret: &str| vec![("Authorization".to_string(), format!("Bearer {secret}"))];
+        for secret in ["new-secret", "old-secret"] {
+            assert!(
+                webhook.screen("POST", "/", &bearer(secret), None).is_none(),
+                "{secret}"
+            );
+        }
+        let refused = webhook.screen("POST", "/", &bearer("other"), None).unwrap();
+        assert_eq!(refused.status, 401);
+        assert!(!format!("{webhook:?}").contains("old-secret"));
+    }
+
     #[tokio::test]
     async fn without_a_secret_every_request_is_refused() {
         let webhook = Webhook::new(
             rules("quay.io/mynamespace/repository: mirror.io/repository"),
             WebhookSettings {
                 secret: Some(Secret::new("")),
+                previous_secret: None,
                 ..WebhookSettings::default()
             },
         )
