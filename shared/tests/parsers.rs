@@ -1,0 +1,180 @@
+//! Property tests for every parser of outside input: whatever a registry, a sender, a queue
+//! or a file hands ferry, parsing returns a value or an error and never panics; formats that
+//! round-trip do. The case count is modest so CI stays quick; `PROPTEST_CASES=100000 cargo
+//! test -p ferry-core --test parsers` runs a longer search.
+
+use std::path::Path;
+
+// The library, under the name its users know it by.
+use ferry_core as ferry;
+
+use ferry::auth::AuthConfig;
+use ferry::env::MapEnv;
+use ferry::image::{ImageOptions, PlannedImage};
+use ferry::job::Job;
+use ferry::manifest::{ImageConfig, ManifestBody};
+use ferry::platform::PlatformFilter;
+use ferry::reference::{Digest, Reference, Repository};
+use ferry::registry::{media_types, parse_challenge};
+use ferry::rules::{rules_from_value, Defaults};
+use ferry::webhook::{parse_events, parse_payload};
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// Arbitrary JSON, a few levels deep, with strings that look like references sometimes.
+fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        ".{0,40}".prop_map(Value::String),
+        "[a-z0-9.:/@_-]{0,60}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    "[a-zA-Z.]{0,12}",
+                    Just("events".to_string()),
+                    Just("target".to_string()),
+                    Just("repository".to_string()),
+                    Just("tag".to_string()),
+                    Just("digest".to_string()),
+                    Just("manifests".to_string()),
+                    Just("layers".to_string()),
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// Reference-shaped text: valid often, invalid in every way too.
+fn reference_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9]{1,8}(\\.[a-z0-9]{1,8}){0,2}(:[0-9]{1,5})?/[a-z0-9]{1,8}(/[a-z0-9._-]{1,8}){0,3}(:[A-Za-z0-9_.-]{1,20})?",
+        "[a-z0-9]{1,8}/[a-z0-9]{1,8}@sha256:[0-9a-f]{64}",
+        ".{0,80}",
+    ]
+}
+
+proptest! {
+
+    #[test]
+    fn references_parse_or_refuse_and_round_trip(text in reference_text()) {
+        if let Ok(reference) = Reference::parse(&text) {
+            let again = Reference::parse(&reference.to_string()).unwrap();
+            prop_assert_eq!(again, reference);
+        }
+        let _ = Repository::parse(&text);
+        let _ = text.parse::<Digest>();
+    }
+
+    #[test]
+    fn job_bodies_never_panic(body in ".{0,300}") {
+        let _ = Job::parse(&body);
+    }
+
+    #[test]
+    fn jobs_round_trip(
+        source in "[a-z]{1,8}\\.io/[a-z]{1,8}:[a-z0-9]{1,8}",
+        targets in prop::collection::vec("[a-z]{1,8}\\.io/[a-z]{1,8}:[a-z0-9]{1,8}", 1..5),
+        force in any::<bool>(),
+    ) {
+        let image = PlannedImage {
+            source: Reference::parse(&source).unwrap(),
+            digest: None,
+            targets: targets.iter().map(|t| Reference::parse(t).unwrap()).collect(),
+        };
+        let options = ImageOptions {
+            force,
+            platforms: PlatformFilter::parse(&["linux".into()], &["arm64:v8".into()]).unwrap(),
+        };
+        let job = Job::from_planned(&image, "p", &options);
+        let parsed = Job::parse(&job.to_body()).unwrap();
+        prop_assert_eq!(&parsed, &job);
+        let (_, parsed_options) = parsed.work().unwrap();
+        prop_assert_eq!(parsed_options, options);
+    }
+
+    #[test]
+    fn job_shaped_json_never_panics(value in json()) {
+        let _ = Job::parse(&value.to_string());
+    }
+
+    #[test]
+    fn images_files_never_panic(value in json()) {
+        let env = MapEnv::default();
+        let _ = rules_from_value(Path::new("images.yaml"), &value, &Defaults::default(), &env);
+    }
+
+    #[test]
+    fn image_syncer_shaped_images_files_never_panic(
+        rules in prop::collection::btree_map(reference_text(), reference_text(), 0..5),
+    ) {
+        let value = serde_json::to_value(rules).unwrap();
+        let env = MapEnv::default();
+        let _ = rules_from_value(Path::new("images.yaml"), &value, &Defaults::default(), &env);
+    }
+
+    #[test]
+    fn auth_files_never_panic(value in json()) {
+        let _ = AuthConfig::from_value(Path::new("auth.yaml"), &value, &MapEnv::default());
+    }
+
+    #[test]
+    fn auth_keys_never_panic(key in ".{0,40}", user in ".{0,10}") {
+        let value = serde_json::json!({ key: { "username": user, "password": "p" } });
+        let _ = AuthConfig::from_value(Path::new("auth.yaml"), &value, &MapEnv::default());
+    }
+
+    #[test]
+    fn webhook_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = parse_events(&body, Some("docker.io"));
+    }
+
+    #[test]
+    fn webhook_payloads_never_panic(value in json()) {
+        let _ = parse_payload(&value, None);
+        let _ = parse_payload(&value, Some("hub.example.com"));
+        let wrapped = serde_json::json!({ "events": [value.clone()] });
+        let _ = parse_payload(&wrapped, Some("hub.example.com"));
+        let harbor = serde_json::json!({ "type": "PUSH_ARTIFACT", "event_data": value });
+        let _ = parse_payload(&harbor, None);
+    }
+
+    #[test]
+    fn challenges_never_panic(header in ".{0,200}") {
+        let _ = parse_challenge(&header);
+        let _ = parse_challenge(&format!("Bearer {header}"));
+        let _ = parse_challenge(&format!("Bearer realm=\"{header}\",service=x"));
+    }
+
+    #[test]
+    fn manifests_never_panic(value in json(), bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let text = value.to_string();
+        for media_type in [
+            media_types::OCI_INDEX,
+            media_types::OCI_MANIFEST,
+            media_types::DOCKER_MANIFEST,
+            media_types::DOCKER_SCHEMA1_SIGNED,
+            "application/json",
+        ] {
+            let _ = ManifestBody::parse(media_type, text.as_bytes());
+            let _ = ManifestBody::parse(media_type, &bytes);
+        }
+        let _ = ImageConfig::parse(text.as_bytes());
+    }
+
+    #[test]
+    fn platform_flags_never_panic(os in ".{0,30}", arch in ".{0,30}") {
+        if let Ok(filter) = PlatformFilter::parse(&[os], &[arch]) {
+            let again = PlatformFilter::parse(&filter.os_entries(), &filter.arch_entries());
+            prop_assert_eq!(again.unwrap(), filter);
+        }
+    }
+}
