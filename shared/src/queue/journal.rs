@@ -220,18 +220,8 @@ impl Queue for JournalQueue {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::jobs;
     use super::*;
-
-    fn jobs(n: usize) -> Vec<Job> {
-        (0..n)
-            .map(|i| {
-                Job::parse(&format!(
-                    r#"{{"v":1,"source":"a.io/x:{i}","targets":["b.io/x:{i}"]}}"#
-                ))
-                .unwrap()
-            })
-            .collect()
-    }
 
     /// Issue 12, row 14: jobs accepted by `ferry serve` were lost with the process.
     #[tokio::test]

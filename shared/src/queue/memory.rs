@@ -188,18 +188,8 @@ impl Queue for MemoryQueue {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::jobs;
     use super::*;
-
-    fn jobs(n: usize) -> Vec<Job> {
-        (0..n)
-            .map(|i| {
-                Job::parse(&format!(
-                    r#"{{"v":1,"plan_id":"t","source":"a.io/x:{i}","targets":["b.io/x:{i}"]}}"#
-                ))
-                .unwrap()
-            })
-            .collect()
-    }
 
     fn parsed(deliveries: &[Delivery]) -> Vec<Job> {
         deliveries

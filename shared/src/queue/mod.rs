@@ -99,3 +99,21 @@ pub trait Queue: Send + Sync {
     /// Hides a received message for `timeout` from now (zero: visible again at once).
     async fn extend_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
 }
+
+/// Jobs for the queues' tests.
+#[cfg(test)]
+mod testing {
+    use crate::job::Job;
+
+    /// `n` distinct, valid jobs.
+    pub(super) fn jobs(n: usize) -> Vec<Job> {
+        (0..n)
+            .map(|i| {
+                Job::parse(&format!(
+                    r#"{{"v":1,"plan_id":"t","source":"a.io/x:{i}","targets":["b.io/x:{i}"]}}"#
+                ))
+                .unwrap()
+            })
+            .collect()
+    }
+}
