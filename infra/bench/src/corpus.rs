@@ -699,3 +699,65 @@ pub async fn verify(
     problems.sort();
     Ok(problems)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every config and manifest the corpora seed (layer digests stood in by their names,
+    /// so no layer is generated): one hash over all their bytes. A change of this hash
+    /// means the benchmark would copy other bytes than before.
+    fn corpus_bytes_hash() -> String {
+        let mut all = Vec::new();
+        for corpus in [c1(1), c1(64), warm(100), warm(1000), big("1g", 1 << 30)] {
+            for t in &corpus.tags {
+                if let Content::Index { oci, children } = &t.content {
+                    let mut entries = Vec::new();
+                    for (i, image) in children.iter().enumerate() {
+                        let mut platform = json!({"architecture": image.arch, "os": image.os});
+                        if let Some(v) = image.variant {
+                            platform["variant"] = json!(v);
+                        }
+                        let child_mt = if *oci { OCI_MANIFEST } else { DOCKER_MANIFEST };
+                        let digest = sha256_digest(image.label.as_bytes());
+                        entries.push(json!({"mediaType": child_mt, "size": 1000 + i, "digest": digest, "platform": platform}));
+                    }
+                    let mt = if *oci {
+                        OCI_INDEX
+                    } else {
+                        DOCKER_MANIFEST_LIST
+                    };
+                    let bytes = serde_json::to_vec(&json!({
+                        "schemaVersion": 2,
+                        "mediaType": mt,
+                        "manifests": entries,
+                    }))
+                    .expect("index JSON");
+                    all.extend_from_slice(&bytes);
+                }
+            }
+            for (t, image) in corpus.images() {
+                let layers: Vec<(String, u64)> = image
+                    .layers
+                    .iter()
+                    .map(|l| (sha256_digest(l.name.as_bytes()), l.size))
+                    .collect();
+                let digests: Vec<String> = layers.iter().map(|(d, _)| d.clone()).collect();
+                let config = config_json(image, &digests);
+                let manifest = manifest_json(image, &config, &layers);
+                all.extend_from_slice(t.repo.as_bytes());
+                all.extend_from_slice(&config);
+                all.extend_from_slice(&manifest);
+            }
+        }
+        sha256_digest(&all)
+    }
+
+    #[test]
+    fn corpus_bytes_are_unchanged() {
+        assert_eq!(
+            corpus_bytes_hash(),
+            "sha256:47d9731e740f786a57ac10d9870dc79f9caacc17c094ffcb1a279127f44f374c"
+        );
+    }
+}
