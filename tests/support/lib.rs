@@ -14,6 +14,7 @@
 //! `#[tokio::test(flavor = "multi_thread")]` when a test also blocks on
 //! [`run_ferry`].
 
+pub mod api;
 pub mod certs;
 pub mod ferry;
 pub mod lambda;
@@ -32,6 +33,7 @@ mod selftest;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
+pub use api::RegistryApi;
 pub use certs::Pki;
 pub use ferry::{ferry, ferry_bin, run_ferry, test_home, workspace_root, Output};
 pub use lambda::{cargo_lambda_bin, LambdaEmulator};
@@ -40,7 +42,8 @@ pub use net::{free_port, http_client};
 pub use proxy::{fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest};
 pub use registry::{AccessLine, Mode, Options, Registry, BASIC_PASSWORD, BASIC_REALM, BASIC_USER};
 pub use seed::{
-    layer, sha256_digest, FetchedManifest, ImageSpec, SeededImage, SeededIndex, ALL_MANIFEST_TYPES,
+    config_json, index_json, layer, manifest_json, manifest_media_type, sha256_digest,
+    FetchedManifest, ImageSpec, IndexEntry, SeededImage, SeededIndex, ALL_MANIFEST_TYPES,
     DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX,
     OCI_LAYER, OCI_MANIFEST,
 };
