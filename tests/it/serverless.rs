@@ -15,7 +15,7 @@ use planner::Planner;
 use serde_json::Value;
 use support::{
     run_ferry, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
-    Registry, MOTO_ACCESS_KEY, MOTO_REGION,
+    Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION,
 };
 
 /// The functions' environment: inline rules and auth, as the template sets them.
@@ -281,26 +281,25 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
     }
     let moto = Moto::start();
     let (url, _) = moto.create_queue("ferry-jobs", None).await;
-    let dir = temp_dir();
-    let auth = crate::auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: {}/mirror/app\n", src.host(), dst.host()),
-    );
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "{}/team/app: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ));
     let endpoint = moto.endpoint();
     let aws = [
         ("AWS_ENDPOINT_URL_SQS", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
         ("AWS_REGION", MOTO_REGION),
-        crate::FAST_RETRIES,
+        support::FAST_RETRIES,
     ];
     let out = run_ferry(
         &[
             "plan".to_string(),
             format!("--images={}", images.display()),
-            format!("--auth={}", auth.display()),
+            format!("--auth={}", work.auth().display()),
             format!("--queue-url={url}"),
         ],
         &aws,
@@ -314,7 +313,7 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
         &[
             "worker".to_string(),
             format!("--queue-url={url}"),
-            format!("--auth={}", auth.display()),
+            format!("--auth={}", work.auth().display()),
             "--wait=1".into(),
             "--exit-when-empty".into(),
         ],
