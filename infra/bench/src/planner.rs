@@ -31,10 +31,9 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use ferry::job::Job;
 use ferry::queue::Queue as _;
 use serde::Deserialize;
-use support::{ImageSpec, Moto, Registry, MOTO_ACCESS_KEY, MOTO_REGION};
+use support::{auth_yaml, ImageSpec, Moto, Registry, MOTO_ACCESS_KEY, MOTO_REGION};
 
-use crate::counts::SideCounts;
-use crate::runner::{self, clean_command, run_measured};
+use crate::runner::{self, clean_command, run_measured, Between};
 use crate::{Bench, Run, ScenarioResult, Tool};
 
 /// The source repository (and the target repository in both target registries).
@@ -334,7 +333,7 @@ impl Bench {
             bail!(
                 "the verification plan enqueued wrong jobs ({received} received), {} problems:\n  {}",
                 problems.len(),
-                crate::sample(&problems).join("\n  ")
+                crate::scenarios::sample(&problems).join("\n  ")
             );
         }
         eprintln!(
@@ -364,7 +363,7 @@ impl Bench {
     ) -> anyhow::Result<(Run, Summary)> {
         let dir = self.next_dir(what)?;
         let home = dir.join("home");
-        std::fs::write(dir.join("auth.yaml"), self.auth_yaml(&[source, target]))?;
+        std::fs::write(dir.join("auth.yaml"), auth_yaml(&[source, target]))?;
         std::fs::write(dir.join("images.yaml"), images)?;
         let mut cmd = clean_command(&self.ferry, &home);
         cmd.arg("plan")
@@ -376,15 +375,9 @@ impl Bench {
             .env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY);
         let log = dir.join("output.log");
-        tokio::task::block_in_place(|| {
-            // SAFETY: sync(2) has no preconditions.
-            unsafe { libc::sync() }
-        });
-        source.clear_requests();
-        target.clear_requests();
-        let registries_cpu =
-            || runner::process_cpu_s(source.pid()) + runner::process_cpu_s(target.pid());
-        let cpu_before = registries_cpu();
+        let between = Between { source, target };
+        between.prepare();
+        let cpu_before = between.cpu_s();
         let moto_before = runner::process_cpu_s(moto.pid());
         let purger = purge.then(|| Purger::start(moto.client(), url.to_string()));
         let measured = tokio::task::block_in_place(|| run_measured(cmd, &log));
@@ -393,7 +386,7 @@ impl Bench {
             None => None,
         };
         let measured = measured?;
-        let registry_cpu_s = registries_cpu() - cpu_before;
+        let registry_cpu_s = between.cpu_s() - cpu_before;
         let moto_cpu_s = runner::process_cpu_s(moto.pid()) - moto_before;
         if !measured.success {
             bail!(
@@ -404,7 +397,7 @@ impl Bench {
             );
         }
         let summary = summary(&log)?;
-        let requests = SideCounts::of(source, target);
+        let requests = between.requests();
         let mut extra = BTreeMap::new();
         extra.insert("moto_cpu_s".to_string(), moto_cpu_s);
         if let Some((resolve_s, enqueue_s)) = phases(&log) {
