@@ -11,10 +11,11 @@
 //! moto 5.2.5 spends O(queue length) per message sent (each send computes the queue's
 //! attributes by scanning every queued message), so 10,000 jobs into one moto queue take
 //! well over ten minutes, and a receive/delete drainer cannot keep up (receiving is O(n)
-//! too). During cold plans a [`Purger`] therefore empties the queue every
-//! [`PURGE_EVERY`], so the figures measure ferry rather than moto's scan. moto enforces
-//! SQS's one purge per 60 s unless `MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false`,
-//! which the server is started with (and which is checked before the measured runs).
+//! too). During cold plans a [`Purger`](crate::purge::Purger) (`purge.rs`) therefore
+//! empties the queue every [`PURGE_EVERY`](crate::purge::PURGE_EVERY), so the figures
+//! measure ferry rather than moto's scan. moto enforces SQS's one purge per 60 s unless
+//! `MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false`, which the server is started with
+//! (and which is checked before the measured runs).
 //!
 //! Correctness is checked, not assumed: before the measured runs a plan of
 //! [`VERIFY_TAGS`] tags (a regex rule over the same repository) is enqueued without
@@ -27,12 +28,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use aws_sdk_sqs::error::DisplayErrorContext;
 use ferry::job::Job;
 use ferry::queue::Queue as _;
 use serde::Deserialize;
 use support::{auth_yaml, ImageSpec, Moto, Registry, MOTO_ACCESS_KEY, MOTO_REGION};
 
+use crate::purge::{purge, Purger};
 use crate::runner::{self, clean_command, run_measured, Between};
 use crate::{Bench, Run, ScenarioResult, Tool};
 
@@ -42,10 +43,6 @@ const REPO: &str = "planner/app";
 /// [`VERIFY_REGEX`].
 pub const VERIFY_TAGS: usize = 200;
 const VERIFY_REGEX: &str = "^t00[01][0-9][0-9]$";
-/// How often the queue is purged during a cold plan.
-pub const PURGE_EVERY: Duration = Duration::from_millis(150);
-/// No plan takes this long; the purger stops by itself after it.
-const PURGER_LIMIT: Duration = Duration::from_secs(3600);
 const QUEUE: &str = "ferry-bench-planner";
 
 /// Tag `i`: `t00000`, `t00001`, ... (sorted as numbered).
@@ -347,7 +344,7 @@ impl Bench {
     }
 
     /// One `ferry plan --queue-url` of `images` into `target`, measured and counted; with
-    /// `purge`, the queue is purged every [`PURGE_EVERY`] meanwhile. Fails if ferry fails,
+    /// `purge`, the queue is purged every [`PURGE_EVERY`](crate::purge::PURGE_EVERY) meanwhile. Fails if ferry fails,
     /// prints no summary, or a purge fails.
     #[allow(clippy::too_many_arguments)]
     async fn plan_run(
@@ -459,59 +456,6 @@ fn phases(log: &Path) -> Option<(f64, f64)> {
             .map(|ms| ms / 1000.0)
     };
     Some((field("resolve_and_check_ms=")?, field("enqueue_ms=")?))
-}
-
-/// One PurgeQueue call.
-async fn purge(moto: &Moto, url: &str) -> anyhow::Result<()> {
-    moto.client()
-        .purge_queue()
-        .queue_url(url)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "PurgeQueue {url}: {} (moto must run with MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false)",
-                DisplayErrorContext(e)
-            )
-        })?;
-    Ok(())
-}
-
-/// A task purging the queue every [`PURGE_EVERY`] until stopped (or [`PURGER_LIMIT`]).
-struct Purger {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
-}
-
-impl Purger {
-    fn start(client: aws_sdk_sqs::Client, url: String) -> Purger {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let (mut purges, mut errors) = (0, Vec::new());
-            let deadline = tokio::time::Instant::now() + PURGER_LIMIT;
-            let mut tick = tokio::time::interval(PURGE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = tick.tick() => {}
-                }
-                match client.purge_queue().queue_url(&url).send().await {
-                    Ok(_) => purges += 1,
-                    Err(e) => errors.push(DisplayErrorContext(e).to_string()),
-                }
-            }
-            (purges, errors)
-        });
-        Purger { stop, task }
-    }
-
-    /// Stops purging; the purges done and the errors met.
-    async fn stop(self) -> anyhow::Result<(usize, Vec<String>)> {
-        // The task may have ended by itself (PURGER_LIMIT): then nobody listens.
-        let _ = self.stop.send(());
-        Ok(self.task.await?)
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use support::{Mode, Pki, Registry};
 use crate::calibrate::calibrate;
 use crate::corpus::{self, Corpus};
 use crate::seeding::{self, Seeded};
-use crate::{report, Bench, Run, ScenarioId, ScenarioResult, Tool};
+use crate::{machine, report, Bench, Run, ScenarioId, ScenarioResult, Tool};
 
 impl Bench {
     pub(crate) fn wants(&self, id: ScenarioId) -> bool {
@@ -36,8 +36,8 @@ impl Bench {
 
     pub(crate) async fn run_all(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let load_start = report::load_average();
-        let machine = report::Machine::probe(&self.ferry, self.args.ferry_commit.as_deref());
+        let load_start = machine::load_average();
+        let machine = machine::Machine::probe(&self.ferry, self.args.ferry_commit.as_deref());
         eprintln!(
             "ferry-bench: {} runs per figure, --proc {}, {:?} registries, ferry {}",
             self.args.runs,
@@ -73,7 +73,7 @@ impl Bench {
         if self.wants(ScenarioId::Planner) && !self.order(&[Tool::Ferry], 0).is_empty() {
             scenarios.extend(self.planner(&source).await?);
         }
-        let settings = report::Settings {
+        let settings = machine::Settings {
             runs: self.args.runs,
             proc: self.args.proc,
             quick: self.args.quick,
@@ -86,7 +86,7 @@ impl Bench {
                 .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
             duration_s: started.elapsed().as_secs_f64(),
             load_start,
-            load_end: report::load_average(),
+            load_end: machine::load_average(),
         };
         let report = report::Report::new(machine, settings, calibration, scenarios);
         print!("{}", report.text_table());
