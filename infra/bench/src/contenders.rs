@@ -14,16 +14,21 @@ use crate::runner::{self, clean_command, run_measured, Between};
 use crate::seeding::Seeded;
 use crate::{floor, Bench, Run, Tool};
 
+/// One copy a contender is asked to make: `corpus`, seeded as `seeded` into `source`, to
+/// `target`.
+pub(crate) struct CopyJob<'a> {
+    pub source: &'a Registry,
+    pub target: &'a Registry,
+    pub corpus: &'a Corpus,
+    pub seeded: &'a Seeded,
+}
+
 impl Bench {
     /// Run `tool` copying `corpus` from `source` to `target`, measured and counted (not
     /// verified).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run_tool(
         &mut self,
-        source: &Registry,
-        target: &Registry,
-        corpus: &Corpus,
-        seeded: &Seeded,
+        job: &CopyJob<'_>,
         tool: Tool,
         round: usize,
         what: &str,
@@ -31,13 +36,16 @@ impl Bench {
         let dir = self.next_dir(&format!("{what}-{}-{round}", tool.name()))?;
         let home = dir.join("home");
         let cmd = match tool {
-            Tool::Ferry => self.ferry_command(source, target, corpus, &dir, &home)?,
-            Tool::Skopeo => self.skopeo_command(source, target, corpus, &dir, &home)?,
-            Tool::Floor => self.floor_command(source, target, seeded, &dir, &home, false)?,
-            Tool::FloorH2 => self.floor_command(source, target, seeded, &dir, &home, true)?,
+            Tool::Ferry => self.ferry_command(job, &dir, &home)?,
+            Tool::Skopeo => self.skopeo_command(job, &dir, &home)?,
+            Tool::Floor => self.floor_command(job, &dir, &home, false)?,
+            Tool::FloorH2 => self.floor_command(job, &dir, &home, true)?,
         };
         let log = dir.join("output.log");
-        let between = Between { source, target };
+        let between = Between {
+            source: job.source,
+            target: job.target,
+        };
         between.prepare();
         let cpu_before = between.cpu_s();
         let measured = tokio::task::block_in_place(|| run_measured(cmd, &log))?;
@@ -70,12 +78,16 @@ impl Bench {
 
     fn ferry_command(
         &self,
-        source: &Registry,
-        target: &Registry,
-        corpus: &Corpus,
+        job: &CopyJob<'_>,
         dir: &Path,
         home: &Path,
     ) -> anyhow::Result<std::process::Command> {
+        let CopyJob {
+            source,
+            target,
+            corpus,
+            ..
+        } = job;
         let auth = auth_yaml(&[source, target]);
         let mut images = String::new();
         for repo in corpus.repos() {
@@ -94,12 +106,16 @@ impl Bench {
 
     fn skopeo_command(
         &self,
-        source: &Registry,
-        target: &Registry,
-        corpus: &Corpus,
+        job: &CopyJob<'_>,
         dir: &Path,
         home: &Path,
     ) -> anyhow::Result<std::process::Command> {
+        let CopyJob {
+            source,
+            target,
+            corpus,
+            ..
+        } = job;
         let (user, password) = self.credentials();
         let ca_dir = Pki::get().ca_dir().display().to_string();
         // All repositories in one skopeo process, like ferry's one run: a YAML source.
@@ -135,13 +151,17 @@ impl Bench {
 
     fn floor_command(
         &self,
-        source: &Registry,
-        target: &Registry,
-        seeded: &Seeded,
+        job: &CopyJob<'_>,
         dir: &Path,
         home: &Path,
         http2: bool,
     ) -> anyhow::Result<std::process::Command> {
+        let CopyJob {
+            source,
+            target,
+            seeded,
+            ..
+        } = job;
         let (user, password) = self.credentials();
         let mut by_digest: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
         for p in &seeded.placements {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use support::{Mode, Pki, Registry};
 
 use crate::calibrate::calibrate;
+use crate::contenders::CopyJob;
 use crate::corpus::{self, Corpus};
 use crate::seeding::{self, Seeded};
 use crate::{machine, report, Bench, Run, ScenarioId, ScenarioResult, Tool};
@@ -180,9 +181,13 @@ impl Bench {
         what: &str,
     ) -> anyhow::Result<Run> {
         let target = Registry::start(self.mode);
-        let run = self
-            .run_tool(source, &target, corpus, seeded, tool, round, what)
-            .await?;
+        let job = CopyJob {
+            source,
+            target: &target,
+            corpus,
+            seeded,
+        };
+        let run = self.run_tool(&job, tool, round, what).await?;
         let problems = if matches!(tool, Tool::Floor | Tool::FloorH2) {
             let blobs_only = Seeded {
                 placements: seeded.placements.clone(),
@@ -221,17 +226,13 @@ impl Bench {
         let mut result = self.scenario("warm", title, &corpus, &seeded, seed_s);
         let target = Registry::start(self.mode);
         // Fill the target once (not measured), then check it.
-        let initial = self
-            .run_tool(
-                source,
-                &target,
-                &corpus,
-                &seeded,
-                Tool::Ferry,
-                0,
-                "warm-fill",
-            )
-            .await?;
+        let job = CopyJob {
+            source,
+            target: &target,
+            corpus: &corpus,
+            seeded: &seeded,
+        };
+        let initial = self.run_tool(&job, Tool::Ferry, 0, "warm-fill").await?;
         let problems = seeding::verify(&target, &seeded, true, 8).await?;
         anyhow::ensure!(
             problems.is_empty(),
@@ -244,9 +245,7 @@ impl Bench {
         );
         for round in 0..self.args.runs {
             for tool in self.order(&[Tool::Ferry, Tool::Skopeo], round) {
-                let run = self
-                    .run_tool(source, &target, &corpus, &seeded, tool, round, "warm")
-                    .await?;
+                let run = self.run_tool(&job, tool, round, "warm").await?;
                 let problems = seeding::verify(&target, &seeded, false, 8).await?;
                 anyhow::ensure!(
                     problems.is_empty(),
