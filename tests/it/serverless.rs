@@ -14,7 +14,7 @@ use ferry::queue::{Delivery, Queue};
 use planner::Planner;
 use serde_json::Value;
 use support::{
-    run_ferry, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
+    assert_same_raw, run_ferry, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
     Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION,
 };
 
@@ -124,10 +124,11 @@ async fn planner_enqueues_what_is_stale_and_copiers_copy_it() {
         response.batch_item_failures
     );
     for tag in ["v2", "v3"] {
-        assert_eq!(
-            skopeo_inspect_raw(&src, &format!("team/app:{tag}")),
-            skopeo_inspect_raw(&dst, &format!("mirror/app:{tag}")),
-            "{tag}"
+        assert_same_raw(
+            &src,
+            &format!("team/app:{tag}"),
+            &dst,
+            &format!("mirror/app:{tag}"),
         );
     }
 
@@ -323,9 +324,11 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
     assert!(out.stderr.contains("3 jobs succeeded, 0 failed"), "{out}");
     assert_eq!(moto.message_count(&url).await, 0);
     for i in 0..3 {
-        assert_eq!(
-            skopeo_inspect_raw(&src, &format!("team/app:v{i}")),
-            skopeo_inspect_raw(&dst, &format!("mirror/app:v{i}"))
+        assert_same_raw(
+            &src,
+            &format!("team/app:v{i}"),
+            &dst,
+            &format!("mirror/app:v{i}"),
         );
     }
 }
@@ -380,8 +383,5 @@ async fn planner_and_copier_under_the_lambda_runtime_emulator() {
         "{:?}",
         emulator.logs()
     );
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v1"),
-        skopeo_inspect_raw(&dst, "mirror/app:v1")
-    );
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
 }

@@ -13,8 +13,8 @@ use ::ferry::job::Job;
 use ::ferry::queue::Queue;
 use serde_json::Value;
 use support::{
-    ferry, free_port, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode,
-    Moto, Options, Registry, Workdir,
+    assert_same_raw, ferry, free_port, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
+    Options, Registry, Workdir,
 };
 use webhook::WebhookFunction;
 
@@ -137,14 +137,8 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
     if !copied {
         panic!("v2 and the index were not copied\n{}", served.terminate());
     }
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v2"),
-        skopeo_inspect_raw(&dst, "mirror/app:v2")
-    );
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/all:latest"),
-        skopeo_inspect_raw(&dst, "mirror/all:latest")
-    );
+    assert_same_raw(&src, "team/app:v2", &dst, "mirror/app:v2");
+    assert_same_raw(&src, "team/all:latest", &dst, "mirror/all:latest");
     let out = served.terminate();
     out.assert_success();
     assert_eq!(dst.list_tags("mirror/app").await, ["v2"], "{out}");
