@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 use support::{auth_yaml, Pki, Registry};
 
@@ -34,12 +35,11 @@ impl Bench {
         what: &str,
     ) -> anyhow::Result<Run> {
         let dir = self.next_dir(&format!("{what}-{}-{round}", tool.name()))?;
-        let home = dir.join("home");
         let cmd = match tool {
-            Tool::Ferry => self.ferry_command(job, &dir, &home)?,
-            Tool::Skopeo => self.skopeo_command(job, &dir, &home)?,
-            Tool::Floor => self.floor_command(job, &dir, &home, false)?,
-            Tool::FloorH2 => self.floor_command(job, &dir, &home, true)?,
+            Tool::Ferry => self.ferry_command(job, &dir)?,
+            Tool::Skopeo => self.skopeo_command(job, &dir)?,
+            Tool::Floor => self.floor_command(job, &dir, false)?,
+            Tool::FloorH2 => self.floor_command(job, &dir, true)?,
         };
         let log = dir.join("output.log");
         let between = Between {
@@ -76,26 +76,16 @@ impl Bench {
             .expect("auth modes have credentials")
     }
 
-    fn ferry_command(
-        &self,
-        job: &CopyJob<'_>,
-        dir: &Path,
-        home: &Path,
-    ) -> anyhow::Result<std::process::Command> {
-        let CopyJob {
-            source,
-            target,
-            corpus,
-            ..
-        } = job;
+    fn ferry_command(&self, job: &CopyJob<'_>, dir: &Path) -> anyhow::Result<Command> {
+        let (source, target) = (job.source, job.target);
         let auth = auth_yaml(&[source, target]);
         let mut images = String::new();
-        for repo in corpus.repos() {
+        for repo in job.corpus.repos() {
             images += &format!("{:?}: {:?}\n", source.image(&repo), target.image(&repo));
         }
         std::fs::write(dir.join("auth.yaml"), auth)?;
         std::fs::write(dir.join("images.yaml"), images)?;
-        let mut cmd = clean_command(&self.ferry, home);
+        let mut cmd = clean_command(&self.ferry, &dir.join("home"));
         cmd.arg("sync")
             .arg(format!("--auth={}", dir.join("auth.yaml").display()))
             .arg(format!("--images={}", dir.join("images.yaml").display()))
@@ -104,18 +94,8 @@ impl Bench {
         Ok(cmd)
     }
 
-    fn skopeo_command(
-        &self,
-        job: &CopyJob<'_>,
-        dir: &Path,
-        home: &Path,
-    ) -> anyhow::Result<std::process::Command> {
-        let CopyJob {
-            source,
-            target,
-            corpus,
-            ..
-        } = job;
+    fn skopeo_command(&self, job: &CopyJob<'_>, dir: &Path) -> anyhow::Result<Command> {
+        let corpus = job.corpus;
         let (user, password) = self.credentials();
         let ca_dir = Pki::get().ca_dir().display().to_string();
         // All repositories in one skopeo process, like ferry's one run: a YAML source.
@@ -124,7 +104,7 @@ impl Bench {
             .first()
             .and_then(|r| r.rsplit_once('/').map(|(p, _)| p.to_string()))
             .expect("corpus repositories have a prefix");
-        let mut yaml = format!("{:?}:\n  images:\n", source.host());
+        let mut yaml = format!("{:?}:\n  images:\n", job.source.host());
         for repo in corpus.repos() {
             yaml += &format!("    {repo:?}: []\n");
         }
@@ -132,7 +112,7 @@ impl Bench {
             "  credentials:\n    username: {user:?}\n    password: {password:?}\n  tls-verify: true\n  cert-dir: {ca_dir:?}\n"
         );
         std::fs::write(dir.join("sync.yaml"), yaml)?;
-        let mut cmd = clean_command("skopeo", home);
+        let mut cmd = clean_command("skopeo", &dir.join("home"));
         cmd.args([
             "--insecure-policy",
             "sync",
@@ -145,26 +125,15 @@ impl Bench {
         .arg(format!("--dest-cert-dir={ca_dir}"))
         .arg(format!("--dest-creds={user}:{password}"))
         .arg(dir.join("sync.yaml"))
-        .arg(target.image(&prefix));
+        .arg(job.target.image(&prefix));
         Ok(cmd)
     }
 
-    fn floor_command(
-        &self,
-        job: &CopyJob<'_>,
-        dir: &Path,
-        home: &Path,
-        http2: bool,
-    ) -> anyhow::Result<std::process::Command> {
-        let CopyJob {
-            source,
-            target,
-            seeded,
-            ..
-        } = job;
+    fn floor_command(&self, job: &CopyJob<'_>, dir: &Path, http2: bool) -> anyhow::Result<Command> {
+        let (source, target) = (job.source, job.target);
         let (user, password) = self.credentials();
         let mut by_digest: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
-        for p in &seeded.placements {
+        for p in &job.seeded.placements {
             let e = by_digest
                 .entry(p.digest.as_str())
                 .or_insert((p.size, Vec::new()));
@@ -192,7 +161,7 @@ impl Bench {
                 .collect(),
         };
         std::fs::write(dir.join("floor.json"), serde_json::to_vec(&spec)?)?;
-        let mut cmd = clean_command(std::env::current_exe()?, home);
+        let mut cmd = clean_command(std::env::current_exe()?, &dir.join("home"));
         cmd.arg("floor").arg(dir.join("floor.json"));
         Ok(cmd)
     }
