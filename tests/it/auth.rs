@@ -3,11 +3,9 @@
 //! the Docker config fallback, and refusing to send credentials to a plain-HTTP realm.
 
 use support::{
-    temp_dir, write_file, ImageSpec, Mode, Pki, Registry, BASIC_PASSWORD, BASIC_USER,
-    TOKEN_PASSWORD, TOKEN_USER,
+    ferry_plan, write_file, ImageSpec, Mode, Pair, Pki, Registry, Workdir, BASIC_PASSWORD,
+    BASIC_USER, TOKEN_PASSWORD, TOKEN_USER,
 };
-
-use crate::{auth_file, ferry_plan, pairs, sync};
 
 async fn registry_with(mode: Mode, repos: &[&str]) -> Registry {
     let reg = Registry::start(mode);
@@ -18,24 +16,24 @@ async fn registry_with(mode: Mode, repos: &[&str]) -> Registry {
     reg
 }
 
-fn images_for(dir: &std::path::Path, reg: &Registry, repos: &[&str]) -> std::path::PathBuf {
+/// `images.yaml` in `work` planning each of `repos` (tag `v1`) to `dst.example.com`.
+fn images_for(work: &Workdir, reg: &Registry, repos: &[&str]) -> std::path::PathBuf {
     let yaml: String = repos
         .iter()
         .map(|r| format!("{}/{r}:v1: dst.example.com/{r}\n", reg.host()))
         .collect();
-    write_file(dir, "images.yaml", yaml)
+    work.images(yaml)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_over_tls_with_a_private_ca() {
     let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app"]);
-    ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]).assert_success();
+    let work = Workdir::trusting(&[&reg]);
+    let images = images_for(&work, &reg, &["team/app"]);
+    work.plan(&images, &[], &[]).assert_success();
 
     // Wrong password: unauthorized, named.
-    let bad = write_file(
-        dir.path(),
+    let bad = work.write(
         "bad.yaml",
         format!(
             "{}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {}\n",
@@ -52,8 +50,7 @@ async fn basic_over_tls_with_a_private_ca() {
     );
 
     // Without the CA the certificate is not trusted.
-    let untrusted = write_file(
-        dir.path(),
+    let untrusted = work.write(
         "untrusted.yaml",
         format!(
             "{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n",
@@ -68,18 +65,14 @@ async fn basic_over_tls_with_a_private_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ssl_cert_file_is_honoured() {
     let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app"]);
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!(
-            "{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n",
-            reg.host()
-        ),
-    );
+    let work = Workdir::with_auth(format!(
+        "{}:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n",
+        reg.host()
+    ));
+    let images = images_for(&work, &reg, &["team/app"]);
     let ca = Pki::get().ca_cert.display().to_string();
-    ferry_plan(Some(&auth), &images, &[], &[("SSL_CERT_FILE", &ca)]).assert_success();
+    work.plan(&images, &[], &[("SSL_CERT_FILE", &ca)])
+        .assert_success();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,16 +83,15 @@ async fn bearer_tokens_are_fetched_once_per_scope() {
         .await;
     let tags: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
     reg.tag_many("team/app", &tags, &image).await;
-    let dir = temp_dir();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: dst.example.com/team/app\n", reg.host()),
-    );
+    let work = Workdir::trusting(&[&reg]);
+    let images = work.images(format!(
+        "{}/team/app: dst.example.com/team/app\n",
+        reg.host()
+    ));
     reg.issuer().unwrap().clear_requests();
-    let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
+    let out = work.plan(&images, &[], &[]);
     out.assert_success();
-    assert_eq!(pairs(&out).len(), 13, "{out}");
+    assert_eq!(out.pairs().len(), 13, "{out}");
     // tags/list plus 13 HEADs share one pull token.
     let requests = reg.issuer().unwrap().requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
@@ -115,7 +107,8 @@ async fn bearer_tokens_are_fetched_once_per_scope() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_copy_takes_one_token_per_repository() {
-    let src = Registry::start(Mode::Token);
+    let p = Pair::start(Mode::Token, Mode::Token);
+    let (src, dst) = (&p.src, &p.dst);
     for (i, tag) in ["v1", "v2", "v3"].iter().enumerate() {
         src.seed_image(
             "team/app",
@@ -124,39 +117,32 @@ async fn a_copy_takes_one_token_per_repository() {
         )
         .await;
     }
-    let dst = Registry::start(Mode::Token);
-    let dir = temp_dir();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: {}/mirror/app\n", src.host(), dst.host()),
-    );
+    let images = p.rule("team/app", "mirror/app");
     src.clear_requests();
     dst.clear_requests();
-    sync(&auth_file(dir.path(), &[&src, &dst]), &images, &[]).assert_success();
+    p.sync(&images, &[]).assert_success();
     // The target's HEADs, its tags/list and every upload share one pull+push token; the
     // source's listing, manifests and blobs one pull token.
     let scopes = |reg: &Registry| -> Vec<Vec<String>> {
         reg.token_requests().into_iter().map(|r| r.scopes).collect()
     };
-    assert_eq!(scopes(&dst), [["repository:mirror/app:pull,push"]]);
-    assert_eq!(scopes(&src), [["repository:team/app:pull"]]);
+    assert_eq!(scopes(dst), [["repository:mirror/app:pull,push"]]);
+    assert_eq!(scopes(src), [["repository:team/app:pull"]]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anonymous_tokens_for_public_repositories() {
     let reg = registry_with(Mode::Token, &["public/app", "private/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["public/app", "private/app"]);
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
-    );
-    let out = ferry_plan(Some(&auth), &images, &[], &[]);
+    let work = Workdir::with_auth(format!(
+        "{}:\n  ca: {}\n",
+        reg.host(),
+        Pki::get().ca_cert.display()
+    ));
+    let images = images_for(&work, &reg, &["public/app", "private/app"]);
+    let out = work.plan(&images, &[], &[]);
     out.assert_code(1);
     assert_eq!(
-        pairs(&out),
+        out.pairs(),
         vec![(
             format!("{}/public/app:v1", reg.host()),
             "dst.example.com/public/app:v1".into()
@@ -168,18 +154,18 @@ async fn anonymous_tokens_for_public_repositories() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_auth_over_plain_http_when_insecure() {
     let reg = registry_with(Mode::TokenHttp, &["team/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app"]);
-    ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]).assert_success();
+    let work = Workdir::trusting(&[&reg]);
+    let images = images_for(&work, &reg, &["team/app"]);
+    work.plan(&images, &[], &[]).assert_success();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_never_go_to_a_plain_http_realm() {
     let reg = registry_with(Mode::TokenInsecureRealm, &["team/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app"]);
+    let work = Workdir::trusting(&[&reg]);
+    let images = images_for(&work, &reg, &["team/app"]);
     reg.issuer().unwrap().clear_requests();
-    let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
+    let out = work.plan(&images, &[], &[]);
     out.assert_code(1);
     assert!(out.stderr.contains("over plain HTTP"), "{out}");
     assert_eq!(reg.issuer().unwrap().requests().len(), 0);
@@ -188,26 +174,21 @@ async fn credentials_never_go_to_a_plain_http_realm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn longest_matching_entry_wins() {
     let reg = registry_with(Mode::BasicTls, &["team/app", "other/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app", "other/app"]);
     let ca = Pki::get().ca_cert.display().to_string();
     let host = reg.host();
     // The host-wide entry is wrong; the namespace entry is right. A near-miss prefix
     // (`team-x`) must not match `team`.
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!(
-            "{host}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {ca}\n\
-             {host}/team:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n\
-             {host}/othe:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n"
-        ),
-    );
+    let work = Workdir::with_auth(format!(
+        "{host}:\n  username: {BASIC_USER}\n  password: wrong\n  ca: {ca}\n\
+         {host}/team:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n\
+         {host}/othe:\n  username: {BASIC_USER}\n  password: {BASIC_PASSWORD}\n"
+    ));
+    let images = images_for(&work, &reg, &["team/app", "other/app"]);
     for _ in 0..3 {
-        let out = ferry_plan(Some(&auth), &images, &[], &[]);
+        let out = work.plan(&images, &[], &[]);
         out.assert_code(1);
         assert_eq!(
-            pairs(&out),
+            out.pairs(),
             vec![(
                 format!("{host}/team/app:v1"),
                 "dst.example.com/team/app:v1".into()
@@ -224,26 +205,20 @@ async fn longest_matching_entry_wins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn environment_references_in_the_auth_file() {
     let reg = registry_with(Mode::BasicTls, &["team/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app"]);
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!(
-            "{}:\n  username: $REG_USER\n  password: \"${{REG_PASS}}\"\n  ca: {}\n",
-            reg.host(),
-            Pki::get().ca_cert.display()
-        ),
-    );
-    ferry_plan(
-        Some(&auth),
+    let work = Workdir::with_auth(format!(
+        "{}:\n  username: $REG_USER\n  password: \"${{REG_PASS}}\"\n  ca: {}\n",
+        reg.host(),
+        Pki::get().ca_cert.display()
+    ));
+    let images = images_for(&work, &reg, &["team/app"]);
+    work.plan(
         &images,
         &[],
         &[("REG_USER", BASIC_USER), ("REG_PASS", BASIC_PASSWORD)],
     )
     .assert_success();
     reg.clear_requests();
-    let out = ferry_plan(Some(&auth), &images, &[], &[("REG_USER", BASIC_USER)]);
+    let out = work.plan(&images, &[], &[("REG_USER", BASIC_USER)]);
     out.assert_code(2);
     assert!(
         out.stderr.contains("auth.yaml") && out.stderr.contains("REG_PASS"),
@@ -256,17 +231,16 @@ async fn environment_references_in_the_auth_file() {
 async fn docker_config_is_the_fallback() {
     use base64::Engine as _;
     let reg = registry_with(Mode::Token, &["team/app"]).await;
-    let dir = temp_dir();
-    let images = images_for(dir.path(), &reg, &["team/app"]);
     // The auth file only says how to trust the registry; credentials come from Docker's config.
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!("{}:\n  ca: {}\n", reg.host(), Pki::get().ca_cert.display()),
-    );
+    let work = Workdir::with_auth(format!(
+        "{}:\n  ca: {}\n",
+        reg.host(),
+        Pki::get().ca_cert.display()
+    ));
+    let images = images_for(&work, &reg, &["team/app"]);
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{TOKEN_PASSWORD}"));
-    let docker = dir.path().join("docker");
+    let docker = work.path().join("docker");
     write_file(
         &docker,
         "config.json",
@@ -276,10 +250,10 @@ async fn docker_config_is_the_fallback() {
         ),
     );
     let docker_dir = docker.display().to_string();
-    let out = ferry_plan(Some(&auth), &images, &[], &[("DOCKER_CONFIG", &docker_dir)]);
+    let out = work.plan(&images, &[], &[("DOCKER_CONFIG", &docker_dir)]);
     out.assert_success();
     let requests = format!("{:?}", reg.issuer().unwrap().requests());
     assert!(requests.contains(TOKEN_USER), "{requests}");
     // Without it, the private repository is out of reach.
-    ferry_plan(Some(&auth), &images, &[], &[]).assert_code(1);
+    work.plan(&images, &[], &[]).assert_code(1);
 }

@@ -1,9 +1,7 @@
 //! Bad input: every malformed file or rule stops ferry with exit status 2 and a message
 //! naming the file, the rule and the value, before any registry is contacted.
 
-use support::{temp_dir, write_file, ImageSpec, Mode, Registry};
-
-use crate::ferry_plan;
+use support::{ferry_plan, temp_dir, write_file, ImageSpec, Mode, Registry, Workdir};
 
 const D1: &str = "sha256:14b267eb38aa85fd12d0e168fffa2d8a6187ac53a14a0212b0d4fce8d729598c";
 const D2: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -88,8 +86,7 @@ async fn every_bad_rule_is_named_and_nothing_is_contacted() {
     reg.seed_image("a/b", "v1", &ImageSpec::with_layers(4, 1, 64))
         .await;
     let src = reg.host();
-    let auth_dir = temp_dir();
-    let auth = crate::auth_file(auth_dir.path(), &[&reg]);
+    let auth = Workdir::trusting(&[&reg]);
     for (file, body, needles) in cases() {
         let dir = temp_dir();
         // A valid rule next to the bad one: it must not be contacted either.
@@ -104,7 +101,7 @@ async fn every_bad_rule_is_named_and_nothing_is_contacted() {
             format!("{good}{}", body.replace("{src}", &src)),
         );
         reg.clear_requests();
-        let out = ferry_plan(Some(&auth), &images, &[], &[]);
+        let out = ferry_plan(Some(auth.auth()), &images, &[], &[]);
         out.assert_code(2);
         for needle in needles {
             let needle = needle.replace("{src}", &src);

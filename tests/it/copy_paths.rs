@@ -9,19 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    ferry, skopeo_inspect_raw, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, ProxyRequest,
-    Registry,
+    assert_same_raw, ferry, insecure_auth_yaml, read_json, Fault, ImageSpec, Mode, Pair, Proxy,
+    ProxyRequest, Registry, Workdir, FAST_RETRIES,
 };
-
-use crate::{auth_file, read_json, sync, FAST_RETRIES};
-
-fn insecure_auth(dir: &std::path::Path, hosts: &[String]) -> std::path::PathBuf {
-    let yaml: String = hosts
-        .iter()
-        .map(|h| format!("{h}: {{insecure: true}}\n"))
-        .collect();
-    write_file(dir, "auth.yaml", yaml)
-}
 
 /// The manifest without its JWS signatures: what a schema 1 digest covers. The registry
 /// signs schema 1 afresh on every GET, so whole bodies never compare equal.
@@ -33,19 +23,13 @@ fn schema1_payload(bytes: &[u8]) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema1_manifests_are_pushed_as_is() {
-    let src = Registry::start(Mode::Http);
+    let p = Pair::start(Mode::Http, Mode::BasicTls);
+    let (src, dst) = (&p.src, &p.dst);
     let seeded = src
         .seed_schema1_image("old/app", "v1", &ImageSpec::with_layers(71, 2, 2048))
         .await;
-    let dst = Registry::start(Mode::BasicTls);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/old/app:v1: {}/mirror/old\n", src.host(), dst.host()),
-    );
-    sync(&auth, &images, &[]).assert_success();
+    let images = p.rule("old/app:v1", "mirror/old");
+    p.sync(&images, &[]).assert_success();
     let copied = dst.fetch_manifest("mirror/old", "v1").await.unwrap();
     assert_eq!(
         copied.media_type,
@@ -64,7 +48,7 @@ async fn schema1_manifests_are_pushed_as_is() {
     }
     // Nothing to do the second time.
     dst.clear_requests();
-    sync(&auth, &images, &[]).assert_success();
+    p.sync(&images, &[]).assert_success();
     assert_eq!(dst.count("PUT", "/"), 0, "{:?}", dst.requests());
 }
 
@@ -83,18 +67,14 @@ async fn chunked_uploads_when_the_registry_asks_for_them() {
         (r.method == "POST" && r.path.contains("/blobs/uploads/"))
             .then(|| Fault::AddResponseHeader("OCI-Chunk-Min-Length".into(), MIN_CHUNK.to_string()))
     });
-    let dir = temp_dir();
-    let auth = insecure_auth(dir.path(), &[src.host(), proxy.host()]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app:v1: {}/mirror/app\n", src.host(), proxy.host()),
-    );
-    sync(&auth, &images, &[]).assert_success();
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v1"),
-        skopeo_inspect_raw(&dst, "mirror/app:v1")
-    );
+    let work = Workdir::insecure(&[src.host(), proxy.host()]);
+    let images = work.images(format!(
+        "{}/team/app:v1: {}/mirror/app\n",
+        src.host(),
+        proxy.host()
+    ));
+    work.sync(&images, &[]).assert_success();
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
     let patches = proxy.count("PATCH", "/blobs/uploads/");
     // The big layer alone needs ceil(300 KiB / 64 KiB) = 5 chunks; config one more.
     assert!(
@@ -129,23 +109,14 @@ async fn a_declined_mount_falls_back_to_a_copy() {
             Fault::Rewrite(format!("{path}?{}", query.join("&")))
         })
     });
-    let dir = temp_dir();
-    let auth = insecure_auth(dir.path(), &[proxy.host()]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{0}/team/app:v1: {0}/copy/app\n", proxy.host()),
-    );
-    let report = dir.path().join("report.json");
-    sync(&auth, &images, &[&format!("--report={}", report.display())]).assert_success();
-    let json = read_json(&report);
+    let work = Workdir::insecure(&[proxy.host()]);
+    let images = work.images(format!("{0}/team/app:v1: {0}/copy/app\n", proxy.host()));
+    let (out, json) = work.sync_reporting(&images, &[]);
+    out.assert_success();
     assert_eq!(json["totals"]["blobs_mounted"], 0, "{json}");
     assert_eq!(json["totals"]["blobs_copied"], 3, "{json}");
     assert_eq!(proxy.count("POST", "mount="), 3, "{:?}", proxy.requests());
-    assert_eq!(
-        skopeo_inspect_raw(&reg, "team/app:v1"),
-        skopeo_inspect_raw(&reg, "copy/app:v1")
-    );
+    assert_same_raw(&reg, "team/app:v1", &reg, "copy/app:v1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,26 +153,18 @@ async fn a_redirect_to_another_host_gets_no_credentials() {
     });
     let dst = Registry::start(Mode::Http);
     let (user, password) = src.credentials().unwrap();
-    let dir = temp_dir();
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!(
-            "{}: {{insecure: true, username: {user}, password: {password}}}\n{}: {{insecure: true}}\n",
-            front.host(),
-            dst.host()
-        ),
-    );
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app:v1: {}/mirror/app\n", front.host(), dst.host()),
-    );
-    sync(&auth, &images, &[]).assert_success();
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v1"),
-        skopeo_inspect_raw(&dst, "mirror/app:v1")
-    );
+    let work = Workdir::with_auth(format!(
+        "{}: {{insecure: true, username: {user}, password: {password}}}\n{}",
+        front.host(),
+        insecure_auth_yaml(&[dst.host()])
+    ));
+    let images = work.images(format!(
+        "{}/team/app:v1: {}/mirror/app\n",
+        front.host(),
+        dst.host()
+    ));
+    work.sync(&images, &[]).assert_success();
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
     let seen = seen_at_storage.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "config and layer fetched from storage");
     assert!(
@@ -235,8 +198,7 @@ async fn ctrl_c_finishes_what_is_in_flight_and_still_reports() {
             .then_some(Fault::Delay(Duration::from_millis(700)))
     });
     let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = insecure_auth(dir.path(), &[slow.host(), dst.host()]);
+    let work = Workdir::insecure(&[slow.host(), dst.host()]);
     let rules: String = (0..6)
         .map(|i| {
             format!(
@@ -246,11 +208,11 @@ async fn ctrl_c_finishes_what_is_in_flight_and_still_reports() {
             )
         })
         .collect();
-    let images = write_file(dir.path(), "images.yaml", rules);
-    let report = dir.path().join("report.json");
+    let images = work.images(rules);
+    let report = work.report_path();
     let mut child = ferry()
         .args([
-            format!("--auth={}", auth.display()),
+            format!("--auth={}", work.auth().display()),
             format!("--images={}", images.display()),
             "--proc=1".into(),
             format!("--report={}", report.display()),
@@ -305,25 +267,19 @@ async fn ctrl_c_finishes_what_is_in_flight_and_still_reports() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_and_the_summary() {
-    let src = Registry::start(Mode::Http);
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let src = &p.src;
     src.seed_image("team/app", "v1", &ImageSpec::with_layers(121, 1, 1024))
         .await;
-    let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let good = write_file(
-        dir.path(),
-        "good.yaml",
-        format!("{}/team/app:v1: {}/mirror/app\n", src.host(), dst.host()),
-    );
-    let out = sync(&auth, &good, &[]);
+    let good = p.rules("good.yaml", &[("team/app:v1", "mirror/app")]);
+    let out = p.sync(&good, &[]);
     out.assert_code(0);
     assert!(
         out.stderr
             .contains("ferry: 1 image: 1 copied, 0 skipped, 0 failed;"),
         "{out}"
     );
-    let out = sync(&auth, &good, &[]);
+    let out = p.sync(&good, &[]);
     out.assert_code(0);
     assert!(
         out.stderr
@@ -331,23 +287,21 @@ async fn exit_codes_and_the_summary() {
         "{out}"
     );
     // A rule that cannot be resolved (unknown repository) fails the run and is named.
-    let partly = write_file(
-        dir.path(),
+    let partly = p.rules(
         "partly.yaml",
-        format!(
-            "{0}/team/app:v1: {1}/mirror/app\n{0}/team/ghost: {1}/mirror/ghost\n",
-            src.host(),
-            dst.host()
-        ),
+        &[
+            ("team/app:v1", "mirror/app"),
+            ("team/ghost", "mirror/ghost"),
+        ],
     );
-    let out = sync(&auth, &partly, &[]);
+    let out = p.sync(&partly, &[]);
     out.assert_code(1);
     assert!(out.stderr.contains("rule not resolved"), "{out}");
     assert!(out.stderr.contains("team/ghost"), "{out}");
     // Bad input: 2, and nothing contacted.
-    let bad = write_file(dir.path(), "bad.yaml", "just-a-string\n");
+    let bad = p.write("bad.yaml", "just-a-string\n");
     src.clear_requests();
-    let out = sync(&auth, &bad, &[]);
+    let out = p.sync(&bad, &[]);
     out.assert_code(2);
     assert!(out.stderr.contains("bad.yaml"), "{out}");
     assert!(src.requests().is_empty());

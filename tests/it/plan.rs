@@ -1,9 +1,7 @@
 //! `ferry plan` end to end: every rule form of image-syncer's images file resolved against a
 //! real registry, with the exact lines printed.
 
-use support::{temp_dir, write_file, ImageSpec, Mode, Registry};
-
-use crate::{auth_file, ferry_plan, pairs};
+use support::{run_ferry, ImageSpec, Mode, Pki, Registry, Workdir, FAST_RETRIES};
 
 /// One image under several tags, and a second repository for the digest form.
 async fn seeded() -> (Registry, String) {
@@ -22,12 +20,9 @@ async fn seeded() -> (Registry, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rule_form_resolves() {
     let (reg, digest) = seeded().await;
-    let dir = temp_dir();
+    let work = Workdir::trusting(&[&reg]);
     let src = reg.host();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
+    let images = work.images(format!(
             "{src}/team/app: dst.example.com/all/app\n\
              {src}/team/app:v1.0,v2.0: dst.example.com/list/app\n\
              {src}/team/app:v1.0,v1.1:\n  - dst.example.com/ren/app:one,two\n  - dst.example.com/ren/app:one,two\n  - mirror\n\
@@ -36,11 +31,8 @@ async fn every_rule_form_resolves() {
              {src}/team/app:/^v1\\./: dst.example.com/anchored/app\n\
              {src}/team/app:latest: ''\n\
              {src}/team/app:v2.0: $DEST/${{NS}}/expanded\n"
-        ),
-    );
-    let auth = auth_file(dir.path(), &[&reg]);
-    let out = ferry_plan(
-        Some(&auth),
+    ));
+    let out = work.plan(
         &images,
         &["--registry=flag.example.com"],
         &[
@@ -83,7 +75,7 @@ async fn every_rule_form_resolves() {
         (s("v2.0"), "vars.example.com/team/expanded:v2.0".into()),
     ];
     expected.sort();
-    assert_eq!(pairs(&out), expected, "{out}");
+    assert_eq!(out.pairs(), expected, "{out}");
     // Every line carries the digest the planner saw.
     for line in out.stdout.lines() {
         assert!(line.contains(&format!("\"digest\":\"{digest}\"")), "{line}");
@@ -93,19 +85,18 @@ async fn every_rule_form_resolves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn json_images_file_with_target_arrays() {
     let (reg, _) = seeded().await;
-    let dir = temp_dir();
+    let work = Workdir::trusting(&[&reg]);
     let src = reg.host();
-    let images = write_file(
-        dir.path(),
+    let images = work.write(
         "images.json",
         format!(
             r#"{{"{src}/team/app:latest": ["a.example.com/x", "b.example.com/y/z", "a.example.com/x"]}}"#
         ),
     );
-    let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
+    let out = work.plan(&images, &[], &[]);
     out.assert_success();
     assert_eq!(
-        pairs(&out),
+        out.pairs(),
         vec![
             (
                 format!("{src}/team/app:latest"),
@@ -124,25 +115,24 @@ async fn legacy_config_file() {
     let reg = Registry::start(Mode::BasicTls);
     reg.seed_image("team/app", "v1", &ImageSpec::with_layers(2, 1, 512))
         .await;
-    let dir = temp_dir();
+    let work = Workdir::new();
     let (user, password) = reg.credentials().unwrap();
-    let config = write_file(
-        dir.path(),
+    let config = work.write(
         "config.json",
         format!(
             r#"{{"auth": {{"{host}": {{"username": "{user}", "password": "{password}", "ca": "{ca}"}}}},
                 "images": {{"{host}/team/app": "dst.example.com/team/app"}}}}"#,
             host = reg.host(),
-            ca = support::Pki::get().ca_cert.display()
+            ca = Pki::get().ca_cert.display()
         ),
     );
-    let out = support::run_ferry(
+    let out = run_ferry(
         &["plan".into(), format!("--config={}", config.display())],
-        &[crate::FAST_RETRIES],
+        &[FAST_RETRIES],
     );
     out.assert_success();
     assert_eq!(
-        pairs(&out),
+        out.pairs(),
         vec![(
             format!("{}/team/app:v1", reg.host()),
             "dst.example.com/team/app:v1".into()
@@ -153,22 +143,18 @@ async fn legacy_config_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreadable_rules_are_named_and_the_rest_printed() {
     let (reg, _) = seeded().await;
-    let dir = temp_dir();
+    let work = Workdir::trusting(&[&reg]);
     let src = reg.host();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
-            "{src}/team/app:v1.0,nope: dst.example.com/a\n\
-             {src}/team/missing: dst.example.com/b\n\
-             {src}/team/app:latest: dst.example.com/c\n"
-        ),
-    );
-    let out = ferry_plan(Some(&auth_file(dir.path(), &[&reg])), &images, &[], &[]);
+    let images = work.images(format!(
+        "{src}/team/app:v1.0,nope: dst.example.com/a\n\
+         {src}/team/missing: dst.example.com/b\n\
+         {src}/team/app:latest: dst.example.com/c\n"
+    ));
+    let out = work.plan(&images, &[], &[]);
     out.assert_code(1);
     // The good rule, and the good tag of the half-good rule, are still printed.
     assert_eq!(
-        pairs(&out),
+        out.pairs(),
         vec![
             (
                 format!("{src}/team/app:latest"),
@@ -199,19 +185,10 @@ async fn unreadable_rules_are_named_and_the_rest_printed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_registry_fails_with_status_1() {
-    let dir = temp_dir();
     let port = support::free_port();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("127.0.0.1:{port}/a/b:v1: dst.example.com/a/b\n"),
-    );
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!("127.0.0.1:{port}: {{insecure: true}}\n"),
-    );
-    let out = ferry_plan(Some(&auth), &images, &[], &[]);
+    let work = Workdir::insecure(&[format!("127.0.0.1:{port}")]);
+    let images = work.images(format!("127.0.0.1:{port}/a/b:v1: dst.example.com/a/b\n"));
+    let out = work.plan(&images, &[], &[]);
     out.assert_code(1);
     assert!(
         out.stderr.contains(&format!("ping 127.0.0.1:{port}")),

@@ -14,8 +14,8 @@ use ferry::queue::{Delivery, Queue};
 use planner::Planner;
 use serde_json::Value;
 use support::{
-    run_ferry, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
-    Registry, MOTO_ACCESS_KEY, MOTO_REGION,
+    assert_same_raw, run_ferry, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
+    Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION,
 };
 
 /// The functions' environment: inline rules and auth, as the template sets them.
@@ -124,10 +124,11 @@ async fn planner_enqueues_what_is_stale_and_copiers_copy_it() {
         response.batch_item_failures
     );
     for tag in ["v2", "v3"] {
-        assert_eq!(
-            skopeo_inspect_raw(&src, &format!("team/app:{tag}")),
-            skopeo_inspect_raw(&dst, &format!("mirror/app:{tag}")),
-            "{tag}"
+        assert_same_raw(
+            &src,
+            &format!("team/app:{tag}"),
+            &dst,
+            &format!("mirror/app:{tag}"),
         );
     }
 
@@ -281,26 +282,25 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
     }
     let moto = Moto::start();
     let (url, _) = moto.create_queue("ferry-jobs", None).await;
-    let dir = temp_dir();
-    let auth = crate::auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: {}/mirror/app\n", src.host(), dst.host()),
-    );
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "{}/team/app: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ));
     let endpoint = moto.endpoint();
     let aws = [
         ("AWS_ENDPOINT_URL_SQS", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
         ("AWS_REGION", MOTO_REGION),
-        crate::FAST_RETRIES,
+        support::FAST_RETRIES,
     ];
     let out = run_ferry(
         &[
             "plan".to_string(),
             format!("--images={}", images.display()),
-            format!("--auth={}", auth.display()),
+            format!("--auth={}", work.auth().display()),
             format!("--queue-url={url}"),
         ],
         &aws,
@@ -314,7 +314,7 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
         &[
             "worker".to_string(),
             format!("--queue-url={url}"),
-            format!("--auth={}", auth.display()),
+            format!("--auth={}", work.auth().display()),
             "--wait=1".into(),
             "--exit-when-empty".into(),
         ],
@@ -324,9 +324,11 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
     assert!(out.stderr.contains("3 jobs succeeded, 0 failed"), "{out}");
     assert_eq!(moto.message_count(&url).await, 0);
     for i in 0..3 {
-        assert_eq!(
-            skopeo_inspect_raw(&src, &format!("team/app:v{i}")),
-            skopeo_inspect_raw(&dst, &format!("mirror/app:v{i}"))
+        assert_same_raw(
+            &src,
+            &format!("team/app:v{i}"),
+            &dst,
+            &format!("mirror/app:v{i}"),
         );
     }
 }
@@ -381,8 +383,5 @@ async fn planner_and_copier_under_the_lambda_runtime_emulator() {
         "{:?}",
         emulator.logs()
     );
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v1"),
-        skopeo_inspect_raw(&dst, "mirror/app:v1")
-    );
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
 }

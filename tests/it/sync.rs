@@ -3,13 +3,12 @@
 //! mounts, a corrupted blob, and the report files.
 
 use serde_json::Value;
-use support::{skopeo_inspect_raw, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, Registry};
+use support::{
+    assert_same_raw, skopeo_inspect_raw, Fault, ImageSpec, Mode, Pair, Proxy, Registry, Workdir,
+};
 
-use crate::{auth_file, read_json, sync};
-
-/// A source with one of each manifest kind under `team/app`.
-async fn source_with_every_kind() -> Registry {
-    let src = Registry::start(Mode::Http);
+/// Seeds one of each manifest kind under `team/app`.
+async fn seed_every_kind(src: &Registry) {
     src.seed_image(
         "team/app",
         "docker",
@@ -29,112 +28,81 @@ async fn source_with_every_kind() -> Registry {
     ];
     src.seed_index("team/app", "list", &platforms, false).await;
     src.seed_index("team/app", "index", &platforms, true).await;
-    src
 }
 
 const TAGS: [&str; 4] = ["docker", "oci", "list", "index"];
 
+/// The report's entries with this status.
+fn with_status<'a>(report: &'a Value, status: &str) -> Vec<&'a Value> {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == status)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn copies_byte_exact_then_is_a_no_op() {
-    let src = source_with_every_kind().await;
-    let dst = Registry::start(Mode::Token);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: {}/mirror/app\n", src.host(), dst.host()),
-    );
-    let report = dir.path().join("report.json");
-    let out = sync(
-        &auth,
-        &images,
-        &["--proc=3", &format!("--report={}", report.display())],
-    );
+    let p = Pair::start(Mode::Http, Mode::Token);
+    seed_every_kind(&p.src).await;
+    let images = p.rule("team/app", "mirror/app");
+    let (out, json) = p.sync_reporting(&images, &["--proc=3"]);
     out.assert_success();
     for tag in TAGS {
-        let a = skopeo_inspect_raw(&src, &format!("team/app:{tag}"));
-        let b = skopeo_inspect_raw(&dst, &format!("mirror/app:{tag}"));
-        assert_eq!(a, b, "{tag}: manifests differ");
+        p.assert_copied(&format!("team/app:{tag}"), &format!("mirror/app:{tag}"));
     }
-    let json = read_json(&report);
     assert_eq!(json["totals"]["copied"], 4, "{json}");
     assert_eq!(json["totals"]["failed"], 0, "{json}");
 
     // Second run: HEADs only, no GET of a manifest, no upload, no manifest PUT.
-    src.clear_requests();
-    dst.clear_requests();
-    let out = sync(&auth, &images, &[&format!("--report={}", report.display())]);
+    p.src.clear_requests();
+    p.dst.clear_requests();
+    let (out, json) = p.sync_reporting(&images, &[]);
     out.assert_success();
-    for reg in [&src, &dst] {
+    for reg in [&p.src, &p.dst] {
         let requests = reg.requests();
         assert_eq!(reg.count("GET", "/manifests/"), 0, "{requests:?}");
         assert_eq!(reg.count("PUT", "/"), 0, "{requests:?}");
         assert_eq!(reg.count("POST", "/"), 0, "{requests:?}");
         assert_eq!(reg.count("PATCH", "/"), 0, "{requests:?}");
     }
-    assert_eq!(src.count("HEAD", "/manifests/"), 4);
-    assert_eq!(dst.count("HEAD", "/manifests/"), 4);
-    let json = read_json(&report);
+    assert_eq!(p.src.count("HEAD", "/manifests/"), 4);
+    assert_eq!(p.dst.count("HEAD", "/manifests/"), 4);
     assert_eq!(json["totals"]["skipped"], 4, "{json}");
 
     // --force pushes again.
-    dst.clear_requests();
-    sync(&auth, &images, &["--force"]).assert_success();
-    assert!(dst.count("PUT", "/manifests/") >= 4, "{:?}", dst.requests());
+    p.dst.clear_requests();
+    p.sync(&images, &["--force"]).assert_success();
+    assert!(
+        p.dst.count("PUT", "/manifests/") >= 4,
+        "{:?}",
+        p.dst.requests()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn platform_filters_rebuild_only_what_they_drop() {
-    let src = source_with_every_kind().await;
-    let dst = Registry::start(Mode::BasicTls);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: {}/arm/app\n", src.host(), dst.host()),
-    );
-    let report = dir.path().join("report.json");
-    let out = sync(
-        &auth,
-        &images,
-        &[
-            "--arch",
-            "arm64:v8",
-            "--os=linux",
-            &format!("--report={}", report.display()),
-        ],
-    );
+    let p = Pair::start(Mode::Http, Mode::BasicTls);
+    seed_every_kind(&p.src).await;
+    let images = p.rule("team/app", "arm/app");
+    let (out, json) = p.sync_reporting(&images, &["--arch", "arm64:v8", "--os=linux"]);
     out.assert_success();
     for tag in ["list", "index"] {
         let filtered: Value =
-            serde_json::from_slice(&skopeo_inspect_raw(&dst, &format!("arm/app:{tag}"))).unwrap();
+            serde_json::from_slice(&skopeo_inspect_raw(&p.dst, &format!("arm/app:{tag}"))).unwrap();
         let entries = filtered["manifests"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{filtered}");
         assert_eq!(entries[0]["platform"]["architecture"], "arm64");
     }
     // The single-platform amd64 images do not match: skipped, not failed, nothing pushed.
-    let json = read_json(&report);
-    let skipped: Vec<&Value> = json["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["status"] == "skipped")
-        .collect();
-    assert_eq!(skipped.len(), 2, "{json}");
-    assert!(dst.fetch_manifest("arm/app", "docker").await.is_none());
+    assert_eq!(with_status(&json, "skipped").len(), 2, "{json}");
+    assert!(p.dst.fetch_manifest("arm/app", "docker").await.is_none());
     // A filter that keeps everything pushes the index unchanged.
-    let images = write_file(
-        dir.path(),
-        "all.yaml",
-        format!("{}/team/app:list: {}/all/app\n", src.host(), dst.host()),
-    );
-    sync(&auth, &images, &["--arch=amd64,arm64,arm"]).assert_success();
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:list"),
-        skopeo_inspect_raw(&dst, "all/app:list")
-    );
+    let images = p.rules("all.yaml", &[("team/app:list", "all/app")]);
+    p.sync(&images, &["--arch=amd64,arm64,arm"])
+        .assert_success();
+    p.assert_copied("team/app:list", "all/app:list");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,16 +110,10 @@ async fn blobs_are_mounted_within_a_registry() {
     let reg = Registry::start(Mode::Token);
     reg.seed_image("team/app", "v1", &ImageSpec::with_layers(31, 2, 4096))
         .await;
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&reg]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{0}/team/app:v1: {0}/copy/app\n", reg.host()),
-    );
-    let report = dir.path().join("report.json");
-    sync(&auth, &images, &[&format!("--report={}", report.display())]).assert_success();
-    let json = read_json(&report);
+    let work = Workdir::trusting(&[&reg]);
+    let images = work.images(format!("{0}/team/app:v1: {0}/copy/app\n", reg.host()));
+    let (out, json) = work.sync_reporting(&images, &[]);
+    out.assert_success();
     assert_eq!(json["totals"]["blobs_mounted"], 3, "{json}");
     assert_eq!(json["totals"]["blobs_copied"], 0, "{json}");
     assert_eq!(
@@ -159,10 +121,7 @@ async fn blobs_are_mounted_within_a_registry() {
         0,
         "mounted blobs are never downloaded"
     );
-    assert_eq!(
-        skopeo_inspect_raw(&reg, "team/app:v1"),
-        skopeo_inspect_raw(&reg, "copy/app:v1")
-    );
+    assert_same_raw(&reg, "team/app:v1", &reg, "copy/app:v1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,31 +138,13 @@ async fn a_corrupted_blob_fails_the_image_and_pushes_no_manifest() {
         (r.method == "GET" && r.path.contains(&layer)).then_some(Fault::CorruptBody)
     });
     let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = write_file(
-        dir.path(),
-        "auth.yaml",
-        format!(
-            "{}: {{insecure: true}}\n{}: {{insecure: true}}\n",
-            proxy.host(),
-            dst.host()
-        ),
-    );
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
-            "{0}/team/app:v1: {1}/mirror/app\n{0}/team/ok:v1: {1}/mirror/ok\n",
-            proxy.host(),
-            dst.host()
-        ),
-    );
-    let report = dir.path().join("report.json");
-    let out = sync(
-        &auth,
-        &images,
-        &["--retries=1", &format!("--report={}", report.display())],
-    );
+    let work = Workdir::insecure(&[proxy.host(), dst.host()]);
+    let images = work.images(format!(
+        "{0}/team/app:v1: {1}/mirror/app\n{0}/team/ok:v1: {1}/mirror/ok\n",
+        proxy.host(),
+        dst.host()
+    ));
+    let (out, json) = work.sync_reporting(&images, &["--retries=1"]);
     out.assert_code(1);
     assert!(
         out.stderr.contains("team/app:v1"),
@@ -219,14 +160,7 @@ async fn a_corrupted_blob_fails_the_image_and_pushes_no_manifest() {
         dst.fetch_manifest("mirror/ok", "v1").await.is_some(),
         "the other image still copied"
     );
-    let json = read_json(&report);
-    let failed = json["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["status"] == "failed")
-        .unwrap()
-        .clone();
+    let failed = with_status(&json, "failed")[0].clone();
     assert!(
         failed["reason"]
             .as_str()
@@ -239,20 +173,13 @@ async fn a_corrupted_blob_fails_the_image_and_pushes_no_manifest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn success_list_in_image_syncer_shape() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(51, 1, 512))
+    let p = Pair::start(Mode::Http, Mode::Http);
+    p.src
+        .seed_image("team/app", "v1", &ImageSpec::with_layers(51, 1, 512))
         .await;
-    let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app:v1: {}/mirror/app\n", src.host(), dst.host()),
-    );
-    let success = dir.path().join("ok.json");
-    let out = sync(
-        &auth,
+    let images = p.rule("team/app:v1", "mirror/app");
+    let success = p.path().join("ok.json");
+    let out = p.sync(
         &images,
         &[
             &format!("--output-success-images={}", success.display()),
@@ -260,46 +187,24 @@ async fn success_list_in_image_syncer_shape() {
         ],
     );
     out.assert_success();
-    let json = read_json(&success);
+    let json = support::read_json(&success);
     assert_eq!(
-        json[format!("{}/team/app:v1", src.host())],
-        serde_json::json!([format!("{}/mirror/app:v1", dst.host())]),
+        json[p.src.image("team/app:v1")],
+        serde_json::json!([p.dst.image("mirror/app:v1")]),
         "{json}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_source_tag_fails_once_without_retries() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(61, 1, 512))
+    let p = Pair::start(Mode::Http, Mode::Http);
+    p.src
+        .seed_image("team/app", "v1", &ImageSpec::with_layers(61, 1, 512))
         .await;
-    let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
-            "{}/team/app:v1,nope: {}/mirror/app\n",
-            src.host(),
-            dst.host()
-        ),
-    );
-    let report = dir.path().join("report.json");
-    let out = sync(
-        &auth,
-        &images,
-        &["--retries=3", &format!("--report={}", report.display())],
-    );
+    let images = p.rule("team/app:v1,nope", "mirror/app");
+    let (out, json) = p.sync_reporting(&images, &["--retries=3"]);
     out.assert_code(1);
-    let json = read_json(&report);
-    let failed = json["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["status"] == "failed")
-        .unwrap()
-        .clone();
+    let failed = with_status(&json, "failed")[0].clone();
     assert!(
         failed["reason"]
             .as_str()
@@ -314,78 +219,53 @@ async fn a_missing_source_tag_fails_once_without_retries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_crosses_the_network_once_per_target_registry() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(71, 2, 64 * 1024))
+    let p = Pair::start(Mode::Http, Mode::Token);
+    p.src
+        .seed_image("team/app", "v1", &ImageSpec::with_layers(71, 2, 64 * 1024))
         .await;
-    let dst = Registry::start(Mode::Token);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
-            "{0}/team/app:v1: [{1}/one/app, {1}/two/app, {1}/three/app]\n",
-            src.host(),
-            dst.host()
-        ),
-    );
-    let report = dir.path().join("report.json");
-    sync(&auth, &images, &[&format!("--report={}", report.display())]).assert_success();
-    let json = read_json(&report);
+    let images = p.images(format!(
+        "{0}/team/app:v1: [{1}/one/app, {1}/two/app, {1}/three/app]\n",
+        p.src.host(),
+        p.dst.host()
+    ));
+    let (out, json) = p.sync_reporting(&images, &[]);
+    out.assert_success();
     // Three blobs (config and two layers): transferred into one repository, mounted into
     // the other two.
     assert_eq!(json["totals"]["blobs_copied"], 3, "{json}");
     assert_eq!(json["totals"]["blobs_mounted"], 6, "{json}");
     assert_eq!(
-        src.count("GET", "/blobs/sha256:"),
+        p.src.count("GET", "/blobs/sha256:"),
         3,
         "{:?}",
-        src.requests()
+        p.src.requests()
     );
     for repo in ["one/app", "two/app", "three/app"] {
-        assert_eq!(
-            skopeo_inspect_raw(&src, "team/app:v1"),
-            skopeo_inspect_raw(&dst, &format!("{repo}:v1"))
-        );
+        p.assert_copied("team/app:v1", &format!("{repo}:v1"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_that_cannot_find_anything_are_not_sent() {
-    let src = Registry::start(Mode::Http);
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let (src, dst) = (&p.src, &p.dst);
     let v1 = ImageSpec::with_layers(81, 2, 64 * 1024);
     src.seed_image("team/app", "v1", &v1).await;
     let platforms = [("linux", "amd64", None), ("linux", "arm64", Some("v8"))];
     src.seed_index("team/app", "list", &platforms, false).await;
-    let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = auth_file(dir.path(), &[&src, &dst]);
-    let rule = |tags: &str| {
-        write_file(
-            dir.path(),
-            "images.yaml",
-            format!(
-                "{}/team/app:{tags}: {}/mirror/app\n",
-                src.host(),
-                dst.host()
-            ),
-        )
-    };
+    let rule = |tags: &str| p.rule(&format!("team/app:{tags}"), "mirror/app");
     src.clear_requests();
 
     // Into a repository that does not exist yet: one tags/list tells ferry so, and then no
     // blob or child manifest is HEADed, and no source manifest either (a target lacks it).
-    sync(&auth, &rule("v1,list"), &[]).assert_success();
+    p.sync(&rule("v1,list"), &[]).assert_success();
     let requests = dst.requests();
     assert_eq!(dst.count("GET", "/mirror/app/tags/list"), 1, "{requests:?}");
     assert_eq!(dst.count("HEAD", "/blobs/"), 0, "{requests:?}");
     assert_eq!(dst.count("HEAD", "/manifests/"), 2, "{requests:?}");
     assert_eq!(src.count("HEAD", "/manifests/"), 0, "{:?}", src.requests());
     for tag in ["v1", "list"] {
-        assert_eq!(
-            skopeo_inspect_raw(&src, &format!("team/app:{tag}")),
-            skopeo_inspect_raw(&dst, &format!("mirror/app:{tag}"))
-        );
+        p.assert_copied(&format!("team/app:{tag}"), &format!("mirror/app:{tag}"));
     }
 
     // A new tag sharing v1's layers, into the repository that now exists: its blobs are
@@ -394,13 +274,10 @@ async fn requests_that_cannot_find_anything_are_not_sent() {
         .await;
     src.clear_requests();
     dst.clear_requests();
-    sync(&auth, &rule("v2"), &[]).assert_success();
+    p.sync(&rule("v2"), &[]).assert_success();
     let requests = dst.requests();
     assert_eq!(dst.count("HEAD", "/blobs/"), 3, "{requests:?}");
     assert_eq!(dst.count("PUT", "/blobs/uploads/"), 1, "{requests:?}");
     assert_eq!(src.count("GET", "/blobs/"), 1, "{:?}", src.requests());
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v2"),
-        skopeo_inspect_raw(&dst, "mirror/app:v2")
-    );
+    p.assert_copied("team/app:v2", "mirror/app:v2");
 }

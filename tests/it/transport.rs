@@ -6,19 +6,8 @@
 use std::sync::Arc;
 
 use support::{
-    fail_first, matching, temp_dir, write_file, Fault, ImageSpec, Mode, Proxy, ProxyRequest,
-    Registry,
+    fail_first, matching, Fault, ImageSpec, Mode, Proxy, ProxyRequest, Registry, Workdir,
 };
-
-use crate::{ferry_plan, pairs};
-
-fn proxied_auth(dir: &std::path::Path, proxy: &Proxy) -> std::path::PathBuf {
-    write_file(
-        dir,
-        "auth.yaml",
-        format!("{}: {{insecure: true}}\n", proxy.host()),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_faults_are_retried() {
@@ -36,19 +25,15 @@ async fn transient_faults_are_retried() {
     proxy.set_hook(move |r: &ProxyRequest| {
         unavailable(r).or_else(|| limited(r)).or_else(|| reset(r))
     });
-    let dir = temp_dir();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
-            "{0}/team/app:v1: dst.example.com/a\n{0}/team/app: dst.example.com/b\n",
-            proxy.host()
-        ),
-    );
+    let work = Workdir::insecure(&[proxy.host()]);
+    let images = work.images(format!(
+        "{0}/team/app:v1: dst.example.com/a\n{0}/team/app: dst.example.com/b\n",
+        proxy.host()
+    ));
     let started = std::time::Instant::now();
-    let out = ferry_plan(Some(&proxied_auth(dir.path(), &proxy)), &images, &[], &[]);
+    let out = work.plan(&images, &[], &[]);
     out.assert_success();
-    assert_eq!(pairs(&out).len(), 2, "{out}");
+    assert_eq!(out.pairs().len(), 2, "{out}");
     assert_eq!(proxy.faults_injected(), 4, "{:?}", proxy.requests());
     assert_eq!(proxy.count("GET", "/tags/list"), 2);
     // Retry-After: 1 was honoured (a correctness check of the wait, not a timing assertion
@@ -67,13 +52,9 @@ async fn persistent_server_errors_fail_the_rule_after_retries() {
         matching("HEAD", "/manifests/"),
         Fault::status(502),
     ));
-    let dir = temp_dir();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app:v1: dst.example.com/a\n", proxy.host()),
-    );
-    let out = ferry_plan(Some(&proxied_auth(dir.path(), &proxy)), &images, &[], &[]);
+    let work = Workdir::insecure(&[proxy.host()]);
+    let images = work.images(format!("{}/team/app:v1: dst.example.com/a\n", proxy.host()));
+    let out = work.plan(&images, &[], &[]);
     out.assert_code(1);
     assert!(out.stderr.contains("502"), "{out}");
     assert_eq!(
@@ -134,15 +115,12 @@ async fn tag_pagination_is_followed() {
     let listed = reg.list_tags("team/app").await;
     let proxy = Proxy::passthrough(&reg);
     proxy.set_hook(paging_hook(Arc::new(listed), "team/app", 50));
-    let dir = temp_dir();
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!("{}/team/app: dst.example.com/a\n", proxy.host()),
-    );
-    let out = ferry_plan(Some(&proxied_auth(dir.path(), &proxy)), &images, &[], &[]);
+    let work = Workdir::insecure(&[proxy.host()]);
+    let images = work.images(format!("{}/team/app: dst.example.com/a\n", proxy.host()));
+    let out = work.plan(&images, &[], &[]);
     out.assert_success();
-    let planned: Vec<String> = pairs(&out)
+    let planned: Vec<String> = out
+        .pairs()
         .into_iter()
         .map(|(_, t)| t.rsplit(':').next().unwrap().to_string())
         .collect();

@@ -13,8 +13,8 @@ use ::ferry::job::Job;
 use ::ferry::queue::Queue;
 use serde_json::Value;
 use support::{
-    ferry, free_port, skopeo_inspect_raw, temp_dir, workspace_root, write_file, ImageSpec, Mode,
-    Moto, Options, Registry,
+    assert_same_raw, ferry, free_port, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
+    Options, Registry, Workdir,
 };
 use webhook::WebhookFunction;
 
@@ -85,26 +85,21 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
         },
     );
     let dst = Registry::start(Mode::Http);
-    let dir = temp_dir();
-    let auth = crate::auth_file(dir.path(), &[&src, &dst]);
-    let images = write_file(
-        dir.path(),
-        "images.yaml",
-        format!(
-            "{0}/team/app:v2,v3: {1}/mirror/app\n{0}/team/all: {1}/mirror/all\n",
-            src.host(),
-            dst.host()
-        ),
-    );
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "{0}/team/app:v2,v3: {1}/mirror/app\n{0}/team/all: {1}/mirror/all\n",
+        src.host(),
+        dst.host()
+    ));
     let child = ferry()
         .args([
             "serve".to_string(),
             format!("--listen=127.0.0.1:{port}"),
-            format!("--auth={}", auth.display()),
+            format!("--auth={}", work.auth().display()),
             format!("--images={}", images.display()),
         ])
         .env("FERRY_WEBHOOK_SECRET", SECRET)
-        .env(crate::FAST_RETRIES.0, crate::FAST_RETRIES.1)
+        .env(support::FAST_RETRIES.0, support::FAST_RETRIES.1)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -142,14 +137,8 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
     if !copied {
         panic!("v2 and the index were not copied\n{}", served.terminate());
     }
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/app:v2"),
-        skopeo_inspect_raw(&dst, "mirror/app:v2")
-    );
-    assert_eq!(
-        skopeo_inspect_raw(&src, "team/all:latest"),
-        skopeo_inspect_raw(&dst, "mirror/all:latest")
-    );
+    assert_same_raw(&src, "team/app:v2", &dst, "mirror/app:v2");
+    assert_same_raw(&src, "team/all:latest", &dst, "mirror/all:latest");
     let out = served.terminate();
     out.assert_success();
     assert_eq!(dst.list_tags("mirror/app").await, ["v2"], "{out}");

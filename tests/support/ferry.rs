@@ -3,7 +3,8 @@
 //! environment cannot leak the developer's own registry credentials or
 //! settings into a test (`HOME` is an empty temp dir, `DOCKER_CONFIG`,
 //! `REGISTRY_AUTH_FILE`, `XDG_*`, proxies, `RUST_LOG` and `FERRY_*` are
-//! removed, `NO_COLOR=1`).
+//! removed, `NO_COLOR=1`), and its captured [`Output`] (with the
+//! `(source, target)` pairs a `ferry plan` printed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -154,6 +155,22 @@ impl Output {
     /// Whether it exited 0.
     pub fn success(&self) -> bool {
         self.status.success()
+    }
+
+    /// The `(source, target)` pairs of a `ferry plan`'s output (one JSON object a line),
+    /// in printed order.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+                (
+                    v["source"].as_str().unwrap().to_string(),
+                    v["target"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Panic (showing stdout and stderr) unless it exited 0.

@@ -1,12 +1,13 @@
-//! Test support for ferry's integration tests: a throw-away PKI ([`Pki`]),
-//! real `docker-registry` processes in several auth/TLS [`Mode`]s
-//! ([`Registry`]) with an in-process JWT [`TokenIssuer`], seeding and raw
-//! inspection through the Registry V2 API ([`ImageSpec`],
-//! [`Registry::seed_image`], ...), a counting fault-injection [`Proxy`], and
-//! helpers to run the `ferry` binary ([`run_ferry`]) and skopeo
-//! ([`skopeo_inspect_raw`]), and a local SQS ([`Moto`], a `moto_server` process). Everything binds loopback only, lives in temp
-//! dirs, and is torn down on drop (child processes also die with the test
-//! process).
+//! Test support for ferry's integration tests and its benchmark: a throw-away PKI
+//! ([`Pki`]), real `docker-registry` processes in several auth/TLS [`Mode`]s
+//! ([`Registry`]) with an in-process JWT [`TokenIssuer`], one client for their V2 API
+//! ([`RegistryApi`]) with seeding ([`ImageSpec`], [`Registry::seed_image`], ...) and raw
+//! inspection on top, a counting fault-injection [`Proxy`], helpers to run the `ferry`
+//! binary ([`run_ferry`]) and skopeo ([`skopeo_inspect_raw`]), the shared end-to-end
+//! set-up ([`Pair`], [`Workdir`]: registries, auth and images files, ferry runs and their
+//! reports), and a local SQS ([`Moto`], a `moto_server` process). Everything binds
+//! loopback only, lives in temp dirs, and is torn down on drop (child processes also die
+//! with the test process).
 //!
 //! Registries start synchronously (`Registry::start` blocks for a fraction
 //! of a second); seeding and inspection are `async` and run on a shared
@@ -14,8 +15,10 @@
 //! `#[tokio::test(flavor = "multi_thread")]` when a test also blocks on
 //! [`run_ferry`].
 
+pub mod api;
 pub mod certs;
 pub mod ferry;
+pub mod fixture;
 pub mod lambda;
 pub mod moto;
 pub mod net;
@@ -32,19 +35,24 @@ mod selftest;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
+pub use api::RegistryApi;
 pub use certs::Pki;
 pub use ferry::{ferry, ferry_bin, run_ferry, test_home, workspace_root, Output};
+pub use fixture::{
+    auth_yaml, ferry_plan, ferry_sync, insecure_auth_yaml, read_json, Pair, Workdir, FAST_RETRIES,
+};
 pub use lambda::{cargo_lambda_bin, LambdaEmulator};
 pub use moto::{moto_bin, Moto, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use net::{free_port, http_client};
 pub use proxy::{fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest};
 pub use registry::{AccessLine, Mode, Options, Registry, BASIC_PASSWORD, BASIC_REALM, BASIC_USER};
 pub use seed::{
-    layer, sha256_digest, FetchedManifest, ImageSpec, SeededImage, SeededIndex, ALL_MANIFEST_TYPES,
+    config_json, index_json, layer, manifest_json, manifest_media_type, sha256_digest,
+    FetchedManifest, ImageSpec, IndexEntry, SeededImage, SeededIndex, ALL_MANIFEST_TYPES,
     DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX,
     OCI_LAYER, OCI_MANIFEST,
 };
-pub use skopeo::{skopeo, skopeo_flags, skopeo_inspect_raw};
+pub use skopeo::{assert_same_raw, skopeo, skopeo_flags, skopeo_inspect_raw};
 pub use streamed::{
     gzip_layer_chunks, gzip_layer_len, layer_chunks, layer_digest, LayerChunks, LAYER_CHUNK,
 };

@@ -454,11 +454,11 @@ impl Registry {
         }
     }
 
-    pub(crate) fn auth(&self) -> crate::seed::Auth {
+    pub(crate) fn auth(&self) -> crate::api::Auth {
         match (self.mode.credentials(), &self.issuer) {
-            (_, Some(issuer)) => crate::seed::Auth::Token(issuer.state()),
-            (Some((u, p)), None) => crate::seed::Auth::Basic(u, p),
-            (None, None) => crate::seed::Auth::None,
+            (_, Some(issuer)) => crate::api::Auth::Token(issuer.state()),
+            (Some((u, p)), None) => crate::api::Auth::Basic(u, p),
+            (None, None) => crate::api::Auth::None,
         }
     }
 }

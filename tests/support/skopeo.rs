@@ -1,6 +1,7 @@
 //! skopeo as an independent reference client: flags that make it trust (or
-//! not verify) and log in to a test [`Registry`], and `inspect --raw` to read
-//! a manifest exactly as the registry stores it.
+//! not verify) and log in to a test [`Registry`], `inspect --raw` to read
+//! a manifest exactly as the registry stores it, and the byte-for-byte
+//! comparison of two such reads that copy tests end with.
 
 use std::process::{Command, Stdio};
 
@@ -52,4 +53,17 @@ pub fn skopeo_inspect_raw(reg: &Registry, reference: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Asserts that `skopeo inspect --raw` reads the same manifest bytes at `a`'s `a_ref` and
+/// `b`'s `b_ref`.
+#[track_caller]
+pub fn assert_same_raw(a: &Registry, a_ref: &str, b: &Registry, b_ref: &str) {
+    assert_eq!(
+        skopeo_inspect_raw(a, a_ref),
+        skopeo_inspect_raw(b, b_ref),
+        "{} and {} differ",
+        a.image(a_ref),
+        b.image(b_ref)
+    );
 }

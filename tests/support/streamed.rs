@@ -1,24 +1,18 @@
-//! Seeding big blobs without holding them: [`layer_chunks`] yields the same
-//! deterministic, incompressible bytes as [`crate::layer`] chunk by chunk,
-//! [`gzip_layer_chunks`] wraps them in a valid gzip stream (stored deflate
-//! blocks: real layers are gzip, and tools such as skopeo recompress a layer
-//! they find uncompressed, changing its digest), and
-//! [`Registry::push_blob_streamed`] uploads any such stream (POST, one
-//! streamed `PATCH`, then `PUT ?digest=`) while hashing, so a 2 GiB layer
-//! costs a few MiB of memory. [`Registry::mount_blob`] links a blob already in the registry into
-//! another repository, and [`Registry::blob_size`] reads a blob's size with a
-//! `HEAD`. Used by the benchmark (`infra/bench`); like the rest of the
-//! support helpers they run on the background runtime and panic with the
-//! registry's answer on failure.
-
-use std::sync::{Arc, Mutex};
+//! Big blobs without holding them: [`layer_chunks`] yields the same deterministic,
+//! incompressible bytes as [`crate::layer`] chunk by chunk, [`gzip_layer_chunks`] wraps
+//! them in a valid gzip stream (stored deflate blocks: real layers are gzip, and tools such
+//! as skopeo recompress a layer they find uncompressed, changing its digest), and
+//! [`Registry::push_layer_streamed`] / [`Registry::push_gzip_layer_streamed`] upload such
+//! a stream through the harness client's streamed upload
+//! ([`crate::RegistryApi::push_blob_streamed`]), so a 2 GiB layer costs a few MiB of
+//! memory. Used by the benchmark (`infra/bench`); the requests themselves (uploads, mounts,
+//! `HEAD`s) are `api.rs`'s.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::net;
 use crate::registry::Registry;
-use crate::seed::{expect_status, Auth};
+use crate::seed::{hex_digest, layer_state, next_layer_word};
 
 /// Bytes per chunk yielded by [`layer_chunks`] (a multiple of 8).
 pub const LAYER_CHUNK: usize = 1 << 20;
@@ -27,7 +21,7 @@ pub const LAYER_CHUNK: usize = 1 << 20;
 /// [`LAYER_CHUNK`] bytes, generated on demand.
 pub fn layer_chunks(seed: u64, size: u64) -> LayerChunks {
     LayerChunks {
-        state: seed ^ 0x6a09_e667_f3bc_c908,
+        state: layer_state(seed),
         left: size,
     }
 }
@@ -48,14 +42,10 @@ impl Iterator for LayerChunks {
         }
         let n = self.left.min(LAYER_CHUNK as u64) as usize;
         let mut out = Vec::with_capacity(n + 8);
-        // Same SplitMix64 sequence as `layer`: chunks are whole words except
-        // the last, which is truncated like `layer` truncates.
+        // Same sequence as `layer`: chunks are whole words except the last, which is
+        // truncated like `layer` truncates.
         while out.len() < n {
-            self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+            out.extend_from_slice(&next_layer_word(&mut self.state).to_le_bytes());
         }
         out.truncate(n);
         self.left -= n as u64;
@@ -189,182 +179,8 @@ pub fn layer_digest(seed: u64, size: u64) -> String {
     hex_digest(h)
 }
 
-fn hex_digest(h: Sha256) -> String {
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in h.finalize() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-#[derive(Clone)]
-struct Api {
-    base: String,
-    auth: Auth,
-}
-
-impl Api {
-    fn request(&self, method: reqwest::Method, url: &str, repo: &str) -> reqwest::RequestBuilder {
-        self.request_from(method, url, repo, None)
-    }
-
-    /// A request to `repo`; in token mode the token also grants pull on `from` (a
-    /// mount needs both).
-    fn request_from(
-        &self,
-        method: reqwest::Method,
-        url: &str,
-        repo: &str,
-        from: Option<&str>,
-    ) -> reqwest::RequestBuilder {
-        let req = net::bg_client()
-            .request(method, url)
-            .timeout(std::time::Duration::from_secs(3600));
-        match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Auth::Token(issuer) => {
-                let own = format!("repository:{repo}:pull,push,delete");
-                let other = from.map(|f| format!("repository:{f}:pull"));
-                let mut scopes = vec![own.as_str()];
-                scopes.extend(other.as_deref());
-                req.bearer_auth(issuer.mint(&scopes))
-            }
-        }
-    }
-
-    fn url(&self, repo: &str, rest: &str) -> String {
-        format!("{}/v2/{repo}/{rest}", self.base)
-    }
-
-    fn location(&self, resp: &reqwest::Response) -> anyhow::Result<url::Url> {
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| anyhow::anyhow!("upload answer without Location"))?;
-        Ok(url::Url::parse(&self.base)?.join(location)?)
-    }
-
-    async fn push_blob_streamed(
-        &self,
-        repo: &str,
-        chunks: impl Iterator<Item = Bytes> + Send + 'static,
-    ) -> anyhow::Result<String> {
-        let start = self
-            .request(
-                reqwest::Method::POST,
-                &self.url(repo, "blobs/uploads/"),
-                repo,
-            )
-            .header("content-length", "0")
-            .send()
-            .await?;
-        let start = expect_status(start, 202, "starting blob upload").await?;
-        let patch_url = self.location(&start)?;
-        let hasher = Arc::new(Mutex::new(Sha256::new()));
-        let tap = hasher.clone();
-        let chunks = futures::stream::iter(chunks.map(move |c| {
-            tap.lock().unwrap().update(&c);
-            Ok::<_, std::io::Error>(c)
-        }));
-        let patch = self
-            .request(reqwest::Method::PATCH, patch_url.as_str(), repo)
-            .header("content-type", "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
-            .await?;
-        let patch = expect_status(patch, 202, "streaming the blob (PATCH)").await?;
-        let mut put_url = self.location(&patch)?;
-        let digest = hex_digest(std::mem::take(&mut *hasher.lock().unwrap()));
-        put_url.query_pairs_mut().append_pair("digest", &digest);
-        let put = self
-            .request(reqwest::Method::PUT, put_url.as_str(), repo)
-            .header("content-type", "application/octet-stream")
-            .header("content-length", "0")
-            .send()
-            .await?;
-        expect_status(put, 201, &format!("finishing upload of {digest}")).await?;
-        Ok(digest)
-    }
-
-    async fn mount_blob(&self, repo: &str, digest: &str, from: &str) -> anyhow::Result<bool> {
-        let url = format!(
-            "{}?mount={digest}&from={from}",
-            self.url(repo, "blobs/uploads/")
-        );
-        let resp = self
-            .request_from(reqwest::Method::POST, &url, repo, Some(from))
-            .header("content-length", "0")
-            .send()
-            .await?;
-        match resp.status().as_u16() {
-            201 => Ok(true),
-            202 => {
-                // Not mounted: an upload session was opened instead; cancel it.
-                if let Ok(loc) = self.location(&resp) {
-                    let _ = self
-                        .request(reqwest::Method::DELETE, loc.as_str(), repo)
-                        .send()
-                        .await;
-                }
-                Ok(false)
-            }
-            _ => {
-                expect_status(resp, 201, &format!("mounting {digest} from {from}")).await?;
-                unreachable!()
-            }
-        }
-    }
-
-    async fn blob_size(&self, repo: &str, digest: &str) -> anyhow::Result<Option<u64>> {
-        let resp = self
-            .request(
-                reqwest::Method::HEAD,
-                &self.url(repo, &format!("blobs/{digest}")),
-                repo,
-            )
-            .send()
-            .await?;
-        match resp.status().as_u16() {
-            200 => Ok(Some(
-                resp.headers()
-                    .get("content-length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("HEAD {repo}@{digest}: no Content-Length"))?,
-            )),
-            404 => Ok(None),
-            s => anyhow::bail!("HEAD blob {repo}@{digest}: {s}"),
-        }
-    }
-}
-
-/// Streamed seeding and cheap inspection (async; panics on failure).
+/// Streamed seeding of generated layers (async; panics on failure).
 impl Registry {
-    fn streamed_api(&self) -> Api {
-        Api {
-            base: self.base_url(),
-            auth: self.auth(),
-        }
-    }
-
-    /// Upload the bytes `chunks` yields as a blob of `repo` without holding
-    /// them (POST, one streamed `PATCH`, `PUT ?digest=`); returns the digest.
-    /// Unlike [`Registry::push_blob`] it does not `HEAD` first (the digest is
-    /// only known once the bytes have streamed).
-    pub async fn push_blob_streamed(
-        &self,
-        repo: &str,
-        chunks: impl Iterator<Item = Bytes> + Send + 'static,
-    ) -> String {
-        let (api, repo) = (self.streamed_api(), repo.to_owned());
-        net::on_bg(async move { api.push_blob_streamed(&repo, chunks).await })
-            .await
-            .unwrap_or_else(|e| panic!("push_blob_streamed: {e:#}"))
-    }
-
     /// [`Registry::push_blob_streamed`] of [`layer_chunks`]`(seed, size)`.
     pub async fn push_layer_streamed(&self, repo: &str, seed: u64, size: u64) -> String {
         self.push_blob_streamed(repo, layer_chunks(seed, size))
@@ -376,29 +192,6 @@ impl Registry {
     pub async fn push_gzip_layer_streamed(&self, repo: &str, seed: u64, payload: u64) -> String {
         self.push_blob_streamed(repo, gzip_layer_chunks(seed, payload))
             .await
-    }
-
-    /// Cross-repository mount of `digest` from `from` into `repo`; `false`
-    /// when the registry declined (the upload session it opened instead is
-    /// cancelled).
-    pub async fn mount_blob(&self, repo: &str, digest: &str, from: &str) -> bool {
-        let (api, repo, digest, from) = (
-            self.streamed_api(),
-            repo.to_owned(),
-            digest.to_owned(),
-            from.to_owned(),
-        );
-        net::on_bg(async move { api.mount_blob(&repo, &digest, &from).await })
-            .await
-            .unwrap_or_else(|e| panic!("mount_blob: {e:#}"))
-    }
-
-    /// The size a `HEAD` of the blob answers; `None` on 404.
-    pub async fn blob_size(&self, repo: &str, digest: &str) -> Option<u64> {
-        let (api, repo, digest) = (self.streamed_api(), repo.to_owned(), digest.to_owned());
-        net::on_bg(async move { api.blob_size(&repo, &digest).await })
-            .await
-            .unwrap_or_else(|e| panic!("blob_size: {e:#}"))
     }
 }
 

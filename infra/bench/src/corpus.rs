@@ -1,7 +1,7 @@
-//! The benchmark corpora, generated deterministically from names (every blob's bytes are
+//! The benchmark corpora, generated deterministically from names: every blob's bytes are
 //! gzip streams (stored blocks) of `support::layer(seed, payload)` with `seed` a hash of the
-//! blob's name), seeded into a
-//! registry without holding layers in memory, and checked after a copy.
+//! blob's name. This file owns their shape and statistics; seeding them into a registry and
+//! checking a copy is `seeding.rs`'s.
 //!
 //! C1 is shaped like a small real mirror: 15 repositories built on a handful of shared base
 //! images (debian, alpine, ubuntu, a JRE, Python, Node, a 200 MiB CUDA layer), one
@@ -11,13 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use support::{
-    gzip_layer_len, sha256_digest, Registry, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
-};
+use serde::Serialize;
+use support::gzip_layer_len;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -43,7 +38,7 @@ impl Blob {
         }
     }
 
-    fn key(&self) -> (u64, u64) {
+    pub fn key(&self) -> (u64, u64) {
         (self.seed, self.payload)
     }
 }
@@ -102,7 +97,8 @@ impl Corpus {
         set.into_iter().map(String::from).collect()
     }
 
-    fn images(&self) -> impl Iterator<Item = (&TagDef, &Image)> {
+    /// Every single-platform image, with the tag it is (or is a child of).
+    pub fn images(&self) -> impl Iterator<Item = (&TagDef, &Image)> {
         self.tags.iter().flat_map(|t| match &t.content {
             Content::Image(i) => vec![(t, i)],
             Content::Index { children, .. } => children.iter().map(|c| (t, c)).collect(),
@@ -405,297 +401,4 @@ pub fn big(name: &str, size: u64) -> Corpus {
             }),
         }],
     }
-}
-
-/// A tag as seeded: what a copy must reproduce.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SeededTag {
-    pub repo: String,
-    pub tag: String,
-    pub digest: String,
-}
-
-/// A blob every copy must place in a repository.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Placement {
-    pub repo: String,
-    pub digest: String,
-    pub size: u64,
-}
-
-/// What seeding produced: the expected destination state.
-#[derive(Clone, Debug, Default)]
-pub struct Seeded {
-    pub tags: Vec<SeededTag>,
-    /// Child manifests of indexes, by (repository, digest).
-    pub children: Vec<(String, String)>,
-    /// Every (repository, blob) a complete copy holds: configs and layers.
-    pub placements: BTreeSet<Placement>,
-}
-
-impl Seeded {
-    /// Unique blobs and their total bytes.
-    pub fn unique_blobs(&self) -> (usize, u64) {
-        let mut seen = BTreeMap::new();
-        for p in &self.placements {
-            seen.insert(p.digest.clone(), p.size);
-        }
-        (seen.len(), seen.values().sum())
-    }
-}
-
-fn config_json(image: &Image, layer_digests: &[String]) -> Vec<u8> {
-    let history: Vec<_> = (0..layer_digests.len())
-        .map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("ferry-bench layer {i}")}))
-        .collect();
-    let mut config = json!({
-        "architecture": image.arch,
-        "os": image.os,
-        "created": "2024-01-01T00:00:00Z",
-        "config": {"Labels": {"ferry.bench": image.label}},
-        "rootfs": {"type": "layers", "diff_ids": layer_digests},
-        "history": history,
-    });
-    if let Some(v) = image.variant {
-        config["variant"] = json!(v);
-    }
-    serde_json::to_vec(&config).expect("config JSON")
-}
-
-fn manifest_json(image: &Image, config: &[u8], layers: &[(String, u64)]) -> Vec<u8> {
-    let (mt, config_mt, layer_mt) = if image.oci {
-        (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
-    } else {
-        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
-    };
-    let layers: Vec<_> = layers
-        .iter()
-        .map(|(d, s)| json!({"mediaType": layer_mt, "size": s, "digest": d}))
-        .collect();
-    serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": mt,
-        "config": {"mediaType": config_mt, "size": config.len(), "digest": sha256_digest(config)},
-        "layers": layers,
-    }))
-    .expect("manifest JSON")
-}
-
-/// One tag as seeded: the tag, its index children, its blob placements.
-type TagSeeded = (SeededTag, Vec<(String, String)>, Vec<Placement>);
-
-/// Push `corpus` into `reg`: every unique layer is streamed once (never held whole in
-/// memory) into the first repository that uses it and mounted into the others; then
-/// configs and manifests, `concurrency` at a time.
-pub async fn seed(reg: &Registry, corpus: &Corpus, concurrency: usize) -> Seeded {
-    // Phase 1: unique layers, streamed, into their first repository.
-    let mut first: BTreeMap<(u64, u64), String> = BTreeMap::new();
-    let mut uses: BTreeMap<(u64, u64), BTreeSet<String>> = BTreeMap::new();
-    for (t, i) in corpus.images() {
-        for l in &i.layers {
-            first.entry(l.key()).or_insert_with(|| t.repo.clone());
-            uses.entry(l.key()).or_default().insert(t.repo.clone());
-        }
-    }
-    let digests: BTreeMap<(u64, u64), String> = futures::stream::iter(first.iter())
-        .map(|(&(seed, payload), repo)| async move {
-            let digest = reg.push_gzip_layer_streamed(repo, seed, payload).await;
-            ((seed, payload), digest)
-        })
-        .buffer_unordered(concurrency.clamp(1, 4))
-        .collect()
-        .await;
-    // Phase 2: mounts into every other repository using a layer.
-    let mounts: Vec<(String, String, String)> = uses
-        .iter()
-        .flat_map(|(key, repos)| {
-            let from = first[key].clone();
-            let digest = digests[key].clone();
-            repos
-                .iter()
-                .filter(|r| **r != from)
-                .map(|r| (r.clone(), digest.clone(), from.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    futures::stream::iter(mounts)
-        .map(|(repo, digest, from)| async move {
-            assert!(
-                reg.mount_blob(&repo, &digest, &from).await,
-                "registry declined mounting {digest} from {from} into {repo}"
-            );
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<()>>()
-        .await;
-    // Phase 3: configs and manifests, per tag.
-    let results: Vec<TagSeeded> =
-        futures::stream::iter(corpus.tags.iter())
-            .map(|t| {
-                let digests = &digests;
-                async move {
-                    let push_image = |image: Image, reference: Option<String>| async move {
-                        let layers: Vec<(String, u64)> = image
-                            .layers
-                            .iter()
-                            .map(|l| (digests[&l.key()].clone(), l.size))
-                            .collect();
-                        let layer_digests: Vec<String> =
-                            layers.iter().map(|(d, _)| d.clone()).collect();
-                        let config = config_json(&image, &layer_digests);
-                        let config_digest = reg.push_blob(&t.repo, &config).await;
-                        let manifest = manifest_json(&image, &config, &layers);
-                        let digest = sha256_digest(&manifest);
-                        let mt = if image.oci {
-                            OCI_MANIFEST
-                        } else {
-                            DOCKER_MANIFEST
-                        };
-                        let reference = reference.unwrap_or_else(|| digest.clone());
-                        let pushed = reg.push_manifest(&t.repo, &reference, mt, &manifest).await;
-                        assert_eq!(pushed, digest);
-                        let mut placements: Vec<Placement> = layers
-                            .into_iter()
-                            .map(|(digest, size)| Placement {
-                                repo: t.repo.clone(),
-                                digest,
-                                size,
-                            })
-                            .collect();
-                        placements.push(Placement {
-                            repo: t.repo.clone(),
-                            digest: config_digest,
-                            size: config.len() as u64,
-                        });
-                        (digest, manifest.len(), image, placements)
-                    };
-                    match &t.content {
-                        Content::Image(image) => {
-                            let (digest, _, _, placements) =
-                                push_image(image.clone(), Some(t.tag.clone())).await;
-                            (
-                                SeededTag {
-                                    repo: t.repo.clone(),
-                                    tag: t.tag.clone(),
-                                    digest,
-                                },
-                                Vec::new(),
-                                placements,
-                            )
-                        }
-                        Content::Index { oci, children } => {
-                            let mut entries = Vec::new();
-                            let mut kids = Vec::new();
-                            let mut placements = Vec::new();
-                            for child in children {
-                                let (digest, len, image, p) =
-                                    push_image(child.clone(), None).await;
-                                let mut platform =
-                                    json!({"architecture": image.arch, "os": image.os});
-                                if let Some(v) = image.variant {
-                                    platform["variant"] = json!(v);
-                                }
-                                let child_mt = if *oci { OCI_MANIFEST } else { DOCKER_MANIFEST };
-                                entries.push(json!({"mediaType": child_mt, "size": len, "digest": digest, "platform": platform}));
-                                kids.push((t.repo.clone(), digest));
-                                placements.extend(p);
-                            }
-                            let mt = if *oci { OCI_INDEX } else { DOCKER_MANIFEST_LIST };
-                            let bytes = serde_json::to_vec(&json!({
-                                "schemaVersion": 2,
-                                "mediaType": mt,
-                                "manifests": entries,
-                            }))
-                            .expect("index JSON");
-                            let digest = reg.push_manifest(&t.repo, &t.tag, mt, &bytes).await;
-                            (
-                                SeededTag {
-                                    repo: t.repo.clone(),
-                                    tag: t.tag.clone(),
-                                    digest,
-                                },
-                                kids,
-                                placements,
-                            )
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    let mut seeded = Seeded::default();
-    for (tag, kids, placements) in results {
-        seeded.tags.push(tag);
-        seeded.children.extend(kids);
-        seeded.placements.extend(placements);
-    }
-    seeded
-        .tags
-        .sort_by(|a, b| (&a.repo, &a.tag).cmp(&(&b.repo, &b.tag)));
-    seeded
-}
-
-/// Check that `reg` holds exactly what `seeded` describes: every tag at the source digest,
-/// every child manifest, and (with `blobs`) every blob placement with its size. Returns
-/// the list of problems (empty when the copy is right).
-pub async fn verify(
-    reg: &Registry,
-    seeded: &Seeded,
-    blobs: bool,
-    concurrency: usize,
-) -> anyhow::Result<Vec<String>> {
-    let mut problems: Vec<String> = futures::stream::iter(seeded.tags.iter())
-        .map(|t| async move {
-            match reg.fetch_manifest(&t.repo, &t.tag).await {
-                None => Some(format!("{}:{} missing", t.repo, t.tag)),
-                Some(m) if m.digest != t.digest || sha256_digest(&m.bytes) != t.digest => {
-                    Some(format!(
-                        "{}:{} is {}, source is {}",
-                        t.repo, t.tag, m.digest, t.digest
-                    ))
-                }
-                Some(_) => None,
-            }
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(|p| async move { p })
-        .collect()
-        .await;
-    let children: Vec<String> = futures::stream::iter(seeded.children.iter())
-        .map(|(repo, digest)| async move {
-            match reg.fetch_manifest(repo, digest).await {
-                Some(m) if sha256_digest(&m.bytes) == *digest => None,
-                Some(_) => Some(format!("{repo}@{digest} has other bytes")),
-                None => Some(format!("{repo}@{digest} (index child) missing")),
-            }
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(|p| async move { p })
-        .collect()
-        .await;
-    problems.extend(children);
-    if blobs {
-        let missing: Vec<String> = futures::stream::iter(seeded.placements.iter())
-            .map(|p| async move {
-                match reg.blob_size(&p.repo, &p.digest).await {
-                    Some(size) if size == p.size => Ok(None),
-                    Some(size) => Ok(Some(format!(
-                        "{}@{} is {size} bytes, expected {}",
-                        p.repo, p.digest, p.size
-                    ))),
-                    None => Ok::<_, anyhow::Error>(Some(format!(
-                        "blob {}@{} missing",
-                        p.repo, p.digest
-                    ))),
-                }
-            })
-            .buffer_unordered(concurrency)
-            .try_filter_map(|p| async move { Ok(p) })
-            .try_collect()
-            .await?;
-        problems.extend(missing);
-    }
-    problems.sort();
-    Ok(problems)
 }

@@ -11,10 +11,11 @@
 //! moto 5.2.5 spends O(queue length) per message sent (each send computes the queue's
 //! attributes by scanning every queued message), so 10,000 jobs into one moto queue take
 //! well over ten minutes, and a receive/delete drainer cannot keep up (receiving is O(n)
-//! too). During cold plans a [`Purger`] therefore empties the queue every
-//! [`PURGE_EVERY`], so the figures measure ferry rather than moto's scan. moto enforces
-//! SQS's one purge per 60 s unless `MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false`,
-//! which the server is started with (and which is checked before the measured runs).
+//! too). During cold plans a [`Purger`](crate::purge::Purger) (`purge.rs`) therefore
+//! empties the queue every [`PURGE_EVERY`](crate::purge::PURGE_EVERY), so the figures
+//! measure ferry rather than moto's scan. moto enforces SQS's one purge per 60 s unless
+//! `MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false`, which the server is started with
+//! (and which is checked before the measured runs).
 //!
 //! Correctness is checked, not assumed: before the measured runs a plan of
 //! [`VERIFY_TAGS`] tags (a regex rule over the same repository) is enqueued without
@@ -27,14 +28,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use aws_sdk_sqs::error::DisplayErrorContext;
 use ferry::job::Job;
 use ferry::queue::Queue as _;
 use serde::Deserialize;
-use support::{ImageSpec, Moto, Registry, MOTO_ACCESS_KEY, MOTO_REGION};
+use support::{auth_yaml, ImageSpec, Moto, Registry, MOTO_ACCESS_KEY, MOTO_REGION};
 
-use crate::counts::SideCounts;
-use crate::runner::{self, clean_command, run_measured};
+use crate::purge::{purge, Purger};
+use crate::runner::{self, clean_command, run_measured, Between};
 use crate::{Bench, Run, ScenarioResult, Tool};
 
 /// The source repository (and the target repository in both target registries).
@@ -43,10 +43,6 @@ const REPO: &str = "planner/app";
 /// [`VERIFY_REGEX`].
 pub const VERIFY_TAGS: usize = 200;
 const VERIFY_REGEX: &str = "^t00[01][0-9][0-9]$";
-/// How often the queue is purged during a cold plan.
-pub const PURGE_EVERY: Duration = Duration::from_millis(150);
-/// No plan takes this long; the purger stops by itself after it.
-const PURGER_LIMIT: Duration = Duration::from_secs(3600);
 const QUEUE: &str = "ferry-bench-planner";
 
 /// Tag `i`: `t00000`, `t00001`, ... (sorted as numbered).
@@ -334,7 +330,7 @@ impl Bench {
             bail!(
                 "the verification plan enqueued wrong jobs ({received} received), {} problems:\n  {}",
                 problems.len(),
-                crate::sample(&problems).join("\n  ")
+                crate::scenarios::sample(&problems).join("\n  ")
             );
         }
         eprintln!(
@@ -348,7 +344,7 @@ impl Bench {
     }
 
     /// One `ferry plan --queue-url` of `images` into `target`, measured and counted; with
-    /// `purge`, the queue is purged every [`PURGE_EVERY`] meanwhile. Fails if ferry fails,
+    /// `purge`, the queue is purged every [`PURGE_EVERY`](crate::purge::PURGE_EVERY) meanwhile. Fails if ferry fails,
     /// prints no summary, or a purge fails.
     #[allow(clippy::too_many_arguments)]
     async fn plan_run(
@@ -364,7 +360,7 @@ impl Bench {
     ) -> anyhow::Result<(Run, Summary)> {
         let dir = self.next_dir(what)?;
         let home = dir.join("home");
-        std::fs::write(dir.join("auth.yaml"), self.auth_yaml(&[source, target]))?;
+        std::fs::write(dir.join("auth.yaml"), auth_yaml(&[source, target]))?;
         std::fs::write(dir.join("images.yaml"), images)?;
         let mut cmd = clean_command(&self.ferry, &home);
         cmd.arg("plan")
@@ -376,15 +372,9 @@ impl Bench {
             .env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY);
         let log = dir.join("output.log");
-        tokio::task::block_in_place(|| {
-            // SAFETY: sync(2) has no preconditions.
-            unsafe { libc::sync() }
-        });
-        source.clear_requests();
-        target.clear_requests();
-        let registries_cpu =
-            || runner::process_cpu_s(source.pid()) + runner::process_cpu_s(target.pid());
-        let cpu_before = registries_cpu();
+        let between = Between { source, target };
+        between.prepare();
+        let cpu_before = between.cpu_s();
         let moto_before = runner::process_cpu_s(moto.pid());
         let purger = purge.then(|| Purger::start(moto.client(), url.to_string()));
         let measured = tokio::task::block_in_place(|| run_measured(cmd, &log));
@@ -393,7 +383,7 @@ impl Bench {
             None => None,
         };
         let measured = measured?;
-        let registry_cpu_s = registries_cpu() - cpu_before;
+        let registry_cpu_s = between.cpu_s() - cpu_before;
         let moto_cpu_s = runner::process_cpu_s(moto.pid()) - moto_before;
         if !measured.success {
             bail!(
@@ -404,7 +394,7 @@ impl Bench {
             );
         }
         let summary = summary(&log)?;
-        let requests = SideCounts::of(source, target);
+        let requests = between.requests();
         let mut extra = BTreeMap::new();
         extra.insert("moto_cpu_s".to_string(), moto_cpu_s);
         if let Some((resolve_s, enqueue_s)) = phases(&log) {
@@ -466,59 +456,6 @@ fn phases(log: &Path) -> Option<(f64, f64)> {
             .map(|ms| ms / 1000.0)
     };
     Some((field("resolve_and_check_ms=")?, field("enqueue_ms=")?))
-}
-
-/// One PurgeQueue call.
-async fn purge(moto: &Moto, url: &str) -> anyhow::Result<()> {
-    moto.client()
-        .purge_queue()
-        .queue_url(url)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "PurgeQueue {url}: {} (moto must run with MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false)",
-                DisplayErrorContext(e)
-            )
-        })?;
-    Ok(())
-}
-
-/// A task purging the queue every [`PURGE_EVERY`] until stopped (or [`PURGER_LIMIT`]).
-struct Purger {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
-}
-
-impl Purger {
-    fn start(client: aws_sdk_sqs::Client, url: String) -> Purger {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let (mut purges, mut errors) = (0, Vec::new());
-            let deadline = tokio::time::Instant::now() + PURGER_LIMIT;
-            let mut tick = tokio::time::interval(PURGE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = tick.tick() => {}
-                }
-                match client.purge_queue().queue_url(&url).send().await {
-                    Ok(_) => purges += 1,
-                    Err(e) => errors.push(DisplayErrorContext(e).to_string()),
-                }
-            }
-            (purges, errors)
-        });
-        Purger { stop, task }
-    }
-
-    /// Stops purging; the purges done and the errors met.
-    async fn stop(self) -> anyhow::Result<(usize, Vec<String>)> {
-        // The task may have ended by itself (PURGER_LIMIT): then nobody listens.
-        let _ = self.stop.send(());
-        Ok(self.task.await?)
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Running the contenders as child processes and measuring them: wall time around the
 //! process, CPU time from `wait4(2)`, peak RSS from GNU time (`/usr/bin/time -f %M`), and
-//! the CPU the registries spent meanwhile (from `/proc/<pid>/stat`).
+//! the CPU the registries spent meanwhile (from `/proc/<pid>/stat`, [`Between`]). What a
+//! contender is asked to do is `contenders.rs`'s and `planner.rs`'s.
 //!
 //! Why GNU time for the RSS: std spawns children with `posix_spawn` (a vfork), and on
 //! `execve` Linux folds the hiwater RSS of the address space being left (this benchmark's
@@ -12,6 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde::Serialize;
+use support::Registry;
+
+use crate::counts::SideCounts;
 
 /// One measured run of a child process.
 #[derive(Clone, Debug, Serialize)]
@@ -108,6 +112,35 @@ fn wait_measured(mut cmd: Command, log: &Path) -> anyhow::Result<Measured> {
         exit,
         success,
     })
+}
+
+/// The two registries a measured run copies between.
+pub struct Between<'a> {
+    pub source: &'a Registry,
+    pub target: &'a Registry,
+}
+
+impl Between<'_> {
+    /// Just before a measured run: write back what earlier runs left dirty (a copy writes
+    /// gigabytes), so that writeback does not overlap the run, and count requests afresh.
+    pub fn prepare(&self) {
+        tokio::task::block_in_place(|| {
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() }
+        });
+        self.source.clear_requests();
+        self.target.clear_requests();
+    }
+
+    /// CPU seconds both registry processes have used so far.
+    pub fn cpu_s(&self) -> f64 {
+        process_cpu_s(self.source.pid()) + process_cpu_s(self.target.pid())
+    }
+
+    /// The requests each answered since [`Between::prepare`].
+    pub fn requests(&self) -> SideCounts {
+        SideCounts::of(self.source, self.target)
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far; 0 if it is gone.
