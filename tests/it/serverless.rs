@@ -169,6 +169,10 @@ async fn inline_rules_in_the_invocation_override_the_configured_ones() {
         &format!("{}/team/app: {}/mirror/app", src.host(), dst.host()),
         &[&src, &dst],
     );
+    // Off unless the stack enables it (issue 12, row 5).
+    let mut env = env;
+    env.0
+        .insert("FERRY_ALLOW_INLINE_RULES".into(), "true".into());
     let planner = Planner::from_env(Arc::new(env), queue.clone()).unwrap();
     let rules = format!("{}/team/other:v1: {}/mirror/other", src.host(), dst.host());
     let summary = planner

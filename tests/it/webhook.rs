@@ -97,6 +97,7 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
             format!("--listen=127.0.0.1:{port}"),
             format!("--auth={}", work.auth().display()),
             format!("--images={}", images.display()),
+            format!("--state-dir={}", work.path().join("state").display()),
         ])
         .env("FERRY_WEBHOOK_SECRET", SECRET)
         .env(support::FAST_RETRIES.0, support::FAST_RETRIES.1)
@@ -165,6 +166,7 @@ async fn ferry_serve_refuses_what_it_should() {
             "serve".to_string(),
             format!("--listen=127.0.0.1:{port}"),
             format!("--images={}", images.display()),
+            format!("--state-dir={}", dir.path().join("state").display()),
         ])
         .env("FERRY_WEBHOOK_SECRET", SECRET)
         .stdout(Stdio::piped())

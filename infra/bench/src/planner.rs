@@ -57,7 +57,8 @@ struct Summary {
     tags_seen: usize,
     jobs_enqueued: usize,
     already_in_sync: usize,
-    errors: Vec<String>,
+    /// Each `{kind, message}`; only counted.
+    errors: Vec<serde_json::Value>,
 }
 
 /// 12345 → `12,345`.
