@@ -17,7 +17,9 @@ AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
 # The functions cross-compiled and linked for Lambda's arm64, as `sam build` does it. In the
 # debug profile: the same compile and link, without the optimiser's minutes.
 cargo lambda build --arm64 --package planner --package copier --package webhook
-# `cargo test --workspace --all-targets` builds the ferry binary itself, so the tests need not
-# run `cargo build` for it: that would wait on the target directory's lock while the Lambda
-# emulator test compiles the functions.
+# The ferry binary the integration tests run, built first: `cargo test` builds only the
+# binary's test harness. With it in place the tests need not run `cargo build` themselves,
+# which would wait on the target directory's lock while the Lambda emulator test compiles
+# the functions.
+cargo build --workspace --bins
 FERRY_TEST_NO_BUILD=1 cargo test --workspace --all-targets

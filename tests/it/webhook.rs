@@ -18,13 +18,13 @@ use support::{
 };
 use webhook::WebhookFunction;
 
-const SECRET: &str = "s3cret-for-tests";
+pub(crate) const SECRET: &str = "s3cret-for-tests";
 
 /// `ferry serve` as a child process, stopped with SIGTERM when dropped.
-struct Served(Option<Child>);
+pub(crate) struct Served(pub(crate) Option<Child>);
 
 impl Served {
-    fn terminate(&mut self) -> support::Output {
+    pub(crate) fn terminate(&mut self) -> support::Output {
         let child = self.0.take().unwrap();
         signal_term(child.id());
         let deadline = Instant::now() + LOOP_LIMIT;
@@ -55,7 +55,7 @@ fn signal_term(pid: u32) {
 }
 
 /// Whether `check` came true within the time limit.
-async fn came_true(mut check: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn came_true(mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + LOOP_LIMIT;
     while !check().await {
         if Instant::now() > deadline {
@@ -66,7 +66,7 @@ async fn came_true(mut check: impl AsyncFnMut() -> bool) -> bool {
     true
 }
 
-async fn wait_for(what: &str, check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, check: impl AsyncFnMut() -> bool) {
     assert!(came_true(check).await, "timed out waiting for {what}");
 }
 
