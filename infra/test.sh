@@ -22,4 +22,9 @@ cargo lambda build --arm64 --package planner --package copier --package webhook
 # which would wait on the target directory's lock while the Lambda emulator test compiles
 # the functions.
 cargo build --workspace --bins
-FERRY_TEST_NO_BUILD=1 cargo test --workspace --all-targets
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+FERRY_TEST_NO_BUILD=1 cargo test --workspace --all-targets 2>&1 | tee "$log"
+# cargo prints a result per test binary (the last is often one without tests): one line
+# for the whole suite.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

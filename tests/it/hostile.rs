@@ -12,7 +12,7 @@ use ::ferry::reference::Reference;
 use ::ferry::registry::Registries;
 use support::{Fault, ImageSpec, Mode, Proxy, ProxyRequest, Registry, Workdir};
 
-use crate::webhook::{came_true, wait_for, Served, SECRET};
+use crate::webhook::{came_true, serve, wait_for, SECRET};
 use crate::LOOP_LIMIT;
 
 /// A stand-in for an attacker's host: answers `status` to everything and records whether
@@ -256,33 +256,6 @@ async fn row9_a_link_back_to_a_page_already_read_ends_the_listing() {
     out.assert_code(1);
     assert!(out.stderr.contains("read already"), "{out}");
     assert_eq!(front.count("GET", "/tags/list"), 1);
-}
-
-/// `ferry serve` on a free port with these files; waits until it answers.
-async fn serve(work: &Workdir, images: &std::path::Path, port: u16) -> Served {
-    let child = support::ferry()
-        .args([
-            "serve".to_string(),
-            format!("--listen=127.0.0.1:{port}"),
-            format!("--auth={}", work.auth().display()),
-            format!("--images={}", images.display()),
-            format!("--state-dir={}", work.path().join("state").display()),
-        ])
-        .env("FERRY_WEBHOOK_SECRET", SECRET)
-        .env(support::FAST_RETRIES.0, support::FAST_RETRIES.1)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let served = Served(Some(child));
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    let http = support::http_client();
-    wait_for(
-        "ferry serve to listen",
-        async || matches!(http.get(&health).send().await, Ok(r) if r.status() == 200),
-    )
-    .await;
-    served
 }
 
 /// Row 10: connections that never finished their headers stayed open, unbounded in number.

@@ -54,6 +54,34 @@ fn signal_term(pid: u32) {
     assert!(status.success());
 }
 
+/// `ferry serve` on `port` with the work directory's auth file, `images`, and its state in
+/// the work directory; returns once it answers.
+pub(crate) async fn serve(work: &Workdir, images: &std::path::Path, port: u16) -> Served {
+    let child = ferry()
+        .args([
+            "serve".to_string(),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--auth={}", work.auth().display()),
+            format!("--images={}", images.display()),
+            format!("--state-dir={}", work.path().join("state").display()),
+        ])
+        .env("FERRY_WEBHOOK_SECRET", SECRET)
+        .env(support::FAST_RETRIES.0, support::FAST_RETRIES.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let served = Served(Some(child));
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let http = support::http_client();
+    wait_for(
+        "ferry serve to listen",
+        async || matches!(http.get(&health).send().await, Ok(r) if r.status() == 200),
+    )
+    .await;
+    served
+}
+
 /// Whether `check` came true within the time limit.
 pub(crate) async fn came_true(mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + LOOP_LIMIT;
@@ -91,28 +119,7 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
         src.host(),
         dst.host()
     ));
-    let child = ferry()
-        .args([
-            "serve".to_string(),
-            format!("--listen=127.0.0.1:{port}"),
-            format!("--auth={}", work.auth().display()),
-            format!("--images={}", images.display()),
-            format!("--state-dir={}", work.path().join("state").display()),
-        ])
-        .env("FERRY_WEBHOOK_SECRET", SECRET)
-        .env(support::FAST_RETRIES.0, support::FAST_RETRIES.1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut served = Served(Some(child));
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    let http = support::http_client();
-    wait_for(
-        "ferry serve to listen",
-        async || matches!(http.get(&health).send().await, Ok(r) if r.status() == 200),
-    )
-    .await;
+    let mut served = serve(&work, &images, port).await;
 
     // Pushed: v1 (no rule selects it), v2 (selected), a tag of an all-tags rule, and an
     // unconfigured repository.
