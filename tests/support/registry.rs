@@ -256,8 +256,11 @@ impl Registry {
                 );
             }
             if let Some((url, headers)) = &opts.notify {
+                // A receiver that answers after `timeout` gets the event again: `ferry serve`
+                // syncs each accepted job to disk before its 202, which a loaded test machine
+                // can stretch past a couple of seconds.
                 cfg += &format!(
-                    "notifications:\n  endpoints:\n    - name: test\n      url: {url}\n      timeout: 2s\n      threshold: 3\n      backoff: 1s\n"
+                    "notifications:\n  endpoints:\n    - name: test\n      url: {url}\n      timeout: 10s\n      threshold: 3\n      backoff: 1s\n"
                 );
                 if !headers.is_empty() {
                     cfg += "      headers:\n";

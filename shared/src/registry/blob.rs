@@ -8,6 +8,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 
 use super::error::{status_error, ErrorKind, RegistryError};
+use super::path::ApiPath;
 use super::{Actions, Client, Scope};
 use crate::reference::{Digest, Repository};
 
@@ -30,7 +31,7 @@ impl Client {
             actions,
             ..Scope::pull(repository)
         };
-        let path = blob_path(repository, digest);
+        let path = ApiPath::blob(repository, digest);
         let response = self
             .send(&scope, &context, &path, |http, url| http.head(url))
             .await?;
@@ -52,7 +53,7 @@ impl Client {
             .send_ok(
                 &Scope::pull(repository),
                 &context,
-                &blob_path(repository, digest),
+                &ApiPath::blob(repository, digest),
                 |http, url| http.get(url),
             )
             .await?;
@@ -70,8 +71,4 @@ impl Client {
             .boxed();
         Ok(BlobStream { size, chunks })
     }
-}
-
-fn blob_path(repository: &Repository, digest: &Digest) -> String {
-    format!("{}/blobs/{digest}", repository.path())
 }

@@ -8,6 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Response, StatusCode};
 
 use super::error::{ErrorKind, RegistryError};
+use super::path::ApiPath;
 use super::transport::read_capped;
 use super::{status_error, Actions, Client, Scope};
 use crate::manifest::media_types;
@@ -61,9 +62,12 @@ impl Client {
             ..Scope::pull(&reference.repository)
         };
         let response = self
-            .send(&scope, &context, &manifest_path(reference), |http, url| {
-                http.head(url).header(ACCEPT, media_types::ACCEPT)
-            })
+            .send(
+                &scope,
+                &context,
+                &ApiPath::manifest(reference),
+                |http, url| http.head(url).header(ACCEPT, media_types::ACCEPT),
+            )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -86,7 +90,7 @@ impl Client {
             .send_ok(
                 &Scope::pull(&reference.repository),
                 &context,
-                &manifest_path(reference),
+                &ApiPath::manifest(reference),
                 |http, url| http.get(url).header(ACCEPT, media_types::ACCEPT),
             )
             .await?;
@@ -136,7 +140,7 @@ impl Client {
             .send_ok(
                 &Scope::push(&reference.repository),
                 &context,
-                &manifest_path(reference),
+                &ApiPath::manifest(reference),
                 |http, url| {
                     http.put(url)
                         .header(CONTENT_TYPE, media_type)
@@ -146,14 +150,6 @@ impl Client {
             .await?;
         content_digest(&response, &context)
     }
-}
-
-pub(crate) fn manifest_path(reference: &Reference) -> String {
-    format!(
-        "{}/manifests/{}",
-        reference.repository.path(),
-        reference.locator.as_str()
-    )
 }
 
 fn header(response: &Response, name: &str) -> Option<String> {

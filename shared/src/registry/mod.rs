@@ -11,6 +11,7 @@ mod blob;
 mod challenge;
 mod error;
 mod manifest;
+mod path;
 mod tag;
 mod token;
 mod transport;
@@ -37,6 +38,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::reference::{Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
 use error::{status_error, transport_error, transport_failure};
+use path::ApiPath;
 use token::TokenCache;
 use transport::execute;
 
@@ -275,20 +277,25 @@ impl Client {
 
     /// Sends a request for `scope` with the right authorization, retrying transient faults
     /// and, once, a 401 (an expired token or a challenge seen for the first time).
-    /// `path` is relative to `/v2/`. Returns the response whatever its status.
+    /// `path` is under `/v2/`. Returns the response whatever its status.
     pub(crate) async fn send(
         &self,
         scope: &Scope,
         context: &str,
-        path: &str,
+        path: &ApiPath,
         build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let url = self.url(path, context).await?;
+        let url = self.api_url(path).await?;
         self.send_to(scope, context, url, build).await
     }
 
-    /// The absolute URL of `path` (relative to `/v2/`, or absolute as upload `Location`s
-    /// may be).
+    /// The absolute URL of `path` on this registry.
+    pub(crate) async fn api_url(&self, path: &ApiPath) -> Result<Url, RegistryError> {
+        Ok(path.under(&self.endpoint().await?.base))
+    }
+
+    /// The absolute URL of a path the registry itself gave (a `Link` target, relative to
+    /// `/v2/`), on the registry's own host.
     pub(crate) async fn url(&self, path: &str, context: &str) -> Result<Url, RegistryError> {
         self.endpoint()
             .await?
@@ -350,7 +357,7 @@ impl Client {
         &self,
         scope: &Scope,
         context: &str,
-        path: &str,
+        path: &ApiPath,
         build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let response = self.send(scope, context, path, build).await?;

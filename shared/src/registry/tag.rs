@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use std::collections::HashSet;
 
-use super::error::{error_items, ErrorKind, RegistryError, MAX_ERROR_BODY};
+use super::error::{error_items, status_error, ErrorKind, RegistryError, MAX_ERROR_BODY};
+use super::path::ApiPath;
 use super::transport::{read_capped, read_prefix};
 use super::{Client, Scope};
 use crate::error::truncate;
@@ -32,23 +33,30 @@ impl Client {
     pub async fn tag_list(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
         let context = format!("list tags of {repository}");
         let scope = Scope::pull(repository);
-        let mut path = format!("{}/tags/list", repository.path());
+        let mut first = ApiPath::in_repository(repository, &["tags", "list"]);
         if let Some(n) = self.options.tags_page_size {
-            path.push_str(&format!("?n={n}"));
+            first = first.with("n", n.to_string());
         }
+        let mut url = self.api_url(&first).await?;
         let mut tags = Vec::new();
         let mut seen_pages = HashSet::new();
         let mut invalid = 0usize;
         for _ in 0..MAX_PAGES {
-            if !seen_pages.insert(path.clone()) {
+            if !seen_pages.insert(url.to_string()) {
                 return Err(RegistryError::new(
                     context,
-                    ErrorKind::Protocol(format!("Link leads back to {path:?}, read already")),
+                    ErrorKind::Protocol(format!(
+                        "Link leads back to {:?}, read already",
+                        url.path()
+                    )),
                 ));
             }
             let response = self
-                .send_ok(&scope, &context, &path, |http, url| http.get(url))
+                .send_to(&scope, &context, url.clone(), |http, url| http.get(url))
                 .await?;
+            if !response.status().is_success() {
+                return Err(status_error(response, &context).await);
+            }
             let next = response
                 .headers()
                 .get(LINK)
@@ -68,7 +76,11 @@ impl Client {
                 }
             }
             match next {
-                Some(link) => path = relative_to_v2(&link, &context)?,
+                Some(link) => {
+                    url = self
+                        .url(&relative_to_v2(&link, &context)?, &context)
+                        .await?
+                }
                 None => {
                     if invalid > 0 {
                         tracing::warn!(repository = %repository, invalid, "invalid tags skipped");
@@ -90,7 +102,7 @@ impl Client {
     /// as only a copier about to push asks it, so one token serves the uploads too.
     pub async fn repository_absent(&self, repository: &Repository) -> Result<bool, RegistryError> {
         let context = format!("list tags of {repository}");
-        let path = format!("{}/tags/list?n=1", repository.path());
+        let path = ApiPath::in_repository(repository, &["tags", "list"]).with("n", "1");
         let response = self
             .send(&Scope::push(repository), &context, &path, |http, url| {
                 http.get(url)

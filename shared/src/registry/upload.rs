@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode, Url};
 
 use super::error::{status_error, ErrorKind, RegistryError};
+use super::path::ApiPath;
 use super::{Client, Scope};
 use crate::reference::{Digest, Repository};
 
@@ -36,13 +37,15 @@ impl Client {
         mount: Option<(&Digest, &Repository)>,
     ) -> Result<UploadStart, RegistryError> {
         let context = format!("start upload to {repository}");
-        let mut path = format!("{}/blobs/uploads/", repository.path());
-        let scope = match mount {
-            Some((digest, from)) => {
-                path.push_str(&format!("?mount={digest}&from={}", from.path()));
-                Scope::push_mounting(repository, from)
-            }
-            None => Scope::push(repository),
+        let uploads = ApiPath::in_repository(repository, &["blobs", "uploads", ""]);
+        let (path, scope) = match mount {
+            Some((digest, from)) => (
+                uploads
+                    .with("mount", digest.as_str())
+                    .with("from", from.path()),
+                Scope::push_mounting(repository, from),
+            ),
+            None => (uploads, Scope::push(repository)),
         };
         let response = self
             .send(&scope, &context, &path, |http, url| {
