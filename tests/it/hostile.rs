@@ -33,12 +33,14 @@ fn attacker(status: u16, extra: Option<(&'static str, String)>) -> (Proxy, Arc<M
     (proxy, seen)
 }
 
-/// An auth file with the target's credentials under the proxy's host.
-fn credentials_for(proxy: &Proxy, registry: &Registry) -> Workdir {
+/// A work directory whose auth file gives `registry`'s credentials under the proxy's host,
+/// and none to `anonymous` (both plain HTTP).
+fn credentials_for(proxy: &Proxy, registry: &Registry, anonymous: &Registry) -> Workdir {
     let (user, password) = registry.credentials().expect("a registry with credentials");
     Workdir::with_auth(format!(
-        "{}: {{insecure: true, username: {user}, password: {password}}}\n",
-        proxy.host()
+        "{}: {{insecure: true, username: {user}, password: {password}}}\n{}: {{insecure: true}}\n",
+        proxy.host(),
+        anonymous.host()
     ))
 }
 
@@ -56,11 +58,8 @@ async fn row1_an_upload_location_on_another_host_gets_no_credentials() {
         (r.method == "POST" && r.path.contains("/blobs/uploads/"))
             .then(|| Fault::status(202).with_header("location", &elsewhere))
     });
-    let work = credentials_for(&front, &dst);
     // The source is anonymous; only the target's entry has credentials.
-    let auth = std::fs::read_to_string(work.auth()).unwrap()
-        + &format!("{}: {{insecure: true}}\n", src.host());
-    let work = Workdir::with_auth(auth);
+    let work = credentials_for(&front, &dst, &src);
     let images = work.images(format!(
         "{}/team/app:v1: {}/mirror/app\n",
         src.host(),
@@ -96,9 +95,7 @@ async fn row2_a_redirected_hosts_challenge_never_gets_the_registrys_credentials(
             .then(|| Fault::status(307).with_header("location", &cdn))
     });
     let dst = Registry::start(Mode::Http);
-    let auth = std::fs::read_to_string(credentials_for(&front, &src).auth()).unwrap()
-        + &format!("{}: {{insecure: true}}\n", dst.host());
-    let work = Workdir::with_auth(auth);
+    let work = credentials_for(&front, &src, &dst);
     let images = work.images(format!(
         "{}/team/app:v1: {}/mirror/app\n",
         front.host(),
