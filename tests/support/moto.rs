@@ -173,7 +173,7 @@ impl Moto {
             .region(Region::new(MOTO_REGION))
             .credentials_provider(SharedCredentialsProvider::new(credentials))
             .endpoint_url(self.endpoint())
-            .http_client(ferry::queue::https_client())
+            .http_client(ferry::aws::https_client())
             .build()
     }
 

@@ -22,7 +22,7 @@ use crate::job::Job;
 
 pub use journal::{JournalQueue, JOURNAL_FILE};
 pub use memory::MemoryQueue;
-pub use sqs::{https_client, load_aws_config, queue_url_from_env, SqsQueue, QUEUE_URL_VARIABLE};
+pub use sqs::{queue_url_from_env, SqsQueue, QUEUE_URL_VARIABLE};
 
 /// SQS's limits: messages per batch call, seconds of long polling, the largest message and
 /// batch payload, the longest visibility timeout.

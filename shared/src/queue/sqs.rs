@@ -6,16 +6,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use futures::stream::{self, StreamExt};
 
 use super::{
     Delivery, Queue, QueueError, SendSummary, SQS_MAX_BATCH, SQS_MAX_PAYLOAD, SQS_MAX_VISIBILITY,
     SQS_MAX_WAIT,
 };
+use crate::aws::load_aws_config;
 use crate::env::Env;
 use crate::job::Job;
 
@@ -43,28 +43,8 @@ pub struct SqsQueue {
     url: String,
 }
 
-/// The HTTPS client the SDK uses: hyper 1 + rustls with ring, the stack reqwest already
-/// brings, instead of the SDK default's aws-lc-rs.
-pub fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
-
-/// AWS configuration from the environment, the way every AWS SDK reads it: region from
-/// `AWS_REGION`/`AWS_DEFAULT_REGION` or the profile; credentials from `AWS_ACCESS_KEY_ID`/
-/// `AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` (what Lambda provides), web identity, the
-/// profile (`AWS_PROFILE`, `credential_process`), ECS or EC2 instance metadata; endpoint
-/// overrides from `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL` (a local moto, say).
-pub async fn load_aws_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
-        .load()
-        .await
-}
-
 impl SqsQueue {
-    /// The queue at `queue_url`, configured from the environment as [`load_aws_config`]
+    /// The queue at `queue_url`, configured from the environment as [`crate::aws::load_aws_config`]
     /// describes. Without a configured region, the region in an AWS queue URL is used.
     pub async fn from_env(queue_url: impl Into<String>) -> SqsQueue {
         SqsQueue::with_config(&load_aws_config().await, queue_url)
