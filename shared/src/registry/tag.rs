@@ -117,7 +117,7 @@ impl Client {
 }
 
 /// The `rel="next"` target of a `Link` header: `</v2/a/tags/list?n=2&last=b>; rel="next"`.
-fn next_link(header: &str) -> Option<String> {
+pub fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let is_next = params
@@ -130,7 +130,7 @@ fn next_link(header: &str) -> Option<String> {
 
 /// Turns a Link target into a path relative to `/v2/` (registries send absolute paths or
 /// absolute URLs on the same host).
-fn relative_to_v2(link: &str, context: &str) -> Result<String, RegistryError> {
+pub fn relative_to_v2(link: &str, context: &str) -> Result<String, RegistryError> {
     let path = match link.find("/v2/") {
         Some(i) => &link[i + 4..],
         None => {
