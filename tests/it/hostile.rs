@@ -574,6 +574,7 @@ async fn row11_a_credential_helper_that_never_answers_is_stopped() {
         format!(r#"{{"credHelpers": {{"{}": "hang"}}}}"#, src.host()),
     );
     let pid_file = work.path().join("helper.pid");
+    let helper_process = KillListed(pid_file.clone());
     let helper = support::write_file(
         &docker,
         "docker-credential-hang",
@@ -605,20 +606,36 @@ async fn row11_a_credential_helper_that_never_answers_is_stopped() {
         "{out}"
     );
     // The helper was asked, and is gone: stopped, not left behind.
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .expect("the helper ran")
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: signal 0 only checks whether the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    if alive {
-        // SAFETY: the helper this test wrote and ferry started; it must not outlive the test.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
+    assert!(pid_file.exists(), "the helper was never asked\n{out}");
+    assert_eq!(
+        helper_process.running(),
+        None,
+        "the helper was left running"
+    );
+}
+
+/// The process whose id a file holds, killed when dropped if it still runs: a credential
+/// helper ferry failed to stop must not outlive the test.
+struct KillListed(std::path::PathBuf);
+
+impl KillListed {
+    /// The process id, if the file names one that is still running.
+    fn running(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(&self.0).ok()?.trim().parse().ok()?;
+        // SAFETY: signal 0 only checks whether the process exists.
+        (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    }
+}
+
+impl Drop for KillListed {
+    fn drop(&mut self) {
+        if let Some(pid) = self.running() {
+            // SAFETY: the helper this test wrote, started by the ferry it ran.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
         }
     }
-    assert!(!alive, "the helper was left running");
 }
 
 /// Row 12: the platform filter paired index entries with children by position while the
