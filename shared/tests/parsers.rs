@@ -1,9 +1,11 @@
 //! Property tests for every parser of outside input: whatever a registry, a sender, a queue
 //! or a file hands ferry, parsing returns a value or an error and never panics; formats that
-//! round-trip do. The case count is modest so CI stays quick; `PROPTEST_CASES=100000 cargo
+//! round-trip do, and what ferry builds from a value (a challenge, a `Link`, a
+//! `Retry-After`, a token response) reads back as that value. The case count is modest so CI stays quick; `PROPTEST_CASES=100000 cargo
 //! test -p ferry-core --test parsers` runs a longer search.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // The library, under the name its users know it by.
 use ferry_core as ferry;
@@ -15,7 +17,8 @@ use ferry::job::Job;
 use ferry::manifest::{ImageConfig, ManifestBody};
 use ferry::platform::PlatformFilter;
 use ferry::reference::{Digest, Reference, Repository};
-use ferry::registry::{media_types, parse_challenge};
+use ferry::registry::parsers::{next_link, parse_retry_after, relative_to_v2, token_response};
+use ferry::registry::{media_types, parse_challenge, Challenge};
 use ferry::rules::{rules_from_value, Defaults};
 use ferry::webhook::{parse_events, parse_payload};
 use proptest::prelude::*;
@@ -152,6 +155,95 @@ proptest! {
         let _ = parse_challenge(&header);
         let _ = parse_challenge(&format!("Bearer {header}"));
         let _ = parse_challenge(&format!("Bearer realm=\"{header}\",service=x"));
+    }
+
+    #[test]
+    fn challenges_read_back_what_they_quote(
+        realm in ".{0,60}",
+        service in proptest::option::of(".{0,30}"),
+        scheme in prop_oneof![Just("Bearer"), Just("bearer"), Just("BEARER")],
+    ) {
+        let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut header = format!("{scheme} realm=\"{}\"", quote(&realm));
+        if let Some(service) = &service {
+            header += &format!(", service=\"{}\"", quote(service));
+        }
+        let expected = Challenge::Bearer { realm: realm.clone(), service: service.clone() };
+        prop_assert_eq!(parse_challenge(&header), Some(expected));
+    }
+
+    #[test]
+    fn link_headers_never_panic(header in ".{0,200}") {
+        for text in [header.clone(), format!("<{header}>; rel=\"next\""), format!("<{header}>; rel=next, </x>; rel=prev")] {
+            if let Some(link) = next_link(&text) {
+                let _ = relative_to_v2(&link, "list tags");
+            }
+        }
+    }
+
+    #[test]
+    fn link_headers_give_back_their_next_target(
+        path in "[a-z0-9/_.-]{1,40}",
+        query in "(\\?[a-z0-9=&%._-]{0,30})?",
+        absolute in any::<bool>(),
+        before in prop::collection::vec("[a-z0-9/]{0,10}", 0..3),
+    ) {
+        let target = if absolute {
+            format!("https://registry.example.com/v2/{path}{query}")
+        } else {
+            format!("/v2/{path}{query}")
+        };
+        // Other relations may come first; only `next` is followed.
+        let mut parts: Vec<String> = before.iter().map(|p| format!("</v2/{p}>; rel=\"prev\"")).collect();
+        parts.push(format!("<{target}>;  rel=\"next\""));
+        let header = parts.join(", ");
+        prop_assert_eq!(next_link(&header), Some(target.clone()));
+        prop_assert_eq!(relative_to_v2(&target, "list tags").unwrap(), format!("{path}{query}"));
+    }
+
+    #[test]
+    fn retry_after_never_panics(value in ".{0,60}", now in any::<u32>()) {
+        let now = UNIX_EPOCH + Duration::from_secs(u64::from(now));
+        let _ = parse_retry_after(&value, now);
+    }
+
+    #[test]
+    fn retry_after_reads_back_seconds_and_dates(seconds in any::<u64>(), now in 0u64..4_000_000_000, ahead in 0u64..1_000_000) {
+        let epoch = UNIX_EPOCH + Duration::from_secs(now);
+        prop_assert_eq!(parse_retry_after(&seconds.to_string(), epoch), Some(Duration::from_secs(seconds)));
+        prop_assert_eq!(parse_retry_after(&format!(" {seconds} "), epoch), Some(Duration::from_secs(seconds)));
+        let date = httpdate::fmt_http_date(epoch + Duration::from_secs(ahead));
+        prop_assert_eq!(parse_retry_after(&date, epoch), Some(Duration::from_secs(ahead)));
+        // A date already past is no wait.
+        let past = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH);
+        prop_assert_eq!(parse_retry_after(&past, epoch), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn token_responses_never_panic(value in json(), bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = token_response(value.to_string().as_bytes());
+        let _ = token_response(&bytes);
+        let wrapped = serde_json::json!({ "token": value.clone(), "expires_in": value });
+        let _ = token_response(wrapped.to_string().as_bytes());
+    }
+
+    #[test]
+    fn token_responses_give_back_the_token_for_a_bounded_time(
+        token in "[A-Za-z0-9._-]{1,60}",
+        expires_in in proptest::option::of(any::<u64>()),
+        as_access_token in any::<bool>(),
+    ) {
+        let field = if as_access_token { "access_token" } else { "token" };
+        let mut body = serde_json::json!({ field: token, "issued_at": "2024-01-01T00:00:00Z" });
+        if let Some(seconds) = expires_in {
+            body["expires_in"] = seconds.into();
+        }
+        let (parsed, lifetime) = token_response(body.to_string().as_bytes()).unwrap();
+        prop_assert_eq!(parsed, token);
+        // However long a server says, a token is used for a day at most, and never longer
+        // than it said.
+        prop_assert!(lifetime <= Duration::from_secs(24 * 60 * 60));
+        prop_assert!(lifetime <= Duration::from_secs(expires_in.unwrap_or(60)));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! settings into a test (`HOME` is an empty temp dir, `DOCKER_CONFIG`,
 //! `REGISTRY_AUTH_FILE`, `XDG_*`, proxies, `RUST_LOG` and `FERRY_*` are
 //! removed, `NO_COLOR=1`), and its captured [`Output`] (with the
-//! `(source, target)` pairs a `ferry plan` printed).
+//! `(source, target)` pairs a `ferry plan` printed); and [`run_bounded`], for any
+//! command that must finish on its own within a limit.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The workspace root (`tests/..`).
 pub fn workspace_root() -> PathBuf {
@@ -222,4 +224,30 @@ pub fn run_ferry<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -
         cmd.env(k, v);
     }
     cmd.output().expect("running ferry").into()
+}
+
+/// Runs `cmd` to completion with its output captured, killing it (and panicking) if it has
+/// not finished within `limit`: for runs that must end on their own.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.unwrap_or_else(|e| panic!("waiting for {program}: {e}")),
+        Err(_) => {
+            // SAFETY: killing the child we started.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            panic!("{program} did not finish within {limit:?}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::ferry::workspace_root;
+use crate::ferry::{run_bounded, workspace_root};
 use crate::net::free_port;
 use crate::registry::{capture, spawn_with_pdeathsig};
 
@@ -150,28 +150,4 @@ fn path_with_cargo_lambda() -> std::ffi::OsString {
         paths.extend(std::env::split_paths(&path));
     }
     std::env::join_paths(paths).expect("PATH entries are joinable")
-}
-
-/// Runs `cmd` to completion, killing it after `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running cargo lambda");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => output.expect("waiting for cargo lambda"),
-        Err(_) => {
-            // SAFETY: killing the child we started.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            panic!("cargo lambda invoke did not finish within {limit:?}");
-        }
-    }
 }

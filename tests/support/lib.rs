@@ -37,7 +37,7 @@ use std::sync::{Mutex, Once};
 
 pub use api::RegistryApi;
 pub use certs::Pki;
-pub use ferry::{ferry, ferry_bin, run_ferry, test_home, workspace_root, Output};
+pub use ferry::{ferry, ferry_bin, run_bounded, run_ferry, test_home, workspace_root, Output};
 pub use fixture::{
     auth_yaml, ferry_plan, ferry_sync, insecure_auth_yaml, read_json, Pair, Workdir, FAST_RETRIES,
 };

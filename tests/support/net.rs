@@ -87,7 +87,7 @@ where
 }
 
 /// A TLS acceptor presenting the test server certificate (HTTP/1.1 only).
-pub(crate) fn tls_acceptor() -> TlsAcceptor {
+pub fn tls_acceptor() -> TlsAcceptor {
     static ACCEPTOR: OnceLock<TlsAcceptor> = OnceLock::new();
     ACCEPTOR
         .get_or_init(|| {

@@ -32,6 +32,15 @@ pub use manifest::{Manifest, ManifestHead};
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
+/// The parsers of what registries send, for the property tests (`shared/tests/parsers.rs`);
+/// not part of the API.
+#[doc(hidden)]
+pub mod parsers {
+    pub use super::tag::{next_link, relative_to_v2};
+    pub use super::token::token_response;
+    pub use super::transport::parse_retry_after;
+}
+
 use crate::credentials::{CredentialStore, Credentials, CredentialsError, TlsSettings};
 use crate::env::Env;
 use futures::stream::{self, StreamExt};

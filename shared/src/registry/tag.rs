@@ -117,7 +117,7 @@ impl Client {
 }
 
 /// The `rel="next"` target of a `Link` header: `</v2/a/tags/list?n=2&last=b>; rel="next"`.
-fn next_link(header: &str) -> Option<String> {
+pub fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let is_next = params
@@ -130,7 +130,7 @@ fn next_link(header: &str) -> Option<String> {
 
 /// Turns a Link target into a path relative to `/v2/` (registries send absolute paths or
 /// absolute URLs on the same host).
-fn relative_to_v2(link: &str, context: &str) -> Result<String, RegistryError> {
+pub fn relative_to_v2(link: &str, context: &str) -> Result<String, RegistryError> {
     let path = match link.find("/v2/") {
         Some(i) => &link[i + 4..],
         None => {
@@ -158,16 +158,5 @@ mod tests {
             relative_to_v2("https://h/v2/a/tags/list?last=x", "c").unwrap(),
             "a/tags/list?last=x"
         );
-    }
-
-    proptest::proptest! {
-        /// Any `Link` header a registry sends is read or ignored, never a panic.
-        #[test]
-        fn link_headers_never_panic(header in ".{0,120}") {
-            if let Some(link) = next_link(&header) {
-                let _ = relative_to_v2(&link, "c");
-            }
-            let _ = next_link(&format!("<{header}>; rel=\"next\""));
-        }
     }
 }

@@ -194,17 +194,32 @@ pub(crate) async fn fetch(
         return Err(status_error(response, &format!("{context}: token")).await);
     }
     let body = read_capped(response, MAX_TOKEN_RESPONSE, "token response", context).await?;
-    let body: TokenResponse = serde_json::from_slice(&body)
-        .map_err(|e| error(ErrorKind::Protocol(format!("token response: {e}"))))?;
+    let (value, expires_in) = parse_response(&body).map_err(error)?;
+    Ok(Token {
+        value,
+        renew_at: renew_at(started, expires_in),
+    })
+}
+
+/// A token server's answer: the token (`token`, else `access_token`) and its stated lifetime
+/// in seconds.
+fn parse_response(body: &[u8]) -> Result<(Secret, Option<u64>), ErrorKind> {
+    let body: TokenResponse = serde_json::from_slice(body)
+        .map_err(|e| ErrorKind::Protocol(format!("token response: {e}")))?;
     let value = body
         .token
         .or(body.access_token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| error(ErrorKind::Protocol("token response without a token".into())))?;
-    Ok(Token {
-        value: Secret::new(value),
-        renew_at: renew_at(started, body.expires_in),
-    })
+        .ok_or_else(|| ErrorKind::Protocol("token response without a token".into()))?;
+    Ok((Secret::new(value), body.expires_in))
+}
+
+/// A token server's answer as ferry uses it: the token, and how long it is used before it
+/// is renewed. For the property tests (`ferry::registry::parsers`).
+pub fn token_response(body: &[u8]) -> Result<(String, Duration), ErrorKind> {
+    let (value, expires_in) = parse_response(body)?;
+    let now = Instant::now();
+    Ok((value.expose().to_string(), renew_at(now, expires_in) - now))
 }
 
 #[cfg(test)]

@@ -105,22 +105,25 @@ fn is_transient_error(error: &reqwest::Error) -> bool {
     error.is_connect() || error.is_timeout() || error.is_request()
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// A response's `Retry-After`.
 fn retry_after(response: &Response) -> Option<Duration> {
     let value = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
-        .ok()?
-        .trim();
+        .ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+/// A `Retry-After` value, seconds or an HTTP date, as a wait from `now` (a date already
+/// past is no wait). Not capped here: the caller caps it.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A response body read to its end, refused when it is larger than `limit` bytes: a hostile
