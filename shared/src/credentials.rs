@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::error::Kind;
 use crate::reference::Repository;
 
 /// A secret string: Debug/Display print "***"; `expose()` gives the value.
@@ -71,15 +72,35 @@ pub struct TlsSettings {
     pub ca: Option<PathBuf>,
 }
 
-/// Where the registry client gets credentials and TLS settings; the auth file implements it.
+/// Where the registry client gets credentials and TLS settings, and what it asks before
+/// pushing into a repository; the auth file implements it.
+#[async_trait::async_trait]
 pub trait CredentialStore: Send + Sync {
-    /// The credentials for `repository`, if any are configured.
-    fn credentials_for(
+    /// The credentials for `repository`, if any are configured. Asked per request: a store
+    /// whose answers cost something (a helper, an API call) caches them itself.
+    async fn credentials_for(
         &self,
         repository: &Repository,
     ) -> Result<Option<Credentials>, CredentialsError>;
+    /// The registry answered 401 to the credentials given for `repository`: a store whose
+    /// credentials expire (ECR's passwords) gets fresh ones for the next request.
+    fn refused(&self, _repository: &Repository) {}
     /// How to connect to `registry` (as in `Repository::registry()`).
     fn tls_for(&self, registry: &str) -> TlsSettings;
+    /// Called once per repository per process before the first push into it: a registry
+    /// that does not create repositories on push (ECR) gets it created here.
+    async fn prepare_push(&self, _repository: &Repository) -> Result<(), PushRefused> {
+        Ok(())
+    }
+}
+
+/// Why a repository cannot be pushed into (it is missing and may not be created, or it
+/// could not be created). The message names the registry and repository, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PushRefused {
+    pub kind: Kind,
+    pub message: String,
 }
 
 /// Credentials that are configured but could not be had (a helper failed, say). The message
@@ -97,8 +118,12 @@ pub struct CredentialsError {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Anonymous;
 
+#[async_trait::async_trait]
 impl CredentialStore for Anonymous {
-    fn credentials_for(&self, _: &Repository) -> Result<Option<Credentials>, CredentialsError> {
+    async fn credentials_for(
+        &self,
+        _: &Repository,
+    ) -> Result<Option<Credentials>, CredentialsError> {
         Ok(None)
     }
     fn tls_for(&self, _: &str) -> TlsSettings {

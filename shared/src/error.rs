@@ -34,12 +34,21 @@ pub enum Kind {
     Queue,
     /// Stopped by Ctrl-C or an invocation deadline before it finished.
     Interrupted,
+    /// The target will not overwrite a tag (an immutable repository): no retry can help.
+    Immutable,
 }
 
 impl Kind {
     /// Worth another attempt later.
     pub fn is_transient(self) -> bool {
         matches!(self, Kind::Transport | Kind::RateLimited | Kind::Queue)
+    }
+
+    /// No later attempt can succeed, whatever happens meanwhile: a queued job failing so is
+    /// dropped (and logged), not redelivered until the dead-letter queue. (A malformed job is
+    /// not: the dead-letter queue is where a user finds it.)
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Kind::Immutable)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +64,7 @@ impl Kind {
             Kind::Credentials => "credentials",
             Kind::Queue => "queue",
             Kind::Interrupted => "interrupted",
+            Kind::Immutable => "immutable",
         }
     }
 }

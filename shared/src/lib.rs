@@ -31,6 +31,8 @@ pub mod image;
 // Layer 1: input as written, validated.
 /// image-syncer's images file: rules, selection and target naming.
 pub mod rules;
+/// Amazon ECR: registry passwords from the AWS credential chain, repositories created on push.
+pub mod ecr;
 /// image-syncer's auth file, the Docker config and credential helpers.
 pub mod auth;
 /// Which input files to read, and the functions' settings from their environment.

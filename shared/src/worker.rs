@@ -42,6 +42,13 @@ impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.failure.is_none()
     }
+
+    /// Failed, and worth delivering again (see `Kind::is_permanent`).
+    pub fn should_retry(&self) -> bool {
+        self.failure
+            .as_ref()
+            .is_some_and(|f| !f.kind.is_permanent())
+    }
 }
 
 /// Which jobs a worker runs. A queue's messages come from whoever can send to it, so a
@@ -396,7 +403,7 @@ async fn run_delivery(
         }
     };
     let give_up = options.max_receives.is_some_and(|max| receive_count >= max);
-    if !outcome.succeeded() && !give_up {
+    if outcome.should_retry() && !give_up {
         // Back soon rather than after the whole visibility timeout: 5 s, 10 s, 20 s...
         let retry_in = (Duration::from_secs(5)
             * 2u32.saturating_pow(receive_count.saturating_sub(1)))
@@ -406,8 +413,15 @@ async fn run_delivery(
         }
         return false;
     }
-    if !outcome.succeeded() {
-        tracing::error!(message_id = %message_id, receive_count, "job failed too often; dropping it");
+    if let Some(failure) = &outcome.failure {
+        match outcome.should_retry() {
+            true => {
+                tracing::error!(message_id = %message_id, receive_count, "job failed too often; dropping it")
+            }
+            false => {
+                tracing::error!(message_id = %message_id, kind = %failure.kind, reason = %failure, "job failed for good; dropping it")
+            }
+        }
     }
     match queue.delete(&receipt).await {
         Ok(()) => outcome.succeeded(),

@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod copy_paths;
+mod ecr;
 mod hostile;
 mod plan;
 mod queue;

@@ -131,6 +131,9 @@ pub struct Options {
     /// Send push/pull notifications (`notifications: endpoints:`) to this URL, with these
     /// extra request headers; the registry retries every second until it is answered.
     pub notify: Option<(String, Vec<(String, String)>)>,
+    /// The htpasswd user and password of Basic modes, instead of [`BASIC_USER`]'s (an ECR
+    /// stand-in holds the user and password ECR's token API gives).
+    pub basic_credentials: Option<(&'static str, &'static str)>,
 }
 
 /// One parsed access-log line.
@@ -191,6 +194,7 @@ pub struct Registry {
     sync_seq: AtomicU64,
     issuer: Option<TokenIssuer>,
     dir: tempfile::TempDir,
+    basic_credentials: Option<(&'static str, &'static str)>,
 }
 
 impl Registry {
@@ -216,10 +220,13 @@ impl Registry {
             .expect("creating registry temp dir");
         let htpasswd = dir.path().join("htpasswd");
         if mode.is_basic() {
-            let hash = bcrypt::hash_with_result(BASIC_PASSWORD, 4)
+            let (user, password) = opts
+                .basic_credentials
+                .unwrap_or((BASIC_USER, BASIC_PASSWORD));
+            let hash = bcrypt::hash_with_result(password, 4)
                 .expect("bcrypt")
                 .format_for_version(bcrypt::Version::TwoA);
-            std::fs::write(&htpasswd, format!("{BASIC_USER}:{hash}\n")).expect("writing htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("writing htpasswd");
         }
         let mut last_failure = String::new();
         // The port is only reserved until we release it: retry if another
@@ -300,6 +307,7 @@ impl Registry {
                         sync_seq: AtomicU64::new(0),
                         issuer,
                         dir,
+                        basic_credentials: opts.basic_credentials.filter(|_| mode.is_basic()),
                     }
                 }
                 Err(why) => {
@@ -348,7 +356,7 @@ impl Registry {
 
     /// Good `(user, password)`, if the mode has auth.
     pub fn credentials(&self) -> Option<(&'static str, &'static str)> {
-        self.mode.credentials()
+        self.basic_credentials.or(self.mode.credentials())
     }
 
     /// `host/reference`, e.g. `reg.image("foo/bar:1")` → `127.0.0.1:PORT/foo/bar:1`.
@@ -458,7 +466,7 @@ impl Registry {
     }
 
     pub(crate) fn auth(&self) -> crate::api::Auth {
-        match (self.mode.credentials(), &self.issuer) {
+        match (self.credentials(), &self.issuer) {
             (_, Some(issuer)) => crate::api::Auth::Token(issuer.state()),
             (Some((u, p)), None) => crate::api::Auth::Basic(u, p),
             (None, None) => crate::api::Auth::None,

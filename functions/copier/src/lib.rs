@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use ferry::copy::{Copier, CopyOptions, NoProgress};
+use ferry::ecr::Ecr;
 use ferry::env::Env;
 use ferry::input::{load_inputs_from_env, service_settings_from_env};
 use ferry::registry::Registries;
@@ -29,10 +30,17 @@ pub struct CopierFunction {
 
 impl CopierFunction {
     pub fn from_env(env: &dyn Env) -> anyhow::Result<CopierFunction> {
+        CopierFunction::with_ecr(env, Arc::new(Ecr::new()))
+    }
+
+    /// As `from_env`, asking ECR through `ecr` (tests give one with an explicit AWS
+    /// configuration; `from_env`'s reads the process environment, as every AWS SDK does).
+    pub fn with_ecr(env: &dyn Env, ecr: Arc<Ecr>) -> anyhow::Result<CopierFunction> {
         let inputs = load_inputs_from_env(env, false)?;
         let settings = service_settings_from_env(env)?;
+        let auth = inputs.auth.with_ecr(ecr);
         Ok(CopierFunction {
-            registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env)),
+            registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
             proc: settings.proc,
             policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
         })
@@ -72,12 +80,18 @@ impl CopierFunction {
         let outcomes = run_messages(&copier, messages, deadline, &self.policy).await;
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
-            if let Some(reason) = &outcome.failure {
-                tracing::warn!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed; SQS will redeliver it");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = outcome.message_id;
-                response.batch_item_failures.push(failure);
+            let Some(reason) = &outcome.failure else {
+                continue;
+            };
+            if !outcome.should_retry() {
+                // An immutable tag: a redelivery would fail the same way.
+                tracing::error!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed for good; not redelivered");
+                continue;
             }
+            tracing::warn!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed; SQS will redeliver it");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = outcome.message_id;
+            response.batch_item_failures.push(failure);
         }
         response
     }

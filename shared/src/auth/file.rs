@@ -1,5 +1,6 @@
 //! The entries of image-syncer's auth file (`--auth`, or the legacy `--config` file's `auth`
-//! object): the fields an entry may have (`username`, `password`, `insecure`, `ca`), their
+//! object): the fields an entry may have (`username`, `password`, `insecure`, `ca`, and for
+//! ECR `ecr` and `create`, whose values `ecr::settings` reads), their
 //! types, `$VAR` and `${VAR}` references, the CA file check, and the TLS settings per host
 //! that the entries add up to. Reading the file, its keys and choosing an entry for a
 //! repository are left to `auth` and `auth::key`.
@@ -13,6 +14,7 @@ use thiserror::Error;
 
 use super::key::{Key, Keyed};
 use crate::credentials::{Credentials, TlsSettings};
+use crate::ecr::{CreatePolicy, EcrHost, EcrRegistry, EcrSettings, EcrSettingsProblem};
 use crate::env::Env;
 use crate::files::scalar_string;
 
@@ -23,6 +25,10 @@ pub(super) struct Entry {
     pub(super) credentials: Option<Credentials>,
     pub(super) insecure: bool,
     pub(super) ca: Option<PathBuf>,
+    /// `ecr:`: this host's password comes from ECR.
+    pub(super) ecr: Option<EcrSettings>,
+    /// `create:`: what repositories ferry creates under this key get.
+    pub(super) create: Option<CreatePolicy>,
 }
 
 impl Keyed for Entry {
@@ -38,6 +44,8 @@ pub enum Field {
     Password,
     Insecure,
     Ca,
+    Ecr,
+    Create,
 }
 
 impl Field {
@@ -47,6 +55,8 @@ impl Field {
             "password" => Field::Password,
             "insecure" => Field::Insecure,
             "ca" => Field::Ca,
+            "ecr" => Field::Ecr,
+            "create" => Field::Create,
             _ => return None,
         })
     }
@@ -57,6 +67,8 @@ impl Field {
             Field::Password => "password",
             Field::Insecure => "insecure",
             Field::Ca => "ca",
+            Field::Ecr => "ecr",
+            Field::Create => "create",
         }
     }
 }
@@ -70,9 +82,9 @@ impl fmt::Display for Field {
 /// What is wrong with one entry.
 #[derive(Debug, Error)]
 pub enum EntryProblem {
-    #[error("expected a map with username, password, insecure, ca")]
+    #[error("expected a map with username, password, insecure, ca, ecr, create")]
     NotAMap,
-    #[error("unknown field {field:?} (expected username, password, insecure or ca)")]
+    #[error("unknown field {field:?} (expected username, password, insecure, ca, ecr or create)")]
     UnknownField { field: String },
     #[error("{field} must be text")]
     NotText { field: Field },
@@ -86,6 +98,19 @@ pub enum EntryProblem {
         "insecure applies to the whole host: set it on the entry {host:?}, not on a namespace"
     )]
     InsecureNamespace { host: String },
+    /// An ECR password comes from the AWS credential chain; a second source would make
+    /// the choice arbitrary.
+    #[error("ecr and username/password both given: ECR's password comes from the AWS credential chain; keep one")]
+    EcrWithCredentials,
+    /// ECR's password is per registry, like TLS.
+    #[error("ecr applies to the whole host: set it on the entry {host:?}, not on a namespace")]
+    EcrNamespace { host: String },
+    #[error("ecr: {host} is not an ECR host name, so ecr needs a region")]
+    EcrWithoutRegion { host: String },
+    #[error("create applies to ECR registries: {host} is not an ECR host name and no entry for it has ecr")]
+    CreateNotEcr { host: String },
+    #[error(transparent)]
+    EcrSettings(#[from] EcrSettingsProblem),
     #[error("{field} is \"${{{variable}}}\" but environment variable {variable} is not set")]
     MissingVariable { field: Field, variable: String },
     /// `path` is resolved against the auth file's directory.
@@ -140,6 +165,8 @@ struct Fields {
     credentials: Option<Credentials>,
     insecure: bool,
     ca: Option<PathBuf>,
+    ecr: Option<EcrSettings>,
+    create: Option<CreatePolicy>,
 }
 
 /// Reads the entry `value` under `key` of the auth file `file`, expanding `$VAR`
@@ -165,11 +192,29 @@ pub(super) fn parse_entry(
             host: key.registry.clone(),
         }));
     }
+    if fields.ecr.is_some() {
+        if fields.credentials.is_some() {
+            return Err(error(EntryProblem::EcrWithCredentials));
+        }
+        if key.normalised != key.registry {
+            return Err(error(EntryProblem::EcrNamespace {
+                host: key.registry.clone(),
+            }));
+        }
+        let named = EcrHost::recognise(&key.registry);
+        if EcrRegistry::new(&key.registry, named.as_ref(), fields.ecr.as_ref()).is_none() {
+            return Err(error(EntryProblem::EcrWithoutRegion {
+                host: key.registry.clone(),
+            }));
+        }
+    }
     Ok(Entry {
         key,
         credentials: fields.credentials,
         insecure: fields.insecure,
         ca: fields.ca,
+        ecr: fields.ecr,
+        create: fields.create,
     })
 }
 
@@ -194,6 +239,8 @@ fn parse_fields(origin: &Origin, value: &Value, env: &dyn Env) -> Result<Fields,
             Field::Password => password = text_field(origin, field, value, env)?,
             Field::Insecure => fields.insecure = bool_field(field, value)?,
             Field::Ca => fields.ca = ca_field(origin, value)?,
+            Field::Ecr => fields.ecr = Some(EcrSettings::from_value(value)?),
+            Field::Create => fields.create = Some(CreatePolicy::from_value(value)?),
         }
     }
     fields.credentials = Credentials::basic_unless_empty(username, password);

@@ -2,7 +2,8 @@
 //! owns `AuthConfig`: it reads image-syncer's auth file (`--auth`, or the legacy `--config`
 //! file's `auth` object) and answers the registry client's two questions through
 //! `CredentialStore`: the credentials for a repository (the auth file's most specific entry
-//! that has some, else Docker's config, else anonymous) and the TLS settings for a host.
+//! that has some, else ECR's password for an ECR host, else Docker's config, else anonymous),
+//! the TLS settings for a host, and, before a push into ECR, the repository created.
 //! What a key means and which applies (`key`), what an entry may hold (`file`), Docker's
 //! config (`docker_config`) and its credential helpers (`cred_helper`) each have their own
 //! file; `AuthError` gathers their problems with the file and key they are about.
@@ -16,6 +17,7 @@ mod testing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -26,7 +28,10 @@ pub use docker_config::DockerConfigProblem;
 pub use file::{CaProblem, EntryError, EntryProblem, Field};
 pub use key::KeyProblem;
 
-use crate::credentials::{CredentialStore, Credentials, CredentialsError, TlsSettings};
+use crate::credentials::{
+    CredentialStore, Credentials, CredentialsError, PushRefused, TlsSettings,
+};
+use crate::ecr::{CreatePolicy, Ecr, EcrHost, EcrRegistry};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
 use crate::files::{read_document, FileError};
@@ -94,7 +99,10 @@ pub struct AuthConfig {
     /// Longest key first.
     entries: Vec<Entry>,
     tls: HashMap<String, TlsSettings>,
-    docker: Option<DockerConfig>,
+    docker: Option<Arc<DockerConfig>>,
+    /// ECR registries named by an entry's `ecr:`, by host.
+    ecr_hosts: HashMap<String, EcrRegistry>,
+    ecr: Arc<Ecr>,
 }
 
 impl AuthConfig {
@@ -128,11 +136,44 @@ impl AuthConfig {
         }
         sort_longest_first(&mut entries);
         let tls = tls_by_host(&entries);
+        let ecr_hosts: HashMap<String, EcrRegistry> = entries
+            .iter()
+            .filter_map(|entry| {
+                let named = EcrHost::recognise(&entry.key.registry);
+                entry.ecr.as_ref()?;
+                let registry =
+                    EcrRegistry::new(&entry.key.registry, named.as_ref(), entry.ecr.as_ref())?;
+                Some((entry.key.registry.clone(), registry))
+            })
+            .collect();
+        // `create:` only means something where ferry creates repositories.
+        if let Some(entry) = entries.iter().find(|entry| {
+            entry.create.is_some()
+                && !ecr_hosts.contains_key(&entry.key.registry)
+                && EcrHost::recognise(&entry.key.registry).is_none()
+        }) {
+            return Err(AuthError::Entry(EntryError {
+                file: file.to_path_buf(),
+                key: entry.key.raw.clone(),
+                problem: EntryProblem::CreateNotEcr {
+                    host: entry.key.registry.clone(),
+                },
+            }));
+        }
         Ok(AuthConfig {
             entries,
             tls,
             docker: None,
+            ecr_hosts,
+            ecr: Arc::new(Ecr::new()),
         })
+    }
+
+    /// Asks ECR through `ecr` (tests give one with an explicit AWS configuration) instead
+    /// of one configured from the environment.
+    pub fn with_ecr(mut self, ecr: Arc<Ecr>) -> Self {
+        self.ecr = ecr;
+        self
     }
 
     /// Adds the Docker config fallback found through `env`: `$DOCKER_CONFIG/config.json`, else
@@ -143,14 +184,16 @@ impl AuthConfig {
         let timeout = helper_timeout(env)?;
         self.docker = match docker_config_path(env) {
             Some(file) => DockerConfig::load(&file, env.var("PATH"), timeout)
-                .map_err(|problem| AuthError::DockerConfig { file, problem })?,
+                .map_err(|problem| AuthError::DockerConfig { file, problem })?
+                .map(Arc::new),
             None => None,
         };
         Ok(self)
     }
 
-    /// The credentials for `repository`: the auth file's longest matching entry that has a
-    /// username or password, else the Docker config, else `None` (anonymous).
+    /// The credentials for `repository` that need no network: the auth file's longest
+    /// matching entry that has a username or password, else the Docker config, else `None`
+    /// (anonymous). ECR's passwords are the `CredentialStore` implementation's.
     ///
     /// Blocking: may run a Docker credential helper (once per registry per process; the result
     /// is cached). Call it from `spawn_blocking` or before the copy starts.
@@ -183,6 +226,9 @@ impl AuthConfig {
         if let Some(entry) = self.entry_with_credentials(&target) {
             return format!("auth file entry {}", entry.key.raw);
         }
+        if let Some(ecr) = self.ecr_registry(repository.registry()) {
+            return format!("ECR's GetAuthorizationToken in {}", ecr.key.region);
+        }
         self.docker
             .as_ref()
             .and_then(|docker| docker.describe(repository.registry(), &target))
@@ -193,6 +239,25 @@ impl AuthConfig {
     /// that has them.
     fn entry_with_credentials(&self, target: &str) -> Option<&Entry> {
         matching(&self.entries, target).find(|entry| entry.credentials.is_some())
+    }
+
+    /// The ECR registry whose password `registry` takes: a host entry's `ecr:`, else a host
+    /// named like ECR's. ECR's password beats Docker's config, whose ECR logins last 12 hours.
+    fn ecr_registry(&self, registry: &str) -> Option<EcrRegistry> {
+        let host = canonical_registry(registry);
+        if let Some(registry) = self.ecr_hosts.get(&host) {
+            return Some(registry.clone());
+        }
+        let named = EcrHost::recognise(&host)?;
+        EcrRegistry::new(&host, Some(&named), None)
+    }
+
+    /// What a repository created in ECR for `repository` gets: the longest matching entry's
+    /// `create:`, else ECR's defaults.
+    fn create_policy(&self, repository: &Repository) -> CreatePolicy {
+        matching(&self.entries, &target_of(repository))
+            .find_map(|entry| entry.create.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -212,19 +277,65 @@ fn helper_timeout(env: &dyn Env) -> Result<Duration, AuthError> {
 /// How long a credential helper may take, in seconds.
 pub const HELPER_TIMEOUT_VARIABLE: &str = "FERRY_CREDENTIAL_HELPER_TIMEOUT";
 
+#[async_trait::async_trait]
 impl CredentialStore for AuthConfig {
-    fn credentials_for(
+    /// As [`AuthConfig::credentials_for`], with ECR's password between the auth file and
+    /// Docker's config; a credential helper runs on a blocking thread, off the async
+    /// threads that move everyone's blobs.
+    async fn credentials_for(
         &self,
         repository: &Repository,
     ) -> Result<Option<Credentials>, CredentialsError> {
-        AuthConfig::credentials_for(self, repository).map_err(|e| CredentialsError {
+        let target = target_of(repository);
+        if let Some(entry) = self.entry_with_credentials(&target) {
+            return Ok(entry.credentials.clone());
+        }
+        if let Some(ecr) = self.ecr_registry(repository.registry()) {
+            return match self.ecr.credentials(&ecr).await {
+                Ok(credentials) => Ok(Some(credentials)),
+                Err(e) => Err(CredentialsError {
+                    source_name: self.describe_match(repository),
+                    message: e.to_string(),
+                }),
+            };
+        }
+        let Some(docker) = &self.docker else {
+            return Ok(None);
+        };
+        let docker = Arc::clone(docker);
+        let registry = repository.registry().to_string();
+        let found = tokio::task::spawn_blocking(move || docker.credentials_for(&registry, &target))
+            .await
+            .map_err(|join| format!("the credential lookup did not finish: {join}"))
+            .and_then(|found| found.map_err(|e| e.to_string()));
+        found.map_err(|message| CredentialsError {
             source_name: self.describe_match(repository),
-            message: e.to_string(),
+            message,
         })
+    }
+
+    fn refused(&self, repository: &Repository) {
+        if let Some(ecr) = self.ecr_registry(repository.registry()) {
+            self.ecr.refused(&ecr);
+        }
     }
 
     fn tls_for(&self, registry: &str) -> TlsSettings {
         AuthConfig::tls_for(self, registry)
+    }
+
+    async fn prepare_push(&self, repository: &Repository) -> Result<(), PushRefused> {
+        let Some(ecr) = self.ecr_registry(repository.registry()) else {
+            return Ok(());
+        };
+        let policy = self.create_policy(repository);
+        self.ecr
+            .ensure_repository(&ecr, repository.path(), &policy)
+            .await
+            .map_err(|e| PushRefused {
+                kind: e.kind(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -333,7 +444,15 @@ mod tests {
         let auth = AuthConfig::empty().with_docker_config(&env).unwrap();
         let err = auth.credentials_for(&repo("quay.io/a/b")).unwrap_err();
         assert_eq!(err.kind(), Kind::Credentials, "{err}");
-        let err = CredentialStore::credentials_for(&auth, &repo("quay.io/a/b")).unwrap_err();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = runtime
+            .block_on(CredentialStore::credentials_for(
+                &auth,
+                &repo("quay.io/a/b"),
+            ))
+            .unwrap_err();
         assert_eq!(
             err.message,
             "credential helper docker-credential-absent: docker-credential-absent not found in PATH"

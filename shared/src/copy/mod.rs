@@ -235,7 +235,8 @@ impl Copier {
             self.copy_image_to_targets(image, options, &mut report)
                 .await
         };
-        let retryable = matches!(&outcome, Err(e) if !matches!(e, CopyError::SourceMissing(_)));
+        let retryable = matches!(&outcome, Err(e)
+            if !matches!(e, CopyError::SourceMissing(_)) && !e.kind().is_permanent());
         match outcome {
             Ok(None) => report.status = Status::Copied,
             Ok(Some(reason)) => {

@@ -13,7 +13,8 @@ use super::token;
 use super::{Client, Scope};
 use std::sync::Arc;
 
-use crate::credentials::{Credentials, CredentialsError};
+use crate::credentials::Credentials;
+use crate::reference::Repository;
 
 impl Client {
     /// Records what a `/v2/` or 401 response says about authentication.
@@ -94,41 +95,39 @@ impl Client {
         }
     }
 
-    /// The store's credentials for the scope's repository, asked once per repository and
-    /// on a blocking thread: the store may run a credential helper, which must not hold up
-    /// the async threads that move everyone's blobs.
+    /// The store's credentials for the scope's repository. The store caches what costs
+    /// something (a helper's answer, an ECR password) and renews what expires.
     async fn credentials(
         &self,
         scope: &Scope,
         context: &str,
     ) -> Result<Option<Credentials>, RegistryError> {
-        let cached = self
-            .credentials
-            .lock()
-            .expect("credentials cache poisoned")
-            .get(&scope.repository)
-            .cloned();
-        let found = match cached {
-            Some(found) => found,
-            None => {
-                let store = Arc::clone(&self.auth);
-                let repository = scope.repository.clone();
-                let found = tokio::task::spawn_blocking(move || store.credentials_for(&repository))
-                    .await
-                    .unwrap_or_else(|join| {
-                        Err(CredentialsError {
-                            source_name: "credential lookup".into(),
-                            message: format!("the lookup did not finish: {join}"),
-                        })
-                    });
-                self.credentials
-                    .lock()
-                    .expect("credentials cache poisoned")
-                    .insert(scope.repository.clone(), found.clone());
-                found
-            }
+        self.auth
+            .credentials_for(&scope.repository)
+            .await
+            .map_err(|e| RegistryError::new(context, ErrorKind::Credentials(e)))
+    }
+
+    /// Once per repository per client, before the first push into it: the store may create
+    /// it (ECR). Concurrent pushes wait for one call; a failure is not remembered, so the
+    /// next image tries again.
+    pub(super) async fn prepare_push(
+        &self,
+        repository: &Repository,
+        context: &str,
+    ) -> Result<(), RegistryError> {
+        let cell = {
+            let mut prepared = self.prepared.lock().expect("prepared pushes poisoned");
+            Arc::clone(prepared.entry(repository.clone()).or_default())
         };
-        found.map_err(|e| RegistryError::new(context, ErrorKind::Credentials(e)))
+        cell.get_or_try_init(|| async {
+            self.auth
+                .prepare_push(repository)
+                .await
+                .map_err(|e| RegistryError::new(context, ErrorKind::PushRefused(e)))
+        })
+        .await
+        .map(|_| ())
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::{Response, StatusCode};
 use thiserror::Error;
 
 use super::transport::{read_prefix, TransportFailure};
-use crate::credentials::CredentialsError;
+use crate::credentials::{CredentialsError, PushRefused};
 use crate::error::{HasKind, Kind};
 use crate::reference::Digest;
 
@@ -36,6 +36,13 @@ pub enum ErrorKind {
     Setup(SetupProblem),
     #[error("credentials: {0}")]
     Credentials(CredentialsError),
+    /// The registry will not overwrite the tag (ECR's `IMMUTABLE` repositories, Harbor's
+    /// immutability rules): no retry can change that.
+    #[error("the tag is immutable on the target{}", detail(.0))]
+    Immutable(String),
+    /// The repository cannot be pushed into (missing and not to be created, say).
+    #[error("{0}")]
+    PushRefused(PushRefused),
 }
 
 /// Why a client could not be set up or a URL could not be formed. Foreign errors that can be
@@ -78,6 +85,8 @@ impl ErrorKind {
             ErrorKind::Transport(_) => Kind::Transport,
             ErrorKind::Protocol(_) | ErrorKind::InsecureRealm(_) => Kind::Protocol,
             ErrorKind::Setup(_) | ErrorKind::Credentials(_) => Kind::Credentials,
+            ErrorKind::PushRefused(refused) => refused.kind,
+            ErrorKind::Immutable(_) => Kind::Immutable,
         }
     }
 }
@@ -179,6 +188,13 @@ pub(crate) async fn status_error(response: Response, context: &str) -> RegistryE
         StatusCode::FORBIDDEN => ErrorKind::Denied(detail),
         StatusCode::TOO_MANY_REQUESTS => ErrorKind::RateLimited,
         s if s.is_server_error() => ErrorKind::Transport(format!("HTTP {s}: {detail}")),
+        // ECR answers 400 TAG_INVALID "... cannot be overwritten because the repository is
+        // immutable"; Harbor 412 with "immutable".
+        StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
+            if detail.to_ascii_lowercase().contains("immutable") =>
+        {
+            ErrorKind::Immutable(detail)
+        }
         s => ErrorKind::Protocol(format!("HTTP {s}: {detail}")),
     };
     RegistryError::new(context, kind)

@@ -136,6 +136,7 @@ impl Client {
         bytes: &Bytes,
     ) -> Result<Option<Digest>, RegistryError> {
         let context = format!("PUT manifest {reference}");
+        self.prepare_push(&reference.repository, &context).await?;
         let response = self
             .send_ok(
                 &Scope::push(&reference.repository),

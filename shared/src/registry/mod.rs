@@ -41,7 +41,7 @@ pub mod parsers {
     pub use super::transport::parse_retry_after;
 }
 
-use crate::credentials::{CredentialStore, Credentials, CredentialsError, TlsSettings};
+use crate::credentials::{CredentialStore, TlsSettings};
 use crate::env::Env;
 use futures::stream::{self, StreamExt};
 
@@ -204,8 +204,8 @@ pub struct Client {
     endpoint: tokio::sync::OnceCell<Endpoint>,
     challenge: RwLock<Challenge>,
     tokens: TokenCache,
-    /// The store's answer per repository (see `authorize`).
-    credentials: Mutex<HashMap<Repository, Result<Option<Credentials>, CredentialsError>>>,
+    /// Repositories made ready for pushes (see `authorize::prepare_push`).
+    prepared: Mutex<HashMap<Repository, Arc<tokio::sync::OnceCell<()>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -243,7 +243,7 @@ impl Client {
             endpoint: tokio::sync::OnceCell::new(),
             challenge: RwLock::new(Challenge::None),
             tokens: TokenCache::default(),
-            credentials: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(HashMap::new()),
         })
     }
 
@@ -351,6 +351,9 @@ impl Client {
                 return Ok(response);
             }
             refreshed = true;
+            if authorization.is_some() {
+                self.auth.refused(&scope.repository);
+            }
             self.tokens.forget(scope);
             self.learn_challenge(&response, context)?;
         }
@@ -465,8 +468,12 @@ mod tests {
     /// No credentials; every host with the CA file `0`.
     struct WithCa(PathBuf);
 
+    #[async_trait::async_trait]
     impl CredentialStore for WithCa {
-        fn credentials_for(&self, _: &Repository) -> Result<Option<Credentials>, CredentialsError> {
+        async fn credentials_for(
+            &self,
+            _: &Repository,
+        ) -> Result<Option<Credentials>, CredentialsError> {
             Ok(None)
         }
         fn tls_for(&self, _: &str) -> TlsSettings {

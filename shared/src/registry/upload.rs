@@ -37,6 +37,7 @@ impl Client {
         mount: Option<(&Digest, &Repository)>,
     ) -> Result<UploadStart, RegistryError> {
         let context = format!("start upload to {repository}");
+        self.prepare_push(repository, &context).await?;
         let uploads = ApiPath::in_repository(repository, &["blobs", "uploads", ""]);
         let (path, scope) = match mount {
             Some((digest, from)) => (
