@@ -6,6 +6,8 @@
 mod auth;
 mod bad_input;
 mod copy_paths;
+mod crash;
+mod faults;
 mod hostile;
 mod plan;
 mod queue;
