@@ -6,7 +6,9 @@
 mod auth;
 mod bad_input;
 mod copy_paths;
+mod crash;
 mod ecr;
+mod faults;
 mod hostile;
 mod plan;
 mod queue;

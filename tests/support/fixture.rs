@@ -52,14 +52,32 @@ pub fn insecure_auth_yaml(hosts: &[String]) -> String {
         .collect()
 }
 
-/// Runs `ferry` (sync, the default command) with these files and extra arguments.
-pub fn ferry_sync(auth: &Path, images: &Path, extra: &[&str]) -> Output {
+/// The arguments of `ferry` (sync, the default command) with these files and extra
+/// arguments: what [`ferry_sync`] runs, and what a test that spawns ferry itself passes.
+pub fn sync_args(auth: &Path, images: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         format!("--auth={}", auth.display()),
         format!("--images={}", images.display()),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    run_ferry(&args, &[FAST_RETRIES])
+    args
+}
+
+/// Runs `ferry` (sync, the default command) with these files and extra arguments.
+pub fn ferry_sync(auth: &Path, images: &Path, extra: &[&str]) -> Output {
+    ferry_sync_with(auth, images, extra, &[])
+}
+
+/// [`ferry_sync`] with extra environment (after [`FAST_RETRIES`], so it may override it).
+pub fn ferry_sync_with(
+    auth: &Path,
+    images: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Output {
+    let mut all_envs = vec![FAST_RETRIES];
+    all_envs.extend_from_slice(envs);
+    run_ferry(&sync_args(auth, images, extra), &all_envs)
 }
 
 /// Runs `ferry plan` with these files, extra arguments and environment.
@@ -152,11 +170,21 @@ impl Workdir {
 
     /// [`Workdir::sync`] with `--report` added; the output and the report it wrote.
     pub fn sync_reporting(&self, images: &Path, extra: &[&str]) -> (Output, Value) {
+        self.sync_reporting_with(images, extra, &[])
+    }
+
+    /// [`Workdir::sync_reporting`] with extra environment (see [`ferry_sync_with`]).
+    pub fn sync_reporting_with(
+        &self,
+        images: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> (Output, Value) {
         let report = self.report_path();
         let flag = format!("--report={}", report.display());
         let mut args = extra.to_vec();
         args.push(&flag);
-        let out = self.sync(images, &args);
+        let out = ferry_sync_with(self.auth(), images, &args, envs);
         if !report.exists() {
             panic!("ferry wrote no report\n{out}");
         }

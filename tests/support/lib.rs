@@ -39,12 +39,15 @@ pub use api::RegistryApi;
 pub use certs::Pki;
 pub use ferry::{ferry, ferry_bin, run_bounded, run_ferry, test_home, workspace_root, Output};
 pub use fixture::{
-    auth_yaml, ferry_plan, ferry_sync, insecure_auth_yaml, read_json, Pair, Workdir, FAST_RETRIES,
+    auth_yaml, ferry_plan, ferry_sync, ferry_sync_with, insecure_auth_yaml, read_json, sync_args,
+    Pair, Workdir, FAST_RETRIES,
 };
 pub use lambda::{cargo_lambda_bin, LambdaEmulator};
 pub use moto::{moto_bin, Moto, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use net::{free_port, http_client};
-pub use proxy::{fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest};
+pub use proxy::{
+    fail_first, matching, Fault, Hook, ProxiedRequest, Proxy, ProxyRequest, SeededRng, STALL_LIMIT,
+};
 pub use registry::{AccessLine, Mode, Options, Registry, BASIC_PASSWORD, BASIC_REALM, BASIC_USER};
 pub use seed::{
     config_json, index_json, layer, manifest_json, manifest_media_type, sha256_digest,

@@ -8,11 +8,16 @@
 //!
 //! A hook sees each request ([`ProxyRequest`]) and may return a [`Fault`]:
 //! answer with a status of its own (503, 429 + `Retry-After`...), reset or
-//! close the connection without answering, delay, or forward but corrupt or
-//! truncate the response body, forward to another path, or add a response header. Every request is recorded with its fault and
-//! the status answered. The proxy runs on the support background runtime;
+//! close the connection without answering, reset it partway through the
+//! request body (an upload cut off), delay, or forward but corrupt, truncate
+//! or stall the response body (a stall sends nothing more for up to
+//! [`STALL_LIMIT`], until the client gives up), forward to another path, or
+//! add a response header. Every request is recorded with its fault and the
+//! status answered. Hooks that fault at random draw from a [`SeededRng`], so a
+//! seed names a run. The proxy runs on the support background runtime;
 //! dropping it stops it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -73,6 +78,21 @@ pub enum Fault {
     /// Forward, but send only the first `n` body bytes (headers keep the
     /// full `Content-Length`), then drop the connection.
     TruncateBody(usize),
+    /// Forward, but after the headers and the first `after` body bytes send
+    /// nothing more, keeping the connection open: the client's read timeout
+    /// must notice. The proxy gives up after [`STALL_LIMIT`] and drops the
+    /// connection.
+    StallBody {
+        /// Body bytes sent before the stall.
+        after: usize,
+    },
+    /// Read the first `after` bytes of the request body (an upload's PUT or
+    /// PATCH), then reset the connection (TCP RST) without forwarding or
+    /// answering.
+    ResetMidUpload {
+        /// Request body bytes read before the reset.
+        after: usize,
+    },
     /// Forward to this path and query instead of the requested one.
     Rewrite(String),
     /// Forward, and add this header to the response.
@@ -108,6 +128,59 @@ impl Fault {
             headers.push((name.into(), value.into()));
         }
         self
+    }
+
+    /// A short name for tallies: `"503"`, `"429"` (any [`Fault::Respond`] by
+    /// its status), `"reset"`, `"truncate"`, `"stall"`, ...
+    pub fn kind(&self) -> String {
+        match self {
+            Fault::Respond { status, .. } => status.to_string(),
+            Fault::Reset => "reset".into(),
+            Fault::Close => "close".into(),
+            Fault::Delay(_) => "delay".into(),
+            Fault::CorruptBody => "corrupt".into(),
+            Fault::TruncateBody(_) => "truncate".into(),
+            Fault::StallBody { .. } => "stall".into(),
+            Fault::ResetMidUpload { .. } => "upload reset".into(),
+            Fault::Rewrite(_) => "rewrite".into(),
+            Fault::AddResponseHeader(..) => "add header".into(),
+        }
+    }
+}
+
+/// How long a [`Fault::StallBody`] holds a connection at most, so that a
+/// client without a read timeout cannot hang a test forever.
+pub const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// A small deterministic generator (SplitMix64, as [`crate::layer`] uses)
+/// for hooks that fault at random: the same seed draws the same sequence.
+#[derive(Clone, Debug)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> SeededRng {
+        SeededRng(crate::seed::layer_state(seed))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        crate::seed::next_layer_word(&mut self.0)
+    }
+
+    /// A number in `0..n` (`0` when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// `true` with probability `p` (0.0–1.0).
+    pub fn chance(&mut self, p: f64) -> bool {
+        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        unit < p
     }
 }
 
@@ -283,6 +356,20 @@ impl Proxy {
             .count()
     }
 
+    /// How many requests got each kind of fault ([`Fault::kind`]).
+    pub fn fault_tally(&self) -> BTreeMap<String, usize> {
+        let mut tally = BTreeMap::new();
+        for fault in self.state.log.lock().unwrap().iter().flat_map(|r| &r.fault) {
+            *tally.entry(fault.kind()).or_insert(0) += 1;
+        }
+        tally
+    }
+
+    /// How many requests the proxy has seen.
+    pub fn request_count(&self) -> usize {
+        self.state.log.lock().unwrap().len()
+    }
+
     /// Forget the recorded requests.
     pub fn clear_requests(&self) {
         self.state.log.lock().unwrap().clear();
@@ -362,6 +449,19 @@ async fn handle(
             return Err(Abort);
         }
         Some(Fault::Close) => return Err(Abort),
+        Some(Fault::ResetMidUpload { after }) => {
+            // Bounded: `after` bytes, or the body's end, or the client's error.
+            let mut body = Body::new(req.into_body()).into_data_stream();
+            let mut read = 0;
+            while read < *after {
+                match body.next().await {
+                    Some(Ok(data)) => read += data.len(),
+                    _ => break,
+                }
+            }
+            let _ = sock.set_linger(Some(Duration::ZERO));
+            return Err(Abort);
+        }
         Some(Fault::Respond {
             status,
             headers,
@@ -463,6 +563,31 @@ async fn handle(
                 left -= take;
                 Ok(b.slice(..take))
             }))
+        }
+        Some(Fault::StallBody { after }) => {
+            // `after` bytes, then silence until the client goes away or
+            // STALL_LIMIT passes; a body shorter than `after` just ends.
+            let state = (stream.boxed(), after, false);
+            Body::from_stream(futures::stream::unfold(
+                state,
+                |(mut stream, left, done)| async move {
+                    if done {
+                        return None;
+                    }
+                    if left == 0 {
+                        tokio::time::sleep(STALL_LIMIT).await;
+                        let stalled = std::io::Error::other("stalled by fault injection");
+                        return Some((Err(stalled), (stream, 0, true)));
+                    }
+                    match stream.next().await? {
+                        Ok(b) => {
+                            let take = left.min(b.len());
+                            Some((Ok(b.slice(..take)), (stream, left - take, false)))
+                        }
+                        Err(e) => Some((Err(std::io::Error::other(e)), (stream, 0, true))),
+                    }
+                },
+            ))
         }
         _ => Body::from_stream(stream),
     };

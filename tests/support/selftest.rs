@@ -549,6 +549,63 @@ async fn proxy_forwards_counts_and_injects_faults() {
     let body = get_blob().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256_digest(&body), img.layer_digests[0]);
     assert_eq!(proxy.count("*", "/blobs/sha256:"), 6);
+
+    // A stalled body: headers and the first bytes, then nothing until the
+    // client's read timeout.
+    proxy.set_hook(|_| Some(Fault::StallBody { after: 1000 }));
+    let impatient = crate::net::client_builder()
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let resp = impatient
+        .get(&blob_url)
+        .basic_auth(BASIC_USER, Some(BASIC_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let err = resp.bytes().await.unwrap_err();
+    assert!(err.is_timeout() || err.is_body(), "{err:?}");
+
+    // An upload reset partway through its body never reaches the registry.
+    proxy.set_hook(|r: &ProxyRequest| {
+        (r.method == "PUT").then_some(Fault::ResetMidUpload { after: 4096 })
+    });
+    let resp = client
+        .post(format!("{}/v2/app/blobs/uploads/", proxy.base_url()))
+        .basic_auth(BASIC_USER, Some(BASIC_PASSWORD))
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    let location = header(&resp, "location");
+    let other = layer(42, 100_000);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        other.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    let put = client
+        .put(format!("{location}&digest={}", sha256_digest(&other)))
+        .basic_auth(BASIC_USER, Some(BASIC_PASSWORD))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(put.is_err(), "{put:?}");
+    assert!(!reg.has_blob("app", &sha256_digest(&other)).await);
+    let tally = proxy.fault_tally();
+    assert_eq!((tally["stall"], tally["upload reset"]), (1, 1), "{tally:?}");
+}
+
+#[test]
+fn seeded_rng_repeats_per_seed() {
+    let draws = |seed| {
+        let mut rng = SeededRng::new(seed);
+        (0..8).map(|_| rng.below(1000)).collect::<Vec<_>>()
+    };
+    assert_eq!(draws(1), draws(1));
+    assert_ne!(draws(1), draws(2));
+    let mut rng = SeededRng::new(3);
+    let hits = (0..10_000).filter(|_| rng.chance(0.3)).count();
+    assert!((2_700..3_300).contains(&hits), "{hits}");
+    assert_eq!(rng.below(0), 0);
 }
 
 #[test]

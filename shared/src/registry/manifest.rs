@@ -1,15 +1,15 @@
 //! Manifests: HEAD and GET with an Accept list covering every format ferry copies. The raw
 //! bytes are what gets copied; the digest is computed here and checked against both the
-//! reference (when it is a digest) and the registry's `Docker-Content-Digest`.
+//! reference (when it is a digest) and the registry's `Docker-Content-Digest`. A manifest
+//! body cut off midway is asked for again (`Client::get_body`).
 
 use base64::Engine as _;
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use reqwest::{Response, StatusCode};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::StatusCode;
 
 use super::error::{ErrorKind, RegistryError};
 use super::path::ApiPath;
-use super::transport::read_capped;
 use super::{status_error, Actions, Client, Scope};
 use crate::manifest::media_types;
 use crate::reference::{Digest, Locator, Reference};
@@ -75,28 +75,30 @@ impl Client {
         if !response.status().is_success() {
             return Err(status_error(response, &context).await);
         }
-        let digest = content_digest(&response, &context)?;
+        let headers = response.headers();
+        let digest = content_digest(headers, &context)?;
         Ok(Some(ManifestHead {
             digest,
-            media_type: header(&response, CONTENT_TYPE.as_str()).map(media_type_only),
-            size: header(&response, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok()),
+            media_type: header(headers, CONTENT_TYPE.as_str()).map(media_type_only),
+            size: header(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok()),
         }))
     }
 
     /// GET a manifest's raw bytes, verifying its digest.
     pub async fn manifest_get(&self, reference: &Reference) -> Result<Manifest, RegistryError> {
         let context = format!("GET manifest {reference}");
-        let response = self
-            .send_ok(
+        let url = self.api_url(&ApiPath::manifest(reference)).await?;
+        let (headers, bytes) = self
+            .get_body(
                 &Scope::pull(&reference.repository),
                 &context,
-                &ApiPath::manifest(reference),
+                url,
                 |http, url| http.get(url).header(ACCEPT, media_types::ACCEPT),
+                (MAX_MANIFEST_BYTES, "manifest"),
             )
             .await?;
-        let announced = content_digest(&response, &context)?;
-        let content_type = header(&response, CONTENT_TYPE.as_str()).map(media_type_only);
-        let bytes = read_capped(response, MAX_MANIFEST_BYTES, "manifest", &context).await?;
+        let announced = content_digest(&headers, &context)?;
+        let content_type = header(&headers, CONTENT_TYPE.as_str()).map(media_type_only);
         let media_type = content_type
             .filter(|t| !t.is_empty() && t != "application/json" && t != "text/plain")
             .or_else(|| media_type_field(&bytes))
@@ -149,13 +151,12 @@ impl Client {
                 },
             )
             .await?;
-        content_digest(&response, &context)
+        content_digest(response.headers(), &context)
     }
 }
 
-fn header(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_string())
@@ -170,8 +171,8 @@ fn media_type_only(content_type: String) -> String {
         .to_string()
 }
 
-fn content_digest(response: &Response, context: &str) -> Result<Option<Digest>, RegistryError> {
-    header(response, "docker-content-digest")
+fn content_digest(headers: &HeaderMap, context: &str) -> Result<Option<Digest>, RegistryError> {
+    header(headers, "docker-content-digest")
         .filter(|v| !v.is_empty())
         .map(|v| {
             v.parse().map_err(|_| {

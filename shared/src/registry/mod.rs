@@ -5,6 +5,12 @@
 //! credentials or a Bearer token cached per (repository, actions). The API areas live in
 //! their own files (`manifest`, `tag`, `blob`, `upload`); how requests are authorized lives
 //! in `authorize`, retries and backoff in `transport`, errors in `error`.
+//!
+//! A response that stops arriving (headers or body) fails after the read timeout and is
+//! retried like a reset; a body cut off or stalled midway is asked for again here
+//! (`get_body`). Uploads go through a second HTTP client without that timeout, which
+//! reqwest would also count against the time spent sending the body; `upload` watches
+//! their progress instead.
 
 mod authorize;
 mod blob;
@@ -19,8 +25,10 @@ mod upload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use reqwest::header::AUTHORIZATION;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
 /// Re-exported from `crate::manifest`, where the formats live.
@@ -49,7 +57,7 @@ use crate::reference::{Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
 use error::{status_error, transport_error, transport_failure};
 use path::ApiPath;
 use token::TokenCache;
-use transport::execute;
+use transport::{execute, read_capped};
 
 /// Settings shared by every client.
 #[derive(Debug, Clone)]
@@ -58,7 +66,14 @@ pub struct ClientOptions {
     /// `n` for tags/list; `None` lets the registry choose (pagination is followed either way).
     pub tags_page_size: Option<usize>,
     pub user_agent: String,
+    /// How long a response may go without a byte arriving (its headers, then each read of
+    /// its body) before the request fails as a transient fault; for uploads, how long the
+    /// body may go without moving.
+    pub read_timeout: Duration,
 }
+
+/// The read timeout unless `FERRY_READ_TIMEOUT_SECS` says otherwise.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -66,15 +81,24 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             tags_page_size: None,
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }
 
 impl ClientOptions {
-    /// The defaults, with the retry policy the environment sets (`FERRY_RETRY_BASE_MS`).
+    /// The defaults, with the retry policy the environment sets (`FERRY_RETRY_BASE_MS`) and
+    /// the read timeout (`FERRY_READ_TIMEOUT_SECS`, whole seconds from 1; tests shorten it to
+    /// see stalls retried quickly).
     pub fn from_env(env: &dyn Env) -> Self {
+        let read_timeout = env
+            .var("FERRY_READ_TIMEOUT_SECS")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|secs| (1..=86_400).contains(secs))
+            .map_or(DEFAULT_READ_TIMEOUT, Duration::from_secs);
         ClientOptions {
             retry: RetryPolicy::from_env(env),
+            read_timeout,
             ..ClientOptions::default()
         }
     }
@@ -99,6 +123,11 @@ impl Registries {
     /// Clients with [`ClientOptions::from_env`]: what the functions use.
     pub fn from_env(auth: Arc<dyn CredentialStore>, env: &dyn Env) -> Self {
         Registries::new(auth, ClientOptions::from_env(env))
+    }
+
+    /// The settings every client has (the copier paces its blob retries by them).
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// The client for `registry` (as in `Repository::registry()`).
@@ -198,6 +227,8 @@ pub struct Client {
     registry: String,
     host: String,
     http: reqwest::Client,
+    /// For upload bodies: no read timeout (see the module docs).
+    upload_http: reqwest::Client,
     tls: TlsSettings,
     auth: Arc<dyn CredentialStore>,
     options: ClientOptions,
@@ -225,9 +256,10 @@ impl Client {
         options: &ClientOptions,
     ) -> Result<Self, RegistryError> {
         let tls = auth.tls_for(registry);
-        let http = http_client(options, &tls).map_err(|problem| {
-            RegistryError::new(format!("registry {registry}"), ErrorKind::Setup(problem))
-        })?;
+        let setup =
+            |problem| RegistryError::new(format!("registry {registry}"), ErrorKind::Setup(problem));
+        let http = http_client(options, &tls, Some(options.read_timeout)).map_err(setup)?;
+        let upload_http = http_client(options, &tls, None).map_err(setup)?;
         let host = if registry == DOCKER_HUB {
             DOCKER_HUB_API.to_string()
         } else {
@@ -237,6 +269,7 @@ impl Client {
             registry: registry.to_string(),
             host,
             http,
+            upload_http,
             tls,
             auth,
             options: options.clone(),
@@ -325,6 +358,29 @@ impl Client {
         url: Url,
         build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        self.send_via(&self.http, scope, context, url, build).await
+    }
+
+    /// `send_to` through the upload client, for requests whose body the caller watches.
+    pub(crate) async fn send_upload_to(
+        &self,
+        scope: &Scope,
+        context: &str,
+        url: Url,
+        build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.send_via(&self.upload_http, scope, context, url, build)
+            .await
+    }
+
+    async fn send_via(
+        &self,
+        http: &reqwest::Client,
+        scope: &Scope,
+        context: &str,
+        url: Url,
+        build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let own = self.is_own(&url).await?;
         let mut refreshed = false;
         loop {
@@ -333,7 +389,7 @@ impl Client {
                 false => None,
             };
             let response = execute(&self.options.retry, || {
-                let request = build(&self.http, url.clone());
+                let request = build(http, url.clone());
                 match &authorization {
                     Some(value) => request.header(AUTHORIZATION, value.clone()),
                     None => request,
@@ -380,8 +436,45 @@ impl Client {
         }
     }
 
-    /// Sends a request whose body can be sent only once (a streamed blob) to `url`: no
-    /// retries here; the caller retries the whole transfer. Credentials as for `send_to`.
+    /// `send_to` for a GET whose body is wanted whole (at most `limit` bytes, `what` names
+    /// it in errors): a success's headers and body. A body cut off or stalled midway is a
+    /// transient fault like a reset, so the request is sent again, as often as the retry
+    /// policy allows.
+    pub(crate) async fn get_body(
+        &self,
+        scope: &Scope,
+        context: &str,
+        url: Url,
+        build: impl Fn(&reqwest::Client, Url) -> RequestBuilder,
+        (limit, what): (usize, &str),
+    ) -> Result<(HeaderMap, Bytes), RegistryError> {
+        let policy = self.options.retry;
+        let mut retry = 0;
+        loop {
+            let response = self.send_to(scope, context, url.clone(), &build).await?;
+            if !response.status().is_success() {
+                return Err(status_error(response, context).await);
+            }
+            let headers = response.headers().clone();
+            match read_capped(response, limit, what, context).await {
+                Err(error)
+                    if matches!(error.kind, ErrorKind::Transport(_))
+                        && retry + 1 < policy.attempts =>
+                {
+                    let delay =
+                        crate::backoff::jittered(policy.base_delay, retry, policy.max_delay);
+                    tracing::debug!(%error, ?delay, "body cut off; asking again");
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                read => return read.map(|body| (headers, body)),
+            }
+        }
+    }
+
+    /// Sends a request whose body can be sent only once (a streamed blob) to `url`, through
+    /// the upload client: no retries here; the caller retries the whole transfer.
+    /// Credentials as for `send_to`.
     pub(crate) async fn send_once(
         &self,
         scope: &Scope,
@@ -393,7 +486,7 @@ impl Client {
             true => self.authorization(scope, context).await?,
             false => None,
         };
-        let mut request = request(&self.http, url);
+        let mut request = request(&self.upload_http, url);
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
@@ -424,22 +517,27 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
-/// The HTTP client for one registry host: its TLS settings (extra CA certificates, or no
-/// verification for an insecure registry) and timeouts.
+/// An HTTP client for one registry host: its TLS settings (extra CA certificates, or no
+/// verification for an insecure registry) and timeouts. reqwest's read timeout also runs
+/// while a request body is being sent (reqwest#2784), capping every upload at it: the
+/// upload client has none.
 fn http_client(
     options: &ClientOptions,
     tls: &TlsSettings,
+    read_timeout: Option<Duration>,
 ) -> Result<reqwest::Client, SetupProblem> {
     let mut builder = reqwest::Client::builder()
         .user_agent(&options.user_agent)
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .read_timeout(std::time::Duration::from_secs(300))
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .connect_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(90))
         // HTTP/1.1 on several keep-alive connections: the benchmark measured one HTTP/2
         // connection carrying every blob stream a third slower (flow-control windows).
         .http1_only()
         .redirect(redirect_policy())
         .danger_accept_invalid_certs(tls.insecure);
+    if let Some(timeout) = read_timeout {
+        builder = builder.read_timeout(timeout);
+    }
     if let Some(ca) = &tls.ca {
         let pem = std::fs::read(ca).map_err(|e| SetupProblem::CaUnreadable {
             path: ca.clone(),
@@ -482,6 +580,21 @@ mod tests {
                 ca: Some(self.0.clone()),
             }
         }
+    }
+
+    #[test]
+    fn the_read_timeout_comes_from_the_environment_within_bounds() {
+        let timeout = |value: &str| {
+            let env = crate::env::MapEnv::new([("FERRY_READ_TIMEOUT_SECS", value)]);
+            ClientOptions::from_env(&env).read_timeout
+        };
+        assert_eq!(timeout("2"), Duration::from_secs(2));
+        assert_eq!(timeout(" 90 "), Duration::from_secs(90));
+        for unusable in ["0", "-1", "soon", "99999999999999999999", "86401"] {
+            assert_eq!(timeout(unusable), DEFAULT_READ_TIMEOUT, "{unusable}");
+        }
+        let unset = ClientOptions::from_env(&crate::env::MapEnv::default());
+        assert_eq!(unset.read_timeout, DEFAULT_READ_TIMEOUT);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! exists at all. What a registry lists is outside input: a page is read with a cap, a
 //! `Link` that leads back to a page already read ends the listing as an error, and a tag
 //! that is not a tag by the reference grammar is dropped (with a warning) before anything
-//! can build a URL or a target name from it.
+//! can build a URL or a target name from it. A page cut off midway is asked for again
+//! (`Client::get_body`).
 
 use reqwest::header::LINK;
 use reqwest::StatusCode;
@@ -10,9 +11,9 @@ use serde::Deserialize;
 
 use std::collections::HashSet;
 
-use super::error::{error_items, status_error, ErrorKind, RegistryError, MAX_ERROR_BODY};
+use super::error::{error_items, ErrorKind, RegistryError, MAX_ERROR_BODY};
 use super::path::ApiPath;
-use super::transport::{read_capped, read_prefix};
+use super::transport::read_prefix;
 use super::{Client, Scope};
 use crate::error::truncate;
 use crate::reference::{validate_tag, Repository};
@@ -51,18 +52,19 @@ impl Client {
                     )),
                 ));
             }
-            let response = self
-                .send_to(&scope, &context, url.clone(), |http, url| http.get(url))
+            let (headers, body) = self
+                .get_body(
+                    &scope,
+                    &context,
+                    url.clone(),
+                    |http, url| http.get(url),
+                    (MAX_PAGE_BYTES, "tags/list page"),
+                )
                 .await?;
-            if !response.status().is_success() {
-                return Err(status_error(response, &context).await);
-            }
-            let next = response
-                .headers()
+            let next = headers
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = read_capped(response, MAX_PAGE_BYTES, "tags/list page", &context).await?;
             let page: TagPage = serde_json::from_slice(&body).map_err(|e| {
                 RegistryError::new(&context, ErrorKind::Protocol(format!("tags/list: {e}")))
             })?;

@@ -1,12 +1,22 @@
 //! Blob uploads: POST to open a session (or mount from another repository of the same
 //! registry), then one streaming PUT with `?digest=`, or PATCH chunks of bounded size when
 //! the registry asks for them (`OCI-Chunk-Min-Length`) or the user configured a chunk size.
+//!
+//! Upload bodies go through the client without a read timeout (reqwest's would also count
+//! the time spent sending them), so each upload is watched here (`Watch`): one whose body
+//! has not moved for the read timeout fails as a transient fault, and so does one whose
+//! registry, once it has every byte, takes longer than `COMMIT_WAIT` to answer.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
+use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode, Url};
+use tokio::time::Instant;
 
 use super::error::{status_error, ErrorKind, RegistryError};
 use super::path::ApiPath;
@@ -60,29 +70,32 @@ impl Client {
         }
     }
 
-    /// Sends the whole blob in one streaming PUT and closes the session.
+    /// Sends the whole blob (`data`, `size` bytes when known) in one streaming PUT and
+    /// closes the session.
     pub async fn upload_put(
         &self,
         repository: &Repository,
         session: UploadSession,
         digest: &Digest,
         size: Option<u64>,
-        body: reqwest::Body,
+        data: BoxStream<'static, Result<Bytes, RegistryError>>,
     ) -> Result<(), RegistryError> {
         let context = format!("upload {repository}@{digest}");
         let url = with_digest(session.location, digest);
-        let response = self
-            .send_once(&Scope::push(repository), &context, url, |http, url| {
-                let request = http
-                    .put(url)
-                    .header(CONTENT_TYPE, "application/octet-stream");
-                match size {
-                    Some(n) => request.header(CONTENT_LENGTH, n),
-                    None => request,
-                }
-                .body(body)
-            })
-            .await?;
+        let watch = Watch::new(self.options.read_timeout);
+        let body = watch.body(data);
+        let scope = Scope::push(repository);
+        let put = self.send_once(&scope, &context, url, |http, url| {
+            let request = http
+                .put(url)
+                .header(CONTENT_TYPE, "application/octet-stream");
+            match size {
+                Some(n) => request.header(CONTENT_LENGTH, n),
+                None => request,
+            }
+            .body(body)
+        });
+        let response = watch.run(put, &context).await?;
         expect_created(response, &context).await
     }
 
@@ -98,6 +111,7 @@ impl Client {
     ) -> Result<(), RegistryError> {
         let context = format!("chunked upload {repository}@{digest}");
         let scope = Scope::push(repository);
+        let watch = Watch::new(self.options.read_timeout);
         let chunk_size = chunk_size.max(session.min_chunk.unwrap_or(0)).max(1) as usize;
         let mut offset = 0u64;
         let mut buffer = BytesMut::with_capacity(chunk_size);
@@ -120,15 +134,14 @@ impl Client {
             let chunk = buffer.split_to(take).freeze();
             let end = offset + chunk.len() as u64 - 1;
             let url = session.location.clone();
-            let response = self
-                .send_to(&scope, &context, url, |http, url| {
-                    http.patch(url)
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
-                        .header(CONTENT_LENGTH, chunk.len())
-                        .body(chunk.clone())
-                })
-                .await?;
+            let patch = self.send_upload_to(&scope, &context, url, |http, url| {
+                http.patch(url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                    .header(CONTENT_LENGTH, chunk.len())
+                    .body(watch.body(slices(chunk.clone())))
+            });
+            let response = watch.run(patch, &context).await?;
             if response.status() != StatusCode::ACCEPTED {
                 return Err(status_error(response, &context).await);
             }
@@ -137,13 +150,103 @@ impl Client {
             finished = finished && buffer.is_empty();
         }
         let url = with_digest(session.location, digest);
-        let response = self
-            .send_to(&scope, &context, url, |http, url| {
-                http.put(url).header(CONTENT_LENGTH, 0)
-            })
-            .await?;
+        watch.sent();
+        let close = self.send_upload_to(&scope, &context, url, |http, url| {
+            http.put(url).header(CONTENT_LENGTH, 0)
+        });
+        let response = watch.run(close, &context).await?;
         expect_created(response, &context).await
     }
+}
+
+/// How long a registry that has every byte of a blob may take to answer: committing a
+/// large blob to object storage can take minutes, and nothing moves meanwhile.
+const COMMIT_WAIT: Duration = Duration::from_secs(600);
+
+/// The pieces a buffered PATCH chunk is sent in, so that its progress can be watched.
+const SLICE: usize = 64 << 10;
+
+/// The progress of one upload's body: when it last moved, and whether it was all sent.
+#[derive(Clone)]
+struct Watch {
+    idle: Duration,
+    state: Arc<Mutex<(Instant, bool)>>,
+}
+
+impl Watch {
+    fn new(idle: Duration) -> Self {
+        Watch {
+            idle,
+            state: Arc::new(Mutex::new((Instant::now(), false))),
+        }
+    }
+
+    fn moved(&self) {
+        *self.state.lock().expect("watch poisoned") = (Instant::now(), false);
+    }
+
+    fn sent(&self) {
+        *self.state.lock().expect("watch poisoned") = (Instant::now(), true);
+    }
+
+    /// `data` as a request body that tells this watch each time a chunk is taken, and when
+    /// the last one was.
+    fn body(&self, data: BoxStream<'static, Result<Bytes, RegistryError>>) -> reqwest::Body {
+        let (moved, sent) = (self.clone(), self.clone());
+        self.moved();
+        let watched = data
+            .map(move |chunk| {
+                moved.moved();
+                Some(chunk)
+            })
+            .chain(stream::once(async move {
+                sent.sent();
+                None
+            }))
+            .filter_map(futures::future::ready);
+        reqwest::Body::wrap_stream(watched)
+    }
+
+    /// `upload`, unless its body stops moving for the idle time, or the registry takes
+    /// longer than `COMMIT_WAIT` to answer once it has all of it.
+    async fn run<T>(
+        &self,
+        upload: impl Future<Output = Result<T, RegistryError>>,
+        context: &str,
+    ) -> Result<T, RegistryError> {
+        tokio::select! {
+            result = upload => result,
+            waited = self.stalled() => Err(RegistryError::new(
+                context,
+                ErrorKind::Transport(format!("upload stalled: nothing moved for {} s", waited.as_secs())),
+            )),
+        }
+    }
+
+    /// Resolves (with the time waited) once the deadline has passed without the body
+    /// moving. Each turn sleeps until the latest deadline, which moves only while data
+    /// does.
+    async fn stalled(&self) -> Duration {
+        loop {
+            let (last, sent) = *self.state.lock().expect("watch poisoned");
+            let wait = if sent {
+                COMMIT_WAIT.max(self.idle)
+            } else {
+                self.idle
+            };
+            if last.elapsed() >= wait {
+                return wait;
+            }
+            tokio::time::sleep_until(last + wait).await;
+        }
+    }
+}
+
+/// A buffered chunk as a stream of `SLICE`-sized pieces (cheap: they share its memory).
+fn slices(chunk: Bytes) -> BoxStream<'static, Result<Bytes, RegistryError>> {
+    let starts = (0..chunk.len()).step_by(SLICE);
+    stream::iter(starts.map(move |start| Ok(chunk.slice(start..(start + SLICE).min(chunk.len())))))
+        .boxed()
 }
 
 /// The largest `OCI-Chunk-Min-Length` followed: a chunk is buffered whole, so a registry
