@@ -9,6 +9,7 @@ mod copy_paths;
 mod hostile;
 mod plan;
 mod queue;
+mod ratelimit;
 mod serverless;
 mod sync;
 mod transport;

@@ -9,7 +9,7 @@
 //! A hook sees each request ([`ProxyRequest`]) and may return a [`Fault`]:
 //! answer with a status of its own (503, 429 + `Retry-After`...), reset or
 //! close the connection without answering, delay, or forward but corrupt or
-//! truncate the response body, forward to another path, or add a response header. Every request is recorded with its fault and
+//! truncate the response body, forward to another path, or add response headers. Every request is recorded with its fault and
 //! the status answered. The proxy runs on the support background runtime;
 //! dropping it stops it.
 
@@ -77,6 +77,8 @@ pub enum Fault {
     Rewrite(String),
     /// Forward, and add this header to the response.
     AddResponseHeader(String, String),
+    /// Forward, and add these headers to the response.
+    AddResponseHeaders(Vec<(String, String)>),
 }
 
 impl Fault {
@@ -429,6 +431,16 @@ async fn handle(
             HeaderValue::try_from(value.as_str()),
         ) {
             headers.append(k, v);
+        }
+    }
+    if let Some(Fault::AddResponseHeaders(added)) = &fault {
+        for (name, value) in added {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                headers.append(k, v);
+            }
         }
     }
     if let Some(h) = resp.headers_mut() {

@@ -4,7 +4,8 @@
 //! marked insecure) and the authentication challenge, then sends each request with Basic
 //! credentials or a Bearer token cached per (repository, actions). The API areas live in
 //! their own files (`manifest`, `tag`, `blob`, `upload`); how requests are authorized lives
-//! in `authorize`, retries and backoff in `transport`, errors in `error`.
+//! in `authorize`, retries and backoff in `transport`, the host's pull budget and requests in
+//! flight in `ratelimit`, errors in `error`.
 
 mod authorize;
 mod blob;
@@ -12,6 +13,7 @@ mod challenge;
 mod error;
 mod manifest;
 mod path;
+mod ratelimit;
 mod tag;
 mod token;
 mod transport;
@@ -19,6 +21,7 @@ mod upload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use reqwest::header::AUTHORIZATION;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
@@ -29,6 +32,7 @@ pub use blob::BlobStream;
 pub use challenge::{parse_challenge, Challenge};
 pub use error::{ErrorKind, RegistryError, SetupProblem};
 pub use manifest::{Manifest, ManifestHead};
+pub use ratelimit::DEFAULT_REQUESTS_IN_FLIGHT;
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
@@ -37,10 +41,12 @@ use crate::env::Env;
 use futures::stream::{self, StreamExt};
 
 use crate::reference::{Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
+use crate::report::RegistryUsage;
 use error::{status_error, transport_error, transport_failure};
 use path::ApiPath;
+use ratelimit::RateLimits;
 use token::TokenCache;
-use transport::execute;
+use transport::{execute, send_limited, TransportFailure};
 
 /// Settings shared by every client.
 #[derive(Debug, Clone)]
@@ -49,6 +55,8 @@ pub struct ClientOptions {
     /// `n` for tags/list; `None` lets the registry choose (pagination is followed either way).
     pub tags_page_size: Option<usize>,
     pub user_agent: String,
+    /// Requests in flight per registry host at most; 429s lower it for a while.
+    pub requests_in_flight: usize,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +65,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             tags_page_size: None,
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+            requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
         }
     }
 }
@@ -101,6 +110,22 @@ impl Registries {
         let client = Arc::new(Client::new(registry, self.auth.clone(), &self.options)?);
         clients.insert(registry.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// What each registry said of its rate limits so far: only those that stated a pull
+    /// budget or answered 429.
+    pub fn usage(&self) -> Vec<RegistryUsage> {
+        let clients: Vec<Arc<Client>> = self
+            .clients
+            .lock()
+            .expect("client map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        clients
+            .iter()
+            .filter_map(|client| client.limits.usage())
+            .collect()
     }
 
     /// HEADs every reference (with a token for `actions`), up to `concurrency` at once, in
@@ -197,6 +222,8 @@ pub struct Client {
     tokens: TokenCache,
     /// The store's answer per repository (see `authorize`).
     credentials: Mutex<HashMap<Repository, Result<Option<Credentials>, CredentialsError>>>,
+    /// The host's pull budget and requests in flight.
+    limits: RateLimits,
 }
 
 impl std::fmt::Debug for Client {
@@ -235,6 +262,7 @@ impl Client {
             challenge: RwLock::new(Challenge::None),
             tokens: TokenCache::default(),
             credentials: Mutex::new(HashMap::new()),
+            limits: RateLimits::new(registry, options.requests_in_flight),
         })
     }
 
@@ -264,12 +292,12 @@ impl Client {
             if i + 1 < schemes.len() {
                 policy.attempts = 1;
             }
-            match execute(&policy, || self.http.get(base.clone())).await {
+            match execute(&policy, Some(&self.limits), || self.http.get(base.clone())).await {
                 Ok(response) => {
                     self.learn_challenge(&response, &context)?;
                     return Ok(Endpoint { base });
                 }
-                Err(failure) => last_error = Some(transport_failure(failure, &context).await),
+                Err(failure) => last_error = Some(self.failure(failure, &context).await),
             }
         }
         Err(last_error.expect("at least one scheme is tried"))
@@ -323,7 +351,7 @@ impl Client {
                 true => self.authorization(scope, context).await?,
                 false => None,
             };
-            let response = execute(&self.options.retry, || {
+            let response = execute(&self.options.retry, Some(&self.limits), || {
                 let request = build(&self.http, url.clone());
                 match &authorization {
                     Some(value) => request.header(AUTHORIZATION, value.clone()),
@@ -333,7 +361,7 @@ impl Client {
             .await;
             let response = match response {
                 Ok(response) => response,
-                Err(failure) => return Err(transport_failure(failure, context).await),
+                Err(failure) => return Err(self.failure(failure, context).await),
             };
             if response.status() != StatusCode::UNAUTHORIZED
                 || refreshed
@@ -345,6 +373,34 @@ impl Client {
             self.tokens.forget(scope);
             self.learn_challenge(&response, context)?;
         }
+    }
+
+    /// The error for a request that failed after its retries: a 429 while the host's pull
+    /// budget is spent says until when.
+    async fn failure(&self, failure: TransportFailure, context: &str) -> RegistryError {
+        let throttled = matches!(&failure, TransportFailure::Status(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
+        match self.limits.spent() {
+            Some(spent) if throttled => RegistryError::new(context, spent.error_kind()),
+            _ => transport_failure(failure, context).await,
+        }
+    }
+
+    /// Before a pull (a manifest GET, which registries count): a spent budget back within
+    /// a retry's longest wait is waited out; one spent for longer fails at once, saying
+    /// until when, and nothing is sent.
+    pub(crate) async fn before_pull(&self, context: &str) -> Result<(), RegistryError> {
+        let Some(spent) = self.limits.spent() else {
+            return Ok(());
+        };
+        let wait = spent
+            .until
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if wait > self.options.retry.max_delay {
+            return Err(RegistryError::new(context, spent.error_kind()));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Whether `url` is on the registry's own origin, the only one its credentials go to.
@@ -385,8 +441,7 @@ impl Client {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
-        request
-            .send()
+        send_limited(&self.limits, request)
             .await
             .map_err(|error| transport_error(error, context))
     }
