@@ -37,7 +37,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
     let (images, unresolved) = plan(&rules, &registries, &mut interrupts).await;
     let images = copier.copy_all(images, settings.retries).await;
     progress.finish();
-    let report = Report::new(images, started.elapsed());
+    let report = Report::new(images, started.elapsed()).with_registries(registries.usage());
     let status = conclude(&report, &unresolved, &settings.outputs);
     // Ctrl-C stays handled until the output files are complete.
     drop(interrupts);

@@ -9,6 +9,8 @@
 pub mod aws;
 /// Jittered exponential backoff, the one formula every retry uses.
 pub mod backoff;
+/// Points in time in messages and reports (RFC 3339, UTC).
+pub mod timestamp;
 /// The catalogue of error kinds (`Kind`) every library error maps to.
 pub mod error;
 /// Environment variables behind a trait, so tests pass their own.

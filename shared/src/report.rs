@@ -1,5 +1,6 @@
 //! What a run did, image by image: the JSON report (`--report`), the success list
-//! (`--output-success-images`) and the totals the summary prints. Never holds credentials.
+//! (`--output-success-images`) and the totals the summary prints, and what the registries
+//! said of their rate limits. Never holds credentials.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -99,11 +100,40 @@ pub struct Totals {
     pub duration_ms: u64,
 }
 
+/// What one registry said of its rate limits during a run: its pull budget (as its
+/// `ratelimit-*` or `x-ratelimit-*` headers stated it) and its 429 answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RegistryUsage {
+    pub registry: String,
+    /// Pulls allowed per window, as last stated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_window_secs: Option<u64>,
+    /// Pulls left at the first answer that said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulls_left_at_start: Option<u64>,
+    /// Pulls left at the last answer that said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulls_left: Option<u64>,
+    /// RFC 3339: no pulls are sent to it before then (set only while the budget is spent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent_until: Option<String>,
+    /// 429 Too Many Requests answers.
+    pub too_many_requests: u64,
+    /// The fewest requests in flight 429s lowered it to (only when they did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lowest_in_flight: Option<usize>,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub images: Vec<ImageReport>,
     pub totals: Totals,
+    /// Registries that stated a pull budget or answered 429, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<RegistryUsage>,
 }
 
 impl Report {
@@ -126,7 +156,18 @@ impl Report {
             totals.blobs_existing += image.blobs_existing;
             totals.manifests_pushed += image.manifests_pushed;
         }
-        Report { images, totals }
+        Report {
+            images,
+            totals,
+            registries: Vec::new(),
+        }
+    }
+
+    /// With what the registries said of their rate limits.
+    pub fn with_registries(mut self, mut registries: Vec<RegistryUsage>) -> Self {
+        registries.sort_by(|a, b| a.registry.cmp(&b.registry));
+        self.registries = registries;
+        self
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &ImageReport> {
@@ -179,5 +220,22 @@ mod tests {
         assert_eq!(json["images"][1]["reason"], "boom");
         assert_eq!(json["images"][1]["kind"], "transport");
         assert!(json["images"][0].get("kind").is_none());
+        assert!(
+            json.get("registries").is_none(),
+            "absent when nothing was said"
+        );
+        let report = report.with_registries(vec![RegistryUsage {
+            registry: "docker.io".into(),
+            pull_limit: Some(100),
+            pulls_left: Some(0),
+            spent_until: Some("2030-01-01T00:00:00Z".into()),
+            ..RegistryUsage::default()
+        }]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["registries"][0],
+            serde_json::json!({"registry": "docker.io", "pull_limit": 100, "pulls_left": 0,
+                "spent_until": "2030-01-01T00:00:00Z", "too_many_requests": 0})
+        );
     }
 }

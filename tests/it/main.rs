@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod plan;
 mod queue;
+mod ratelimit;
 mod serverless;
 mod sync;
 mod transport;

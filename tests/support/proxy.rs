@@ -12,7 +12,7 @@
 //! request body (an upload cut off), delay, or forward but corrupt, truncate
 //! or stall the response body (a stall sends nothing more for up to
 //! [`STALL_LIMIT`], until the client gives up), forward to another path, or
-//! add a response header. Every request is recorded with its fault and the
+//! add response headers. Every request is recorded with its fault and the
 //! status answered. Hooks that fault at random draw from a [`SeededRng`], so a
 //! seed names a run. The proxy runs on the support background runtime;
 //! dropping it stops it.
@@ -97,6 +97,8 @@ pub enum Fault {
     Rewrite(String),
     /// Forward, and add this header to the response.
     AddResponseHeader(String, String),
+    /// Forward, and add these headers to the response.
+    AddResponseHeaders(Vec<(String, String)>),
 }
 
 impl Fault {
@@ -143,7 +145,7 @@ impl Fault {
             Fault::StallBody { .. } => "stall".into(),
             Fault::ResetMidUpload { .. } => "upload reset".into(),
             Fault::Rewrite(_) => "rewrite".into(),
-            Fault::AddResponseHeader(..) => "add header".into(),
+            Fault::AddResponseHeader(..) | Fault::AddResponseHeaders(_) => "add header".into(),
         }
     }
 }
@@ -529,6 +531,16 @@ async fn handle(
             HeaderValue::try_from(value.as_str()),
         ) {
             headers.append(k, v);
+        }
+    }
+    if let Some(Fault::AddResponseHeaders(added)) = &fault {
+        for (name, value) in added {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                headers.append(k, v);
+            }
         }
     }
     if let Some(h) = resp.headers_mut() {

@@ -111,6 +111,23 @@ impl HasKind for CopyError {
     }
 }
 
+impl CopyError {
+    /// Whether another round of the run may do better: not for a missing source, nor for a
+    /// spent pull budget (it lasts until the time it names; its rounds would only add
+    /// requests).
+    fn worth_another_round(&self) -> bool {
+        !self.kind().is_permanent()
+            && !matches!(
+                self,
+                CopyError::SourceMissing(_)
+                    | CopyError::Registry(RegistryError {
+                        kind: ErrorKind::BudgetSpent { .. },
+                        ..
+                    })
+            )
+    }
+}
+
 /// Copies images; shared by every image of a run so `proc` bounds them all.
 pub struct Copier {
     registries: Arc<Registries>,
@@ -218,7 +235,8 @@ impl Copier {
         self.copy_image_once(image, options).await
     }
 
-    /// The report, and whether a failure is worth another round (a missing source is not).
+    /// The report, and whether a failure is worth another round (a missing source or a spent
+    /// pull budget is not).
     async fn copy_image_once(
         &self,
         image: &PlannedImage,
@@ -235,8 +253,7 @@ impl Copier {
             self.copy_image_to_targets(image, options, &mut report)
                 .await
         };
-        let retryable = matches!(&outcome, Err(e)
-            if !matches!(e, CopyError::SourceMissing(_)) && !e.kind().is_permanent());
+        let retryable = matches!(&outcome, Err(e) if e.worth_another_round());
         match outcome {
             Ok(None) => report.status = Status::Copied,
             Ok(Some(reason)) => {

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Denied(String),
     #[error("rate limited (HTTP 429) after retries")]
     RateLimited,
+    /// The host said no pulls are left: none is sent before `until` (RFC 3339).
+    #[error("rate limited until {until}: the registry's pull budget is spent{}", parenthesized(.budget))]
+    BudgetSpent { until: String, budget: String },
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("transport: {0}")]
@@ -60,6 +63,14 @@ pub enum SetupProblem {
     Url(url::ParseError),
 }
 
+fn parenthesized(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" ({text})")
+    }
+}
+
 fn detail(text: &str) -> String {
     if text.is_empty() {
         String::new()
@@ -69,7 +80,8 @@ fn detail(text: &str) -> String {
 }
 
 impl ErrorKind {
-    /// Worth another attempt later (the request-level retries are already spent).
+    /// Worth another attempt later (the request-level retries are already spent). A spent
+    /// pull budget is not: it lasts until the time it names, not for a retry's backoff.
     pub fn is_transient(&self) -> bool {
         matches!(self, ErrorKind::Transport(_) | ErrorKind::RateLimited)
     }
@@ -80,7 +92,7 @@ impl ErrorKind {
             ErrorKind::NotFound(_) => Kind::NotFound,
             ErrorKind::Unauthorized(_) => Kind::Unauthorized,
             ErrorKind::Denied(_) => Kind::Denied,
-            ErrorKind::RateLimited => Kind::RateLimited,
+            ErrorKind::RateLimited | ErrorKind::BudgetSpent { .. } => Kind::RateLimited,
             ErrorKind::DigestMismatch { .. } => Kind::DigestMismatch,
             ErrorKind::Transport(_) => Kind::Transport,
             ErrorKind::Protocol(_) | ErrorKind::InsecureRealm(_) => Kind::Protocol,

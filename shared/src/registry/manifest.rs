@@ -1,7 +1,8 @@
 //! Manifests: HEAD and GET with an Accept list covering every format ferry copies. The raw
 //! bytes are what gets copied; the digest is computed here and checked against both the
 //! reference (when it is a digest) and the registry's `Docker-Content-Digest`. A manifest
-//! body cut off midway is asked for again (`Client::get_body`).
+//! body cut off midway is asked for again (`Client::get_body`). A GET is a pull (what
+//! registries' budgets count); a HEAD is not.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -87,6 +88,7 @@ impl Client {
     /// GET a manifest's raw bytes, verifying its digest.
     pub async fn manifest_get(&self, reference: &Reference) -> Result<Manifest, RegistryError> {
         let context = format!("GET manifest {reference}");
+        self.before_pull(&context).await?;
         let url = self.api_url(&ApiPath::manifest(reference)).await?;
         let (headers, bytes) = self
             .get_body(

@@ -4,7 +4,8 @@
 //! marked insecure) and the authentication challenge, then sends each request with Basic
 //! credentials or a Bearer token cached per (repository, actions). The API areas live in
 //! their own files (`manifest`, `tag`, `blob`, `upload`); how requests are authorized lives
-//! in `authorize`, retries and backoff in `transport`, errors in `error`.
+//! in `authorize`, retries and backoff in `transport`, the host's pull budget and requests in
+//! flight in `ratelimit`, errors in `error`.
 //!
 //! A response that stops arriving (headers or body) fails after the read timeout and is
 //! retried like a reset; a body cut off or stalled midway is asked for again here
@@ -18,6 +19,7 @@ mod challenge;
 mod error;
 mod manifest;
 mod path;
+mod ratelimit;
 mod tag;
 mod token;
 mod transport;
@@ -25,7 +27,7 @@ mod upload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
@@ -37,6 +39,7 @@ pub use blob::BlobStream;
 pub use challenge::{parse_challenge, Challenge};
 pub use error::{ErrorKind, RegistryError, SetupProblem};
 pub use manifest::{Manifest, ManifestHead};
+pub use ratelimit::DEFAULT_REQUESTS_IN_FLIGHT;
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 
@@ -54,10 +57,12 @@ use crate::env::Env;
 use futures::stream::{self, StreamExt};
 
 use crate::reference::{Reference, Repository, DOCKER_HUB, DOCKER_HUB_API};
+use crate::report::RegistryUsage;
 use error::{status_error, transport_error, transport_failure};
 use path::ApiPath;
+use ratelimit::RateLimits;
 use token::TokenCache;
-use transport::{execute, read_capped};
+use transport::{execute, read_capped, send_limited, TransportFailure};
 
 /// Settings shared by every client.
 #[derive(Debug, Clone)]
@@ -70,6 +75,8 @@ pub struct ClientOptions {
     /// its body) before the request fails as a transient fault; for uploads, how long the
     /// body may go without moving.
     pub read_timeout: Duration,
+    /// Requests in flight per registry host at most; 429s lower it for a while.
+    pub requests_in_flight: usize,
 }
 
 /// The read timeout unless `FERRY_READ_TIMEOUT_SECS` says otherwise.
@@ -82,6 +89,7 @@ impl Default for ClientOptions {
             tags_page_size: None,
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             read_timeout: DEFAULT_READ_TIMEOUT,
+            requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
         }
     }
 }
@@ -139,6 +147,22 @@ impl Registries {
         let client = Arc::new(Client::new(registry, self.auth.clone(), &self.options)?);
         clients.insert(registry.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// What each registry said of its rate limits so far: only those that stated a pull
+    /// budget or answered 429.
+    pub fn usage(&self) -> Vec<RegistryUsage> {
+        let clients: Vec<Arc<Client>> = self
+            .clients
+            .lock()
+            .expect("client map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        clients
+            .iter()
+            .filter_map(|client| client.limits.usage())
+            .collect()
     }
 
     /// HEADs every reference (with a token for `actions`), up to `concurrency` at once, in
@@ -237,6 +261,8 @@ pub struct Client {
     tokens: TokenCache,
     /// Repositories made ready for pushes (see `authorize::prepare_push`).
     prepared: Mutex<HashMap<Repository, Arc<tokio::sync::OnceCell<()>>>>,
+    /// The host's pull budget and requests in flight.
+    limits: RateLimits,
 }
 
 impl std::fmt::Debug for Client {
@@ -277,6 +303,7 @@ impl Client {
             challenge: RwLock::new(Challenge::None),
             tokens: TokenCache::default(),
             prepared: Mutex::new(HashMap::new()),
+            limits: RateLimits::new(registry, options.requests_in_flight),
         })
     }
 
@@ -306,12 +333,12 @@ impl Client {
             if i + 1 < schemes.len() {
                 policy.attempts = 1;
             }
-            match execute(&policy, || self.http.get(base.clone())).await {
+            match execute(&policy, Some(&self.limits), || self.http.get(base.clone())).await {
                 Ok(response) => {
                     self.learn_challenge(&response, &context)?;
                     return Ok(Endpoint { base });
                 }
-                Err(failure) => last_error = Some(transport_failure(failure, &context).await),
+                Err(failure) => last_error = Some(self.failure(failure, &context).await),
             }
         }
         Err(last_error.expect("at least one scheme is tried"))
@@ -388,7 +415,7 @@ impl Client {
                 true => self.authorization(scope, context).await?,
                 false => None,
             };
-            let response = execute(&self.options.retry, || {
+            let response = execute(&self.options.retry, Some(&self.limits), || {
                 let request = build(http, url.clone());
                 match &authorization {
                     Some(value) => request.header(AUTHORIZATION, value.clone()),
@@ -398,7 +425,7 @@ impl Client {
             .await;
             let response = match response {
                 Ok(response) => response,
-                Err(failure) => return Err(transport_failure(failure, context).await),
+                Err(failure) => return Err(self.failure(failure, context).await),
             };
             if response.status() != StatusCode::UNAUTHORIZED
                 || refreshed
@@ -413,6 +440,34 @@ impl Client {
             self.tokens.forget(scope);
             self.learn_challenge(&response, context)?;
         }
+    }
+
+    /// The error for a request that failed after its retries: a 429 while the host's pull
+    /// budget is spent says until when.
+    async fn failure(&self, failure: TransportFailure, context: &str) -> RegistryError {
+        let throttled = matches!(&failure, TransportFailure::Status(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
+        match self.limits.spent() {
+            Some(spent) if throttled => RegistryError::new(context, spent.error_kind()),
+            _ => transport_failure(failure, context).await,
+        }
+    }
+
+    /// Before a pull (a manifest GET, which registries count): a spent budget back within
+    /// a retry's longest wait is waited out; one spent for longer fails at once, saying
+    /// until when, and nothing is sent.
+    pub(crate) async fn before_pull(&self, context: &str) -> Result<(), RegistryError> {
+        let Some(spent) = self.limits.spent() else {
+            return Ok(());
+        };
+        let wait = spent
+            .until
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if wait > self.options.retry.max_delay {
+            return Err(RegistryError::new(context, spent.error_kind()));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Whether `url` is on the registry's own origin, the only one its credentials go to.
@@ -490,8 +545,7 @@ impl Client {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
-        request
-            .send()
+        send_limited(&self.limits, request)
             .await
             .map_err(|error| transport_error(error, context))
     }

@@ -146,7 +146,7 @@ pub(crate) async fn fetch(
                 }
                 form.finish()
             };
-            execute(retry, || {
+            execute(retry, None, || {
                 http.post(url.clone())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(body.clone())
@@ -166,7 +166,7 @@ pub(crate) async fn fetch(
                     query.append_pair("account", username);
                 }
             }
-            execute(retry, || {
+            execute(retry, None, || {
                 let get = http.get(url.clone());
                 match credentials {
                     Some(Credentials::Basic { username, password }) => {

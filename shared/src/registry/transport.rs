@@ -1,6 +1,9 @@
 //! The HTTP layer under the registry API: retries with capped exponential backoff and
 //! jitter for transient faults (connect errors, resets, timeouts, 5xx, 408, 429 honouring
-//! `Retry-After`). Only this file knows about retries; the API files call `execute`.
+//! `Retry-After`). Only this file knows about retries; the API files call `execute`. Each
+//! attempt to a registry host waits for a turn among its requests in flight and tells the
+//! host's `RateLimits` how it was answered; a 429 from a host whose pull budget is spent is
+//! not retried.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,6 +12,7 @@ use futures::StreamExt as _;
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use super::error::{ErrorKind, RegistryError};
+use super::ratelimit::RateLimits;
 
 /// How often and how patiently transient faults are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +65,26 @@ pub(crate) enum TransportFailure {
 }
 
 /// Sends the request built by `build` (called once per attempt), retrying transient faults.
-/// Returns the first non-transient response, whatever its status.
+/// Returns the first non-transient response, whatever its status. With `limits` (the
+/// registry host's own), each attempt takes a turn among the host's requests in flight.
 pub(crate) async fn execute(
     policy: &RetryPolicy,
+    limits: Option<&RateLimits>,
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Response, TransportFailure> {
     let mut retry = 0;
     loop {
         let last = retry + 1 >= policy.attempts.max(1);
-        match build().send().await {
+        let sent = match limits {
+            Some(limits) => send_limited(limits, build()).await,
+            None => build().send().await,
+        };
+        match sent {
             Ok(response) if is_transient_status(response.status()) => {
-                if last {
+                // A spent pull budget lasts hours, not a retry's backoff.
+                let spent = response.status() == StatusCode::TOO_MANY_REQUESTS
+                    && limits.is_some_and(|l| l.spent().is_some());
+                if last || spent {
                     return Err(TransportFailure::Status(response));
                 }
                 let delay = retry_after(&response)
@@ -90,6 +103,25 @@ pub(crate) async fn execute(
         }
         retry += 1;
     }
+}
+
+/// Sends one request to a registry host in a turn among its requests in flight (held until
+/// the answer's headers arrive), and tells the host's limits how it was answered.
+pub(crate) async fn send_limited(
+    limits: &RateLimits,
+    request: RequestBuilder,
+) -> reqwest::Result<Response> {
+    let turn = limits.permit().await;
+    let sent = request.send().await;
+    if let Ok(response) = &sent {
+        limits.observe(
+            &turn,
+            response.status(),
+            response.headers(),
+            retry_after(response),
+        );
+    }
+    sent
 }
 
 fn is_transient_status(status: StatusCode) -> bool {
