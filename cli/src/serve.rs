@@ -70,10 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
     // When the server stops (no more requests), what is queued is finished before leaving.
     let (served, worked) = work_alongside(queue, copier, options, server).await?;
     served?;
-    eprintln!(
-        "ferry: serve: {} jobs succeeded, {} failed",
-        worked.succeeded, worked.failed
-    );
+    eprintln!("ferry: serve: {worked}");
     Ok(Status::Success)
 }
 

@@ -49,11 +49,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
     let summary = work(queue, copier, options, stop).await;
     signals.abort();
     let summary = summary?;
-    eprintln!(
-        "ferry: worker: {} jobs succeeded, {} failed",
-        summary.succeeded, summary.failed
-    );
-    Ok(if summary.failed == 0 {
+    eprintln!("ferry: worker: {summary}");
+    // A failed attempt may still be waiting for its redelivery when the worker leaves.
+    Ok(if summary.failed == 0 && summary.retried == 0 {
         Status::Success
     } else {
         Status::Failed

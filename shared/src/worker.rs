@@ -263,7 +263,27 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerSummary {
     pub succeeded: usize,
+    /// Jobs that failed for good (dropped: too many receives, or a permanent failure).
     pub failed: usize,
+    /// Attempts that failed and were left for another delivery (a job that then succeeds
+    /// counts once in `succeeded` too).
+    pub retried: usize,
+}
+
+/// "2 jobs succeeded, 0 failed", and how many attempts were left for another delivery.
+impl std::fmt::Display for WorkerSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} jobs succeeded, {} failed",
+            self.succeeded, self.failed
+        )?;
+        match self.retried {
+            0 => Ok(()),
+            1 => f.write_str(" (1 failed attempt left for redelivery)"),
+            n => write!(f, " ({n} failed attempts left for redelivery)"),
+        }
+    }
 }
 
 /// Consumes `queue` until `stop` turns true (then receives nothing more and lets jobs in
@@ -357,15 +377,26 @@ pub async fn work_alongside<T>(
     let drained = work(queue, copier, drain, never).await?;
     summary.succeeded += drained.succeeded;
     summary.failed += drained.failed;
+    summary.retried += drained.retried;
     Ok((output, summary))
 }
 
-fn tally(summary: &mut WorkerSummary, succeeded: bool) {
-    if succeeded {
-        summary.succeeded += 1;
-    } else {
-        summary.failed += 1;
+fn tally(summary: &mut WorkerSummary, delivered: Delivered) {
+    match delivered {
+        Delivered::Succeeded => summary.succeeded += 1,
+        Delivered::Retrying => summary.retried += 1,
+        Delivered::Dropped => summary.failed += 1,
     }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Succeeded,
+    /// Failed; left in the queue to be delivered again.
+    Retrying,
+    /// Failed for good, and deleted.
+    Dropped,
 }
 
 /// Runs one delivery, keeping it hidden while it runs, and deletes it when it succeeded.
@@ -374,7 +405,7 @@ async fn run_delivery(
     copier: &Copier,
     delivery: Delivery,
     options: &WorkerOptions,
-) -> bool {
+) -> Delivered {
     let visibility = options.visibility;
     let Delivery {
         message_id,
@@ -411,7 +442,7 @@ async fn run_delivery(
         if let Err(error) = queue.extend_visibility(&receipt, retry_in).await {
             tracing::warn!(message_id = %message_id, error = %error, "could not schedule the retry");
         }
-        return false;
+        return Delivered::Retrying;
     }
     if let Some(failure) = &outcome.failure {
         match outcome.should_retry() {
@@ -423,12 +454,12 @@ async fn run_delivery(
             }
         }
     }
-    match queue.delete(&receipt).await {
-        Ok(()) => outcome.succeeded(),
-        Err(error) => {
-            // The copy is done; a redelivery will find everything in sync.
-            tracing::warn!(message_id = %message_id, error = %error, "could not delete message");
-            outcome.succeeded()
-        }
+    if let Err(error) = queue.delete(&receipt).await {
+        // The copy is done (or failed for good); a redelivery will find everything in sync.
+        tracing::warn!(message_id = %message_id, error = %error, "could not delete message");
+    }
+    match outcome.succeeded() {
+        true => Delivered::Succeeded,
+        false => Delivered::Dropped,
     }
 }
