@@ -10,6 +10,7 @@ mod hostile;
 mod plan;
 mod queue;
 mod serverless;
+mod status;
 mod sync;
 mod transport;
 mod webhook;

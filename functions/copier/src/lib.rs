@@ -7,6 +7,10 @@
 //! memory. Credentials come from the function's own configuration (`FERRY_AUTH` or
 //! `FERRY_AUTH_FILE`), never from the messages, and a job runs only if the stack's rules
 //! select its source and every target (unless `FERRY_ALLOW_INLINE_RULES` is true).
+//!
+//! Each job's outcome is one line on standard output in CloudWatch's Embedded Metric Format
+//! (`ferry::metrics::job_line`): images copied, skipped and failed, bytes and seconds, for
+//! dashboards and alarms, with the image and any failure as properties.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +19,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::env::Env;
 use ferry::input::{load_inputs_from_env, service_settings_from_env};
+use ferry::metrics::{job_line, now_ms, MetricSource};
 use ferry::registry::Registries;
 use ferry::worker::{run_messages, Deadline, JobPolicy, Message};
 use tokio::time::Instant;
@@ -25,6 +30,8 @@ pub struct CopierFunction {
     proc: usize,
     /// The stack's rules: a job none of them selects is refused.
     policy: JobPolicy,
+    /// The dimensions of its metrics.
+    metrics: MetricSource,
 }
 
 impl CopierFunction {
@@ -35,6 +42,7 @@ impl CopierFunction {
             registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env)),
             proc: settings.proc,
             policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
+            metrics: MetricSource::from_env(env, "copier"),
         })
     }
 
@@ -72,8 +80,9 @@ impl CopierFunction {
         let outcomes = run_messages(&copier, messages, deadline, &self.policy).await;
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
-            if let Some(reason) = &outcome.failure {
-                tracing::warn!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed; SQS will redeliver it");
+            // A raw line of JSON on standard output is what CloudWatch reads EMF from.
+            println!("{}", job_line(&self.metrics, &outcome, now_ms()));
+            if outcome.failure.is_some() {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = outcome.message_id;
                 response.batch_item_failures.push(failure);
