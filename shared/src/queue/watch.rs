@@ -396,7 +396,7 @@ impl SqsQueue {
         let mut drained = false;
         let mut failure = None;
         // Every receive finds something new or spends one of the few quiet ones.
-        for _ in 0..want + QUIET_RECEIVES {
+        for _ in 0..want.saturating_add(QUIET_RECEIVES) {
             if jobs.len() >= want {
                 break;
             }
