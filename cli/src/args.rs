@@ -44,6 +44,71 @@ pub enum Command {
     /// Serve registry push webhooks and copy each pushed image the rules select (the
     /// webhook Lambda, with the copier built in). The secret comes from FERRY_WEBHOOK_SECRET.
     Serve(ServeArgs),
+    /// Show the jobs waiting, in flight and dead on a queue; exit 0 only when the queue and
+    /// its dead-letter queue are empty, to wait for a migration in a script.
+    #[command(after_help = STATUS_EXIT_CODES)]
+    Status(StatusArgs),
+    /// The dead-letter queue of a queue (from its redrive policy): list or redrive its jobs.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// `ferry status`'s exit statuses, for `--help`.
+const STATUS_EXIT_CODES: &str = "Exit status:
+  0  done: the queue and its dead-letter queue are empty
+  3  running: jobs are waiting, in flight or delayed on the queue
+  4  dead jobs: the queue is empty, jobs are left in the dead-letter queue
+  1  the queue could not be read (2: bad flags)
+
+Wait for a migration:
+  while ferry status --queue-url URL >/dev/null; [ $? -eq 3 ]; do sleep 30; done";
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The SQS queue (AWS configuration from the environment; AWS_ENDPOINT_URL_SQS for a
+    /// local SQS).
+    #[arg(long, value_name = "URL")]
+    pub queue_url: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show each dead job (source, targets, digest, receive count, first sent) without
+    /// removing it: each is received, hidden for a moment, and made visible again.
+    List(DlqListArgs),
+    /// Send the dead jobs back to the queue: each is sent to the queue before it is deleted
+    /// from the dead-letter queue, so an interruption can at worst leave a job in both
+    /// (running a job twice is harmless).
+    Redrive(DlqRedriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// The queue whose dead-letter queue to read (the queue jobs are sent to, not the
+    /// dead-letter queue itself).
+    #[arg(long, value_name = "URL")]
+    pub queue_url: String,
+    /// List at most N jobs.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub limit: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqRedriveArgs {
+    /// The queue to send the dead jobs back to; its dead-letter queue is found from its
+    /// redrive policy.
+    #[arg(long, value_name = "URL")]
+    pub queue_url: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Command {
@@ -54,6 +119,7 @@ impl Command {
             Command::Plan(args) => args.input.log.as_deref(),
             Command::Worker(args) => args.log.as_deref(),
             Command::Serve(args) => args.input.log.as_deref(),
+            Command::Status(_) | Command::Dlq(_) => None,
         }
     }
 }
@@ -296,6 +362,36 @@ mod tests {
         // Sync flags belong to sync, not to plan, and not before a subcommand.
         assert!(parse(&["plan", "--proc=2"]).is_err());
         assert!(parse(&["--proc=2", "plan"]).is_err());
+    }
+
+    #[test]
+    fn status_and_dlq_commands() {
+        match parse(&["status", "--queue-url=http://q/1", "--json"]).unwrap() {
+            Command::Status(args) => {
+                assert_eq!((args.queue_url.as_str(), args.json), ("http://q/1", true))
+            }
+            other => panic!("expected status, got {other:?}"),
+        }
+        match parse(&["dlq", "list", "--queue-url", "http://q/1"]).unwrap() {
+            Command::Dlq(DlqCommand::List(args)) => {
+                assert_eq!((args.limit, args.json), (1000, false))
+            }
+            other => panic!("expected dlq list, got {other:?}"),
+        }
+        assert!(matches!(
+            parse(&["dlq", "redrive", "--queue-url=u"]).unwrap(),
+            Command::Dlq(DlqCommand::Redrive(_))
+        ));
+        assert!(parse(&["status"]).is_err(), "--queue-url is required");
+        assert!(parse(&["dlq", "list", "--queue-url=u", "--limit=0"]).is_err());
+        assert!(
+            parse(&["dlq", "--queue-url=u"]).is_err(),
+            "a subcommand is required"
+        );
+        assert_eq!(
+            parse(&["status", "--queue-url=u"]).unwrap().log_file(),
+            None
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Exit statuses, decided once: 0 all done, 1 a registry or an image failed, 2 bad input
-//! (bad files or bad flags: nothing was contacted), 130 a second Ctrl-C. The library's error
-//! kinds (`ferry::error::Kind`) map to statuses here and nowhere else.
+//! (bad files or bad flags: nothing was contacted), 130 a second Ctrl-C; `ferry status`
+//! adds 3 (jobs still queued) and 4 (only dead jobs left), which are not errors. The
+//! library's error kinds (`ferry::error::Kind`) map to statuses here and nowhere else.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,10 @@ pub enum Status {
     Success,
     Failed,
     BadInput,
+    /// `ferry status`: jobs are waiting, in flight or delayed on the queue.
+    Pending,
+    /// `ferry status`: the queue is empty, but its dead-letter queue is not.
+    DeadJobs,
 }
 
 impl From<Status> for ExitCode {
@@ -27,6 +32,8 @@ impl From<Status> for ExitCode {
             Status::Success => ExitCode::SUCCESS,
             Status::Failed => ExitCode::from(1),
             Status::BadInput => ExitCode::from(2),
+            Status::Pending => ExitCode::from(3),
+            Status::DeadJobs => ExitCode::from(4),
         }
     }
 }
@@ -95,6 +102,8 @@ mod tests {
         assert_eq!(Status::of(kind_of(&bad)), Status::BadInput);
         let queue = anyhow::Error::from(QueueError::InvalidReceipt);
         assert_eq!(Status::of(kind_of(&queue)), Status::Failed);
+        let no_dlq = anyhow::Error::from(QueueError::NoDeadLetterQueue { queue: "q".into() });
+        assert_eq!(Status::of(kind_of(&no_dlq)), Status::BadInput);
         let edge = anyhow::anyhow!("cannot write the report");
         assert_eq!(kind_of(&edge), None);
         assert_eq!(Status::of(kind_of(&edge)), Status::Failed);

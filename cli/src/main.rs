@@ -2,6 +2,7 @@
 //! wires the library's planner and copier together; no domain logic lives here.
 
 mod args;
+mod dlq;
 mod exit;
 mod inputs;
 mod interrupt;
@@ -11,6 +12,7 @@ mod plan;
 mod progress;
 mod serve;
 mod settings;
+mod status;
 mod summary;
 mod sync;
 mod webhook_http;
@@ -41,6 +43,8 @@ fn main() -> ExitCode {
             Command::Plan(args) => plan::run(args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Dlq(command) => dlq::run(command).await,
         }
     });
     match outcome {

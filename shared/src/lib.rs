@@ -61,3 +61,5 @@ pub mod dispatch;
 pub mod worker;
 /// Registry push notifications turned into jobs.
 pub mod webhook;
+/// Job outcomes and plan summaries as CloudWatch Embedded Metric Format lines.
+pub mod metrics;

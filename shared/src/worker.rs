@@ -124,8 +124,8 @@ impl Deadline {
     }
 }
 
-/// Runs every message at once (the copier's `--proc` bounds the transfers) and reports each.
-/// With a deadline, the copier stops starting new work at `stop_starting` (so it should be
+/// Runs every message at once (the copier's `--proc` bounds the transfers) and reports each;
+/// logging how each copy went is the caller's. With a deadline, the copier stops starting new work at `stop_starting` (so it should be
 /// a copier of this run alone) and messages unfinished at `give_up` are failed.
 pub async fn run_messages(
     copier: &Copier,
@@ -175,7 +175,26 @@ pub async fn run_messages(
     outcomes
 }
 
-/// Parses and runs one message, logging its outcome as one structured line.
+/// A copy's outcome as one structured log line (`ferry worker`'s; the copier Lambda logs
+/// its own, with metrics, through `metrics`).
+pub fn log_finished(message_id: &str, report: &ImageReport) {
+    tracing::info!(
+        message_id = %message_id,
+        source = %report.source,
+        targets = ?report.targets,
+        status = ?report.status,
+        reason = report.reason.as_deref().unwrap_or(""),
+        kind = report.kind.map_or("", |k| k.as_str()),
+        bytes = report.bytes,
+        blobs_copied = report.blobs_copied,
+        blobs_mounted = report.blobs_mounted,
+        duration_ms = report.duration_ms,
+        "job finished"
+    );
+}
+
+/// Parses and runs one message. Malformed and refused messages are logged here; how a
+/// copy went is left to the caller ([`log_finished`], or a metrics line).
 async fn run_message(copier: &Copier, message: Message, policy: &JobPolicy) -> Outcome {
     let job = match parse(&message.body) {
         Ok(job) => job,
@@ -202,19 +221,6 @@ async fn run_message(copier: &Copier, message: Message, policy: &JobPolicy) -> O
         kind: report.kind.unwrap_or(Kind::Transport),
         message: report.reason.clone().unwrap_or_else(|| "failed".into()),
     });
-    tracing::info!(
-        message_id = %message.id,
-        source = %report.source,
-        targets = ?report.targets,
-        status = ?report.status,
-        reason = report.reason.as_deref().unwrap_or(""),
-        kind = report.kind.map_or("", |k| k.as_str()),
-        bytes = report.bytes,
-        blobs_copied = report.blobs_copied,
-        blobs_mounted = report.blobs_mounted,
-        duration_ms = report.duration_ms,
-        "job finished"
-    );
     Outcome {
         message_id: message.id,
         report: Some(report),
@@ -424,7 +430,12 @@ async fn run_delivery(
         let mut renew = tokio::time::interval_at(Instant::now() + visibility / 2, visibility / 2);
         loop {
             tokio::select! {
-                outcome = &mut run => break outcome,
+                outcome = &mut run => {
+                    if let Some(report) = &outcome.report {
+                        log_finished(&message_id, report);
+                    }
+                    break outcome;
+                }
                 _ = renew.tick() => {
                     if let Err(error) = queue.extend_visibility(&receipt, visibility).await {
                         tracing::warn!(message_id = %message_id, error = %error, "could not extend visibility");

@@ -14,6 +14,7 @@ mod plan;
 mod queue;
 mod ratelimit;
 mod serverless;
+mod status;
 mod sync;
 mod transport;
 mod webhook;

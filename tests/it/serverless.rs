@@ -390,4 +390,17 @@ async fn planner_and_copier_under_the_lambda_runtime_emulator() {
         emulator.logs()
     );
     assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
+    // Each function's outcome is one line of CloudWatch Embedded Metric Format on stdout.
+    let logs = emulator.logs();
+    let emf = |function: &str, metric: &str| -> Value {
+        logs.iter()
+            .filter_map(|line| line.find("{\"_aws\"").map(|at| &line[at..]))
+            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .find(|line| line["Function"] == function)
+            .unwrap_or_else(|| panic!("no EMF line of the {function}: {logs:#?}"))[metric]
+            .clone()
+    };
+    assert_eq!(emf("planner", "JobsEnqueued"), 1);
+    assert_eq!(emf("copier", "ImagesCopied"), 1);
+    assert!(emf("copier", "BytesCopied").as_u64().unwrap() > 0);
 }

@@ -177,6 +177,17 @@ impl Moto {
             .build()
     }
 
+    /// The environment a `ferry` process needs to reach this server as its SQS, with the
+    /// fake credentials (for `run_ferry`).
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_SQS", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY.to_string()),
+            ("AWS_REGION", MOTO_REGION.to_string()),
+        ]
+    }
+
     /// A raw SQS client for this server (queue set-up and inspection).
     pub fn client(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config())

@@ -7,6 +7,10 @@
 //! memory. Credentials come from the function's own configuration (`FERRY_AUTH` or
 //! `FERRY_AUTH_FILE`), never from the messages, and a job runs only if the stack's rules
 //! select its source and every target (unless `FERRY_ALLOW_INLINE_RULES` is true).
+//!
+//! Each job's outcome is one line on standard output in CloudWatch's Embedded Metric Format
+//! (`ferry::metrics::job_line`): images copied, skipped and failed, bytes and seconds, for
+//! dashboards and alarms, with the image and any failure as properties.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +20,7 @@ use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
 use ferry::input::{load_inputs_from_env, service_settings_from_env};
+use ferry::metrics::{job_line, now_ms, MetricSource};
 use ferry::registry::Registries;
 use ferry::worker::{run_messages, Deadline, JobPolicy, Message};
 use tokio::time::Instant;
@@ -26,6 +31,8 @@ pub struct CopierFunction {
     proc: usize,
     /// The stack's rules: a job none of them selects is refused.
     policy: JobPolicy,
+    /// The dimensions of its metrics.
+    metrics: MetricSource,
 }
 
 impl CopierFunction {
@@ -43,6 +50,7 @@ impl CopierFunction {
             registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
             proc: settings.proc,
             policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
+            metrics: MetricSource::from_env(env, "copier"),
         })
     }
 
@@ -80,18 +88,16 @@ impl CopierFunction {
         let outcomes = run_messages(&copier, messages, deadline, &self.policy).await;
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
-            let Some(reason) = &outcome.failure else {
-                continue;
-            };
-            if !outcome.should_retry() {
+            // A raw line of JSON on standard output is what CloudWatch reads EMF from.
+            println!("{}", job_line(&self.metrics, &outcome, now_ms()));
+            if outcome.should_retry() {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = outcome.message_id;
+                response.batch_item_failures.push(failure);
+            } else if let Some(reason) = &outcome.failure {
                 // An immutable tag: a redelivery would fail the same way.
                 tracing::error!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed for good; not redelivered");
-                continue;
             }
-            tracing::warn!(message_id = %outcome.message_id, kind = %reason.kind, reason = %reason, "job failed; SQS will redeliver it");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = outcome.message_id;
-            response.batch_item_failures.push(failure);
         }
         response
     }

@@ -8,6 +8,9 @@
 //! `{"force": true}` and, only where `FERRY_ALLOW_INLINE_RULES` is true,
 //! `{"images": <rules, as a map or as YAML/JSON text>}`; anything else in it (an
 //! EventBridge schedule event, say) is ignored.
+//!
+//! Each run's summary is one line on standard output in CloudWatch's Embedded Metric Format
+//! (`ferry::metrics::plan_line`): jobs enqueued, images in sync, tags seen, errors, seconds.
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ use ferry::dispatch::{dispatch, DispatchOptions, DispatchSummary};
 use ferry::env::Env;
 use ferry::image::ImageOptions;
 use ferry::input::{load_inputs_from_env, rules_from_inline, service_settings_from_env};
+use ferry::metrics::{now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
 use ferry::rules::Rule;
@@ -30,6 +34,8 @@ pub struct Planner {
     /// Whether an invocation may bring its own rules (`FERRY_ALLOW_INLINE_RULES`).
     inline_rules: bool,
     env: Arc<dyn Env>,
+    /// The dimensions of its metrics.
+    metrics: MetricSource,
 }
 
 impl Planner {
@@ -50,6 +56,7 @@ impl Planner {
                 concurrency: settings.concurrency,
             },
             inline_rules: settings.inline_rules,
+            metrics: MetricSource::from_env(env.as_ref(), "planner"),
             env,
         })
     }
@@ -78,15 +85,12 @@ impl Planner {
             !rules.is_empty(),
             "no rules: set FERRY_IMAGES or FERRY_IMAGES_FILE, or invoke with {{\"images\": …}}"
         );
+        let started = std::time::Instant::now();
         let summary = dispatch(rules, &self.registries, self.queue.as_ref(), &options).await?;
-        tracing::info!(
-            plan_id = %summary.plan_id,
-            rules = summary.rules,
-            tags_seen = summary.tags_seen,
-            jobs_enqueued = summary.jobs_enqueued,
-            already_in_sync = summary.already_in_sync,
-            errors = summary.errors.len(),
-            "plan enqueued"
+        // A raw line of JSON on standard output is what CloudWatch reads EMF from.
+        println!(
+            "{}",
+            plan_line(&self.metrics, &summary, started.elapsed(), now_ms())
         );
         for error in &summary.errors {
             tracing::warn!(plan_id = %summary.plan_id, error = %error, "planning error");

@@ -2,7 +2,9 @@
 //! execute and delete them. This file owns the [`Queue`] abstraction, its errors and SQS's
 //! limits; [`SqsQueue`] (`sqs.rs`) talks to Amazon SQS (or anything speaking its API, such
 //! as moto), [`MemoryQueue`] (`memory.rs`) is an in-process queue with the same delivery
-//! semantics for `ferry serve`, tests and local runs. What a job is belongs to `job`.
+//! semantics for `ferry serve`, tests and local runs; `watch.rs` reads an SQS queue's counts
+//! and its dead-letter queue for `ferry status` and `ferry dlq`. What a job is belongs to
+//! `job`.
 //!
 //! Semantics shared by both: delivery is at least once. A received message is hidden for
 //! the queue's visibility timeout and comes back (with a higher `receive_count`) unless it
@@ -11,6 +13,7 @@
 mod journal;
 mod memory;
 mod sqs;
+mod watch;
 
 use std::time::Duration;
 
@@ -23,6 +26,10 @@ use crate::job::Job;
 pub use journal::{JournalQueue, JOURNAL_FILE};
 pub use memory::MemoryQueue;
 pub use sqs::{queue_url_from_env, SqsQueue, QUEUE_URL_VARIABLE};
+pub use watch::{
+    DeadBody, DeadJob, DeadJobs, DeadLetterQueue, DeadLetterState, JobCounts, Progress, QueueState,
+    QueueStatus, Redriven,
+};
 
 /// SQS's limits: messages per batch call, seconds of long polling, the largest message and
 /// batch payload, the longest visibility timeout.
@@ -66,6 +73,13 @@ pub enum QueueError {
     InvalidReceipt,
     #[error("{QUEUE_URL_VARIABLE} is not set")]
     NoQueueUrl,
+    #[error(
+        "queue {queue} has no redrive policy, so no dead-letter queue (name the queue jobs are \
+         sent to, not a dead-letter queue)"
+    )]
+    NoDeadLetterQueue { queue: String },
+    #[error("queue {queue} has a redrive policy ferry cannot read: {reason}")]
+    BadRedrivePolicy { queue: String, reason: String },
     #[error("job journal {}: cannot {operation}: {message}", path.display())]
     Journal {
         path: std::path::PathBuf,
@@ -77,7 +91,7 @@ pub enum QueueError {
 impl HasKind for QueueError {
     fn kind(&self) -> Kind {
         match self {
-            QueueError::NoQueueUrl => Kind::BadInput,
+            QueueError::NoQueueUrl | QueueError::NoDeadLetterQueue { .. } => Kind::BadInput,
             _ => Kind::Queue,
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt};
 
 use super::{
@@ -79,15 +79,42 @@ impl SqsQueue {
         &self.client
     }
 
+    /// Up to `max` (at most 10) messages as SQS gives them, with their receive count and
+    /// sent timestamp, waiting up to `wait` for the first; hidden for `visibility` when given,
+    /// else for the queue's own visibility timeout.
+    pub(super) async fn receive_messages(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Option<Duration>,
+    ) -> Result<Vec<Message>, QueueError> {
+        let max = max.clamp(1, SQS_MAX_BATCH) as i32;
+        let wait_seconds = wait.min(SQS_MAX_WAIT).as_secs_f64().ceil() as i32;
+        let visibility = visibility.map(|v| v.min(SQS_MAX_VISIBILITY).as_secs_f64().ceil() as i32);
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(wait_seconds)
+            .set_visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|e| service_error("ReceiveMessage", e))?;
+        Ok(output.messages.unwrap_or_default())
+    }
+
     /// Sends one batch, retrying the entries SQS reports as failed for a reason of its own
-    /// (throttling, an internal error). Returns how many entries were sent, and the reason
+    /// (throttling, an internal error). Returns the ids of the entries sent, and the reason
     /// the others were not.
-    async fn send_batch(
+    pub(super) async fn send_batch(
         &self,
         entries: Vec<SendMessageBatchRequestEntry>,
-    ) -> (usize, Option<String>) {
+    ) -> (Vec<String>, Option<String>) {
         let mut pending = entries;
-        let mut sent = 0;
+        let mut sent = Vec::new();
         let mut reason = None;
         for attempt in 0..SEND_ATTEMPTS {
             if attempt > 0 {
@@ -105,7 +132,7 @@ impl SqsQueue {
                 // The SDK already retried transient failures of the whole call.
                 Err(e) => return (sent, Some(DisplayErrorContext(&e).to_string())),
             };
-            sent += output.successful.len();
+            sent.extend(output.successful.into_iter().map(|entry| entry.id));
             let mut retry = Vec::new();
             for failed in output.failed {
                 let why = format!(
@@ -130,6 +157,19 @@ impl SqsQueue {
     }
 }
 
+/// A message's `ApproximateReceiveCount`; 1 when SQS did not say.
+pub(super) fn receive_count(message: &Message) -> u32 {
+    system_attribute(message, MessageSystemAttributeName::ApproximateReceiveCount).unwrap_or(1)
+}
+
+/// A numeric system attribute of a message, when present and a number.
+pub(super) fn system_attribute<T: std::str::FromStr>(
+    message: &Message,
+    name: MessageSystemAttributeName,
+) -> Option<T> {
+    message.attributes.as_ref()?.get(&name)?.parse().ok()
+}
+
 /// Exponential with jitter: about 100, 200, 400, 800 ms.
 fn backoff(attempt: u32) -> Duration {
     crate::backoff::jittered(SEND_BACKOFF, attempt.saturating_sub(1), Duration::MAX)
@@ -145,7 +185,7 @@ fn region_from_url(url: &str) -> Option<String> {
 
 /// Groups message bodies into SendMessageBatch calls: at most 10 entries and 256 KiB per
 /// call. A body over 256 KiB on its own can never be sent and is returned apart.
-fn batches(bodies: &[String]) -> (Vec<Vec<usize>>, Vec<usize>) {
+pub(super) fn batches(bodies: &[String]) -> (Vec<Vec<usize>>, Vec<usize>) {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut too_large = Vec::new();
     let mut size = 0;
@@ -168,7 +208,7 @@ fn batches(bodies: &[String]) -> (Vec<Vec<usize>>, Vec<usize>) {
     (groups, too_large)
 }
 
-fn service_error<E>(operation: &'static str, error: E) -> QueueError
+pub(super) fn service_error<E>(operation: &'static str, error: E) -> QueueError
 where
     E: std::error::Error,
 {
@@ -209,7 +249,7 @@ impl Queue for SqsQueue {
             })
             .buffer_unordered(SEND_CONCURRENCY);
         while let Some((batch_sent, batch_reason)) = results.next().await {
-            sent += batch_sent;
+            sent += batch_sent.len();
             if let Some(why) = batch_reason {
                 reason.get_or_insert(why);
             }
@@ -225,35 +265,15 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
-        let max = max.clamp(1, SQS_MAX_BATCH) as i32;
-        let wait_seconds = wait.min(SQS_MAX_WAIT).as_secs_f64().ceil() as i32;
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(max)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| service_error("ReceiveMessage", e))?;
-        Ok(output
-            .messages
-            .unwrap_or_default()
+        Ok(self
+            .receive_messages(max, wait, None)
+            .await?
             .into_iter()
-            .map(|m| {
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1);
-                Delivery {
-                    message_id: m.message_id.unwrap_or_default(),
-                    receipt: m.receipt_handle.unwrap_or_default(),
-                    body: m.body.unwrap_or_default(),
-                    receive_count,
-                }
+            .map(|m| Delivery {
+                receive_count: receive_count(&m),
+                message_id: m.message_id.unwrap_or_default(),
+                receipt: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
             })
             .collect())
     }
