@@ -142,14 +142,17 @@ fn assert_no_secret(out: &support::Output, report: &Value) {
     }
 }
 
+/// Twenty images into twenty repositories, one of which exists: the API calls per run are
+/// one token and one check per repository, whatever the number of requests to the registry.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_into_ecr_creates_the_missing_repositories_with_one_token() {
+    const IMAGES: usize = 20;
     let src = Registry::start(Mode::Http);
-    for i in 0..5 {
+    for i in 0..IMAGES {
         src.seed_image(
             &format!("team/app{i}"),
             "v1",
-            &ImageSpec::with_layers(300 + i, 2, 2048),
+            &ImageSpec::with_layers(300 + i as u64, 2, 1024),
         )
         .await;
     }
@@ -160,12 +163,12 @@ async fn a_sync_into_ecr_creates_the_missing_repositories_with_one_token() {
     // One repository exists already: found, not created.
     api.client()
         .create_repository()
-        .repository_name("mirror/app4")
+        .repository_name("mirror/app19")
         .send()
         .await
         .unwrap();
     let work = ecr_auth(&src, &dst.host(), true, "");
-    let rules: String = (0..5)
+    let rules: String = (0..IMAGES)
         .map(|i| {
             format!(
                 "{0}/team/app{i}: {1}/mirror/app{i}\n",
@@ -177,7 +180,7 @@ async fn a_sync_into_ecr_creates_the_missing_repositories_with_one_token() {
     let images = work.images(rules);
     let out = sync(&work, &images, &api.env());
     out.assert_success();
-    for i in 0..5 {
+    for i in 0..IMAGES {
         assert_same_raw(
             &src,
             &format!("team/app{i}:v1"),
@@ -186,18 +189,30 @@ async fn a_sync_into_ecr_creates_the_missing_repositories_with_one_token() {
         );
     }
     assert_same_raw(&src, "team/app0:v2", &dst, "mirror/app0:v2");
-    let expected: Vec<String> = (0..5).map(|i| format!("mirror/app{i}")).collect();
+    let mut expected: Vec<String> = (0..IMAGES).map(|i| format!("mirror/app{i}")).collect();
+    expected.sort();
     assert_eq!(api.repositories().await, expected);
+    eprintln!(
+        "ECR API calls for a {IMAGES}-image sync: {} GetAuthorizationToken, {} DescribeRepositories, {} CreateRepository; registry requests: {}",
+        api.count("GetAuthorizationToken"),
+        api.count("DescribeRepositories"),
+        api.count("CreateRepository"),
+        dst.requests().len()
+    );
     assert_eq!(api.count("GetAuthorizationToken"), 1, "{:?}", api.calls);
     // The proxy sees ferry's calls only (the test's own go to moto directly).
-    assert_eq!(api.count("CreateRepository"), 4);
-    assert_eq!(api.count("DescribeRepositories"), 5, "once per repository");
+    assert_eq!(api.count("CreateRepository"), IMAGES - 1);
+    assert_eq!(
+        api.count("DescribeRepositories"),
+        IMAGES,
+        "once per repository"
+    );
     assert_no_secret(&out, &support::read_json(&work.report_path()));
 
     // Again: everything in sync, nothing created, still one token per run.
     let out = sync(&work, &images, &api.env());
     out.assert_success();
-    assert_eq!(api.count("CreateRepository"), 4);
+    assert_eq!(api.count("CreateRepository"), IMAGES - 1);
     assert_eq!(api.count("GetAuthorizationToken"), 2);
 }
 
@@ -205,6 +220,7 @@ async fn a_sync_into_ecr_creates_the_missing_repositories_with_one_token() {
 async fn bad_ecr_entries_are_refused_before_anything_is_sent() {
     let src = Registry::start(Mode::Http);
     let dst = ecr_registry();
+    dst.clear_requests();
     let (api, _) = EcrApi::start();
     for (entry, named) in [
         ("ecr: {regoin: us-east-1}", "regoin"),
@@ -235,7 +251,7 @@ async fn bad_ecr_entries_are_refused_before_anything_is_sent() {
         );
     }
     assert!(api.calls.lock().unwrap().is_empty());
-    assert_eq!(dst.count("*", "/v2/"), 0, "the registry was contacted");
+    assert!(dst.requests().is_empty(), "the registry was contacted");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,7 @@ use planner::Planner;
 use serde_json::Value;
 use support::{
     assert_same_raw, run_ferry, temp_dir, workspace_root, write_file, ImageSpec, Mode, Moto,
-    Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION,
+    Options, Pki, Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION,
 };
 
 /// The functions' environment: inline rules and auth, as the template sets them.
@@ -341,11 +341,20 @@ async fn ferry_plan_enqueues_and_ferry_worker_drains() {
 
 /// Once through the real Lambda Runtime API (the `cargo lambda watch` emulator): the planner
 /// invoked with the schedule fixture enqueues into moto, and the copier invoked with the
-/// resulting SQS event copies the image.
+/// resulting SQS event copies the image. The target is ECR-marked (a TLS registry holding
+/// the user and password moto's ECR API gives), with no credential configured for it: the
+/// functions ask ECR through the environment's AWS credentials, as in a Lambda, and the
+/// copier creates the repository.
 #[tokio::test(flavor = "multi_thread")]
 async fn planner_and_copier_under_the_lambda_runtime_emulator() {
     let src = Registry::start(Mode::Http);
-    let dst = Registry::start(Mode::Http);
+    let dst = Registry::start_with(
+        Mode::BasicTls,
+        Options {
+            basic_credentials: Some(("AWS", "123456789012-auth-token")),
+            ..Options::default()
+        },
+    );
     src.seed_image("team/app", "v1", &ImageSpec::with_layers(241, 2, 4096))
         .await;
     let moto = Moto::start();
@@ -358,9 +367,10 @@ async fn planner_and_copier_under_the_lambda_runtime_emulator() {
         dst.host()
     );
     let auth = format!(
-        "{{\"{}\": {{\"insecure\": true}}, \"{}\": {{\"insecure\": true}}}}",
+        "{{\"{}\": {{\"insecure\": true}}, \"{}\": {{\"ecr\": {{\"region\": \"{MOTO_REGION}\"}}, \"ca\": {:?}}}}}",
         src.host(),
-        dst.host()
+        dst.host(),
+        Pki::get().ca_cert.display().to_string()
     );
     let endpoint = moto.endpoint();
     let emulator = support::LambdaEmulator::start(
@@ -369,6 +379,7 @@ async fn planner_and_copier_under_the_lambda_runtime_emulator() {
             ("FERRY_IMAGES", &images),
             ("FERRY_AUTH", &auth),
             ("AWS_ENDPOINT_URL_SQS", &endpoint),
+            ("AWS_ENDPOINT_URL_ECR", &endpoint),
             ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
             ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
             ("AWS_REGION", MOTO_REGION),
@@ -390,6 +401,17 @@ async fn planner_and_copier_under_the_lambda_runtime_emulator() {
         emulator.logs()
     );
     assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
+    let created = aws_sdk_ecr::Client::new(&moto.sdk_config())
+        .describe_repositories()
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<_> = created
+        .repositories()
+        .iter()
+        .filter_map(|r| r.repository_name())
+        .collect();
+    assert_eq!(names, ["mirror/app"]);
     // Each function's outcome is one line of CloudWatch Embedded Metric Format on stdout.
     let logs = emulator.logs();
     let emf = |function: &str, metric: &str| -> Value {

@@ -397,11 +397,15 @@ impl Registry {
             .collect()
     }
 
-    /// How many requests had `method` and a path containing `path_substring`.
+    /// How many requests had `method` (`"*"` for any, as [`crate::Proxy::count`]) and a path
+    /// containing `path_substring`.
     pub fn count(&self, method: &str, path_substring: &str) -> usize {
         self.requests()
             .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.contains(path_substring))
+            .filter(|r| {
+                (method == "*" || r.method.eq_ignore_ascii_case(method))
+                    && r.path.contains(path_substring)
+            })
             .count()
     }
 
