@@ -413,3 +413,38 @@ async fn the_copier_function_copies_into_ecr_with_no_configured_credential() {
     assert_eq!(api.repositories().await, vec!["mirror/app".to_string()]);
     assert_eq!(api.count("GetAuthorizationToken"), 1);
 }
+
+/// ECR as a source: an all-tags rule lists the ECR repository's tags and pulls them with the
+/// same password, into a registry that is not ECR's (nothing is created anywhere).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ecr_source_is_listed_and_pulled_with_the_roles_password() {
+    let src = ecr_registry();
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(370, 1, 1024))
+        .await;
+    src.seed_image("team/app", "v2", &ImageSpec::with_layers(371, 1, 1024))
+        .await;
+    let dst = Registry::start(Mode::Http);
+    let (api, _) = EcrApi::start();
+    let ca = Pki::get().ca_cert.display().to_string();
+    let work = Workdir::with_auth(format!(
+        "{:?}: {{ecr: {{region: us-east-1}}, ca: {ca:?}}}\n{}: {{insecure: true}}\n",
+        src.host(),
+        dst.host()
+    ));
+    let images = work.images(format!(
+        "{}/team/app: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ));
+    let out = sync(&work, &images, &api.env());
+    out.assert_success();
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
+    assert_same_raw(&src, "team/app:v2", &dst, "mirror/app:v2");
+    assert_eq!(api.count("GetAuthorizationToken"), 1);
+    assert_eq!(api.count("CreateRepository"), 0);
+    assert_eq!(
+        api.count("DescribeRepositories"),
+        0,
+        "a source is never created"
+    );
+}
