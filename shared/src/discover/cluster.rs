@@ -549,5 +549,9 @@ async fn status_message(response: reqwest::Response) -> String {
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| "no message".to_string());
-    truncate(&message, QUOTE_LIMIT)
+    let printable: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    truncate(&printable, QUOTE_LIMIT)
 }
