@@ -51,6 +51,57 @@ pub enum Command {
     /// The dead-letter queue of a queue (from its redrive policy): list or redrive its jobs.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Write an images file of every image a Kubernetes cluster's workloads use (or its
+    /// manifests name), to edit and then give to plan or sync.
+    #[command(after_help = DISCOVER_HELP)]
+    Discover(DiscoverArgs),
+}
+
+/// `ferry discover`'s details, for `--help`.
+const DISCOVER_HELP: &str =
+    "What counts: Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs,
+CronJobs, ReplicationControllers and (in manifests) any object with a pod template at
+spec.template or spec.jobTemplate.spec.template; containers, initContainers and
+ephemeralContainers. kube-system is not excluded unless --exclude-namespace names it.
+
+Exit status: 0 written (warnings on standard error), 2 bad input (a malformed manifest,
+refused credentials, a --namespace the credentials may not list), 1 the API server could
+not be reached. Nothing is written to -o unless the exit status is 0.";
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Read these manifests instead of a cluster: files, directories (walked for .yaml,
+    /// .yml and .json) or `-` for standard input (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "PATH",
+        conflicts_with_all = ["kubeconfig", "context"])]
+    pub files: Vec<PathBuf>,
+    /// The kubeconfig [default: $KUBECONFIG, then ~/.kube/config, then the pod's service
+    /// account].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context [default: its current-context].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Only this namespace (repeatable) [default: every namespace].
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// Leave this namespace out (repeatable).
+    #[arg(long = "exclude-namespace", value_name = "NS")]
+    pub exclude_namespaces: Vec<String>,
+    /// Target every image to the same repository path under this registry (and namespace);
+    /// images already on it are left out. Without it targets are empty, for --registry and
+    /// --namespace of sync to fill.
+    #[arg(long, value_name = "REGISTRY[/NAMESPACE]")]
+    pub to: Option<String>,
+    /// Write the digests the cluster's pods run (repo@sha256:…) instead of their tags.
+    #[arg(long)]
+    pub pin: bool,
+    /// YAML (with a comment naming the workloads of each rule) or JSON.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = ImagesFormat::Yaml)]
+    pub format: ImagesFormat,
+    /// Write the images file here instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `ferry status`'s exit statuses, for `--help`.
@@ -119,7 +170,7 @@ impl Command {
             Command::Plan(args) => args.input.log.as_deref(),
             Command::Worker(args) => args.log.as_deref(),
             Command::Serve(args) => args.input.log.as_deref(),
-            Command::Status(_) | Command::Dlq(_) => None,
+            Command::Status(_) | Command::Dlq(_) | Command::Discover(_) => None,
         }
     }
 }
@@ -392,6 +443,25 @@ mod tests {
             parse(&["status", "--queue-url=u"]).unwrap().log_file(),
             None
         );
+    }
+
+    #[test]
+    fn discover_flags() {
+        let line = "discover -f a.yaml -f dir -n web -n api --exclude-namespace kube-system \
+                    --to reg.io/mirror --pin --format json -o out.json";
+        match parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap() {
+            Command::Discover(args) => {
+                assert_eq!(args.files, [Path::new("a.yaml"), Path::new("dir")]);
+                assert_eq!(args.namespaces, ["web", "api"]);
+                assert_eq!(args.exclude_namespaces, ["kube-system"]);
+                assert_eq!(args.to.as_deref(), Some("reg.io/mirror"));
+                assert!(args.pin && args.format == ImagesFormat::Json);
+                assert_eq!(args.output.as_deref(), Some(Path::new("out.json")));
+            }
+            other => panic!("expected discover, got {other:?}"),
+        }
+        assert!(parse(&["discover", "-f", "a", "--context", "x"]).is_err());
+        assert_eq!(parse(&["discover"]).unwrap().log_file(), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use ferry::copy::CopyError;
+use ferry::discover::DiscoverError;
 use ferry::error::{HasKind, Kind};
 use ferry::input::InputError;
 use ferry::job::JobError;
@@ -82,6 +83,7 @@ fn kind_of(error: &anyhow::Error) -> Option<Kind> {
             .or_else(|| kind::<RegistryError>(cause))
             .or_else(|| kind::<CopyError>(cause))
             .or_else(|| kind::<WebhookConfigError>(cause))
+            .or_else(|| kind::<DiscoverError>(cause))
     })
 }
 

@@ -2,6 +2,7 @@
 //! wires the library's planner and copier together; no domain logic lives here.
 
 mod args;
+mod discover;
 mod dlq;
 mod exit;
 mod inputs;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Dlq(command) => dlq::run(command).await,
+            Command::Discover(args) => discover::run(args).await,
         }
     });
     match outcome {

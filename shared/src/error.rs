@@ -89,6 +89,19 @@ pub fn truncate(text: &str, limit: usize) -> String {
     }
 }
 
+/// An error and its causes on one line: reqwest's top-level message alone says little.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    // Bounded: error chains are finite and short.
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,8 @@ pub mod ecr;
 pub mod auth;
 /// Which input files to read, and the functions' settings from their environment.
 pub mod input;
+/// `ferry discover`: the images file from a Kubernetes cluster's workloads or its manifests.
+pub mod discover;
 
 // Layer 2: the registry client.
 /// Docker Registry V2 / OCI distribution client, one file per API area.

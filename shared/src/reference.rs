@@ -197,7 +197,7 @@ pub fn canonical_registry(host: &str) -> String {
 }
 
 /// Docker's rule: a first segment is a registry if it has `.` or `:` or is `localhost`.
-fn is_registry_segment(segment: &str) -> bool {
+pub fn is_registry_segment(segment: &str) -> bool {
     segment.contains('.') || segment.contains(':') || segment == "localhost"
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod copy_paths;
 mod crash;
+mod discover;
 mod ecr;
 mod faults;
 mod hostile;

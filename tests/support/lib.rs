@@ -5,7 +5,8 @@
 //! inspection on top, a counting fault-injection [`Proxy`], helpers to run the `ferry`
 //! binary ([`run_ferry`]) and skopeo ([`skopeo_inspect_raw`]), the shared end-to-end
 //! set-up ([`Pair`], [`Workdir`]: registries, auth and images files, ferry runs and their
-//! reports), and a local SQS ([`Moto`], a `moto_server` process). Everything binds
+//! reports), a local SQS ([`Moto`], a `moto_server` process), and a stand-in Kubernetes
+//! API server for `ferry discover` ([`KubeApi`]). Everything binds
 //! loopback only, lives in temp dirs, and is torn down on drop (child processes also die
 //! with the test process).
 //!
@@ -19,6 +20,7 @@ pub mod api;
 pub mod certs;
 pub mod ferry;
 pub mod fixture;
+pub mod kube;
 pub mod lambda;
 pub mod moto;
 pub mod net;
@@ -42,6 +44,7 @@ pub use fixture::{
     auth_yaml, ferry_plan, ferry_sync, ferry_sync_with, insecure_auth_yaml, read_json, sync_args,
     Pair, Workdir, FAST_RETRIES,
 };
+pub use kube::{client_cert, Caller, KubeApi, KubeRequest, ADMIN_TOKEN, LIMITED_TOKEN};
 pub use lambda::{cargo_lambda_bin, LambdaEmulator};
 pub use moto::{moto_bin, Moto, MOTO_ACCESS_KEY, MOTO_REGION};
 pub use net::{free_port, http_client};

@@ -127,8 +127,12 @@ pub(super) fn run_helper(
 }
 
 /// The child's output once it exits, or `None` (the child killed) after `timeout`. Its
-/// pipes are drained on threads of their own, so a chatty helper cannot block on them.
-fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::io::Result<Option<Output>> {
+/// pipes are drained on threads of their own, so a chatty helper cannot block on them, and
+/// each is read up to 1 MiB. `discover` runs Kubernetes exec credential plugins with it.
+pub(crate) fn wait_with_timeout(
+    mut child: Child,
+    timeout: Duration,
+) -> std::io::Result<Option<Output>> {
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();

@@ -23,6 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 use thiserror::Error;
 
+pub(crate) use cred_helper::wait_with_timeout;
 pub use cred_helper::{HelperError, HelperProblem};
 pub use docker_config::DockerConfigProblem;
 pub use file::{CaProblem, EntryError, EntryProblem, Field};

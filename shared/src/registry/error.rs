@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use super::transport::{read_prefix, TransportFailure};
 use crate::credentials::{CredentialsError, PushRefused};
-use crate::error::{HasKind, Kind};
+use crate::error::{error_chain, HasKind, Kind};
 use crate::reference::Digest;
 
 /// What went wrong, matchable by callers (the CLI maps kinds to exit codes and messages).
@@ -210,19 +210,6 @@ pub(crate) async fn status_error(response: Response, context: &str) -> RegistryE
         s => ErrorKind::Protocol(format!("HTTP {s}: {detail}")),
     };
     RegistryError::new(context, kind)
-}
-
-/// An error and its causes on one line: reqwest's top-level message alone says little.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    // Bounded: error chains are finite and short.
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
