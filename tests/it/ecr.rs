@@ -108,6 +108,24 @@ impl EcrApi {
     }
 }
 
+/// A plain source holding `team/app:v1` (layers from `seed`), an ECR stand-in and its API.
+async fn one_image_into_ecr(seed: u64) -> (Registry, Registry, EcrApi, ApiFault) {
+    let src = Registry::start(Mode::Http);
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(seed, 1, 1024))
+        .await;
+    let dst = ecr_registry();
+    let (api, fault) = EcrApi::start();
+    (src, dst, api, fault)
+}
+
+/// The images file copying `src`'s `team/app` to `mirror/app` on `target_host`.
+fn app_rule(work: &Workdir, src: &Registry, target_host: &str) -> std::path::PathBuf {
+    work.images(format!(
+        "{}/team/app: {target_host}/mirror/app\n",
+        src.host()
+    ))
+}
+
 /// An auth file: `src` plain HTTP, `ecr_host` marked `ecr:` (trusting the test CA, or
 /// insecure for a proxy), with `extra` YAML under the ECR entry.
 fn ecr_auth(src: &Registry, ecr_host: &str, tls: bool, extra: &str) -> Workdir {
@@ -237,11 +255,7 @@ async fn bad_ecr_entries_are_refused_before_anything_is_sent() {
             src.host(),
             dst.host()
         ));
-        let images = work.images(format!(
-            "{}/team/app: {}/mirror/app\n",
-            src.host(),
-            dst.host()
-        ));
+        let images = app_rule(&work, &src, &dst.host());
         let out = sync(&work, &images, &api.env());
         out.assert_code(2);
         assert!(out.stderr.contains(named), "{entry}\n{out}");
@@ -256,17 +270,9 @@ async fn bad_ecr_entries_are_refused_before_anything_is_sent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_aws_credentials_the_image_fails_naming_the_registry_and_nothing_is_written() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(320, 1, 1024))
-        .await;
-    let dst = ecr_registry();
-    let (api, _) = EcrApi::start();
+    let (src, dst, api, _) = one_image_into_ecr(320).await;
     let work = ecr_auth(&src, &dst.host(), true, "");
-    let images = work.images(format!(
-        "{}/team/app: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let images = app_rule(&work, &src, &dst.host());
     let nowhere = work.path().join("no-such-aws-file");
     let nowhere = nowhere.display().to_string();
     let env = vec![
@@ -287,18 +293,10 @@ async fn without_aws_credentials_the_image_fails_naming_the_registry_and_nothing
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_token_api_is_retried_then_fails_the_image() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(330, 1, 1024))
-        .await;
-    let dst = ecr_registry();
-    let (api, fault) = EcrApi::start();
+    let (src, dst, api, fault) = one_image_into_ecr(330).await;
     *fault.lock().unwrap() = Some(("GetAuthorizationToken".into(), Fault::status(500)));
     let work = ecr_auth(&src, &dst.host(), true, "");
-    let images = work.images(format!(
-        "{}/team/app: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let images = app_rule(&work, &src, &dst.host());
     let out = sync(&work, &images, &api.env());
     out.assert_code(1);
     assert!(out.stderr.contains("GetAuthorizationToken"), "{out}");
@@ -316,17 +314,9 @@ async fn a_failing_token_api_is_retried_then_fails_the_image() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_false_fails_the_image_naming_the_missing_repository() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(340, 1, 1024))
-        .await;
-    let dst = ecr_registry();
-    let (api, _) = EcrApi::start();
+    let (src, dst, api, _) = one_image_into_ecr(340).await;
     let work = ecr_auth(&src, &dst.host(), true, "  create: false\n");
-    let images = work.images(format!(
-        "{}/team/app: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let images = app_rule(&work, &src, &dst.host());
     let out = sync(&work, &images, &api.env());
     out.assert_code(1);
     assert!(
@@ -342,11 +332,7 @@ async fn create_false_fails_the_image_naming_the_missing_repository() {
 /// `TAG_INVALID`; distribution cannot, so the proxy in front of it does.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_immutable_tag_fails_its_image_once_and_is_never_retried() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(350, 1, 1024))
-        .await;
-    let dst = ecr_registry();
-    let (api, _) = EcrApi::start();
+    let (src, dst, api, _) = one_image_into_ecr(350).await;
     let front = Proxy::start(&dst, |r: &ProxyRequest| {
         (r.method == "PUT" && r.path.contains("/manifests/")).then(|| Fault::Respond {
             status: 400,
@@ -355,11 +341,7 @@ async fn an_immutable_tag_fails_its_image_once_and_is_never_retried() {
         })
     });
     let work = ecr_auth(&src, &front.host(), false, "");
-    let images = work.images(format!(
-        "{}/team/app: {}/mirror/app\n",
-        src.host(),
-        front.host()
-    ));
+    let images = app_rule(&work, &src, &front.host());
     let out = sync(&work, &images, &api.env());
     out.assert_code(1);
     let report = support::read_json(&work.report_path());
@@ -376,11 +358,7 @@ async fn an_immutable_tag_fails_its_image_once_and_is_never_retried() {
 /// in its configuration.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_copier_function_copies_into_ecr_with_no_configured_credential() {
-    let src = Registry::start(Mode::Http);
-    src.seed_image("team/app", "v1", &ImageSpec::with_layers(360, 2, 2048))
-        .await;
-    let dst = ecr_registry();
-    let (api, _) = EcrApi::start();
+    let (src, dst, api, _) = one_image_into_ecr(360).await;
     let ca = Pki::get().ca_cert.display().to_string();
     let auth = format!(
         "{}: {{insecure: true}}\n{:?}: {{ecr: {{region: us-east-1}}, ca: {ca:?}}}\n",
@@ -431,11 +409,7 @@ async fn an_ecr_source_is_listed_and_pulled_with_the_roles_password() {
         src.host(),
         dst.host()
     ));
-    let images = work.images(format!(
-        "{}/team/app: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let images = app_rule(&work, &src, &dst.host());
     let out = sync(&work, &images, &api.env());
     out.assert_success();
     assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");

@@ -195,18 +195,7 @@ impl Ecr {
         let mut clients = self.private.lock().unwrap_or_else(PoisonError::into_inner);
         clients
             .entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_ecr::config::Builder::from(config)
-                    .region(Region::new(region.to_string()))
-                    .retry_config(RetryConfig::standard().with_max_attempts(API_ATTEMPTS))
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_timeout(API_TIMEOUT)
-                            .build(),
-                    )
-                    .build();
-                aws_sdk_ecr::Client::from_conf(conf)
-            })
+            .or_insert_with(|| aws_sdk_ecr::Client::new(&api_config(config, region)))
             .clone()
     }
 
@@ -214,16 +203,7 @@ impl Ecr {
         let config = self.sdk_config().await;
         self.public
             .get_or_init(|| async {
-                let conf = aws_sdk_ecrpublic::config::Builder::from(config)
-                    .region(Region::new(PUBLIC_REGION))
-                    .retry_config(RetryConfig::standard().with_max_attempts(API_ATTEMPTS))
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_timeout(API_TIMEOUT)
-                            .build(),
-                    )
-                    .build();
-                aws_sdk_ecrpublic::Client::from_conf(conf)
+                aws_sdk_ecrpublic::Client::new(&api_config(config, PUBLIC_REGION))
             })
             .await
     }
@@ -362,6 +342,21 @@ impl Ecr {
             Err(e) => Err(api_error(registry, "CreateRepository", e)),
         }
     }
+}
+
+/// The configuration of one region's ECR API: the process's, with ferry's attempts and
+/// timeout.
+fn api_config(config: &SdkConfig, region: &str) -> SdkConfig {
+    config
+        .to_builder()
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(API_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(API_TIMEOUT)
+                .build(),
+        )
+        .build()
 }
 
 /// `base64("AWS:<password>")` into Basic credentials.
