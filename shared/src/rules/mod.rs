@@ -134,6 +134,61 @@ pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
     targets
 }
 
+/// Whether every copy `rule` makes is one `rules` make too, so a rule from elsewhere (a plan
+/// job off a queue) may be resolved with this stack's credentials. A rule that lists tags
+/// (every tag, or a regex) needs a rule of `rules` with the same source and selection and at
+/// least its targets; a rule naming tags or a digest needs each named image's targets among
+/// those `rules` give that image ([`targets_of`]).
+pub fn within(rules: &[Rule], rule: &Rule) -> bool {
+    let named = |position: usize, locator: Locator| {
+        let allowed = targets_of(rules, &rule.source.at(locator.clone()));
+        rule.targets_for(position, &locator)
+            .iter()
+            .all(|t| allowed.contains(t))
+    };
+    match &rule.selector {
+        Selector::Tags(tags) => tags
+            .iter()
+            .enumerate()
+            .all(|(position, tag)| named(position, Locator::Tag(tag.clone()))),
+        Selector::Digest(digest) => named(0, Locator::Digest(digest.clone())),
+        Selector::All | Selector::Regex(_) => rules.iter().any(|configured| {
+            configured.source == rule.source
+                && configured.selector.lists_as(&rule.selector)
+                && rule.targets.iter().all(|t| configured.targets.contains(t))
+        }),
+    }
+}
+
+impl Selector {
+    /// Whether the selection is made by listing the repository's tags (every tag, or a
+    /// regex), so how many images it holds is known only once listed.
+    pub fn lists(&self) -> bool {
+        matches!(self, Selector::All | Selector::Regex(_))
+    }
+
+    /// Both list tags, and take the same ones.
+    fn lists_as(&self, other: &Selector) -> bool {
+        match (self, other) {
+            (Selector::All, Selector::All) => true,
+            (Selector::Regex(a), Selector::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+/// A target as an images file writes it, after defaults and `$VAR`s were applied: parsing
+/// the text again gives the same target.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.naming {
+            Naming::Keep => write!(f, "{}", self.repository),
+            Naming::Tags(tags) => write!(f, "{}:{}", self.repository, tags.join(",")),
+            Naming::Digest(digest) => write!(f, "{}@{digest}", self.repository),
+        }
+    }
+}
+
 /// Default destination for rules with an empty target (`--registry`/`--namespace` or
 /// `DEFAULT_REGISTRY`/`DEFAULT_NAMESPACE`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
