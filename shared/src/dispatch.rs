@@ -510,11 +510,9 @@ fn image_slices(
                 targets,
             );
         }
-        // Cut by size too: long names and many targets make a large body.
+        // A job per slice, cut by size too: long names and many targets make a large body.
         for part in split_by_size(entries) {
-            let count = part.len();
-            let size = body_size(&part);
-            packer.add(part, count, size);
+            packer.alone(part);
         }
     }
     packer.finish()
@@ -705,4 +703,181 @@ async fn stale_targets_of(
             digest: Some(digest),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    use super::*;
+    use crate::env::MapEnv;
+    use crate::job::QueuedJob;
+    use crate::rules::{rules_from_value, targets_of, within, Defaults};
+
+    fn rules(yaml: &str) -> Vec<Rule> {
+        let value: Value = serde_yaml::from_str(yaml).unwrap();
+        rules_from_value(Path::new("t"), &value, &Defaults::default(), &MapEnv::default())
+            .unwrap()
+    }
+
+    /// Every (source, target) a set of rules naming their images selects, by source.
+    fn named_pairs(rules: &[Rule]) -> BTreeMap<Reference, BTreeSet<Reference>> {
+        let mut pairs: BTreeMap<Reference, BTreeSet<Reference>> = BTreeMap::new();
+        for rule in rules {
+            for locator in named(rule) {
+                let source = rule.source.at(locator);
+                pairs
+                    .entry(source.clone())
+                    .or_default()
+                    .extend(targets_of(rules, &source));
+            }
+        }
+        pairs
+    }
+
+    /// Each job's body parses back, within `configured`; the rules of each, in turn.
+    fn parsed(jobs: &[PlanJob], configured: &[Rule]) -> Vec<Vec<Rule>> {
+        jobs.iter()
+            .map(|job| {
+                let body = job.to_body();
+                assert!(body.len() < PLAN_BODY_BUDGET + 1024, "{} bytes", body.len());
+                let QueuedJob::Plan(again) = QueuedJob::parse(&body).unwrap() else {
+                    panic!("not a plan job: {body}");
+                };
+                let (rules, _) = again.work().unwrap();
+                for rule in &rules {
+                    assert!(within(configured, rule), "{} not within", rule.text);
+                }
+                rules
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fan_out_settings_parse() {
+        assert_eq!("auto".parse(), Ok(FanOut::Auto));
+        assert_eq!(" Always".parse(), Ok(FanOut::Always));
+        assert_eq!("never".parse(), Ok(FanOut::Never));
+        assert_eq!("250".parse(), Ok(FanOut::Above(250)));
+        for bad in ["0", "-3", "lots", "1e3"] {
+            assert!(bad.parse::<FanOut>().is_err(), "{bad}");
+        }
+        assert_eq!(FanOut::Never.bounds(), None);
+        assert_eq!(FanOut::Always.bounds(), Some((0, FAN_OUT_IMAGES)));
+        let env = MapEnv::new([(FAN_OUT_VARIABLE, "12")]);
+        assert_eq!(fan_out_from_env(&env), Ok(FanOut::Above(12)));
+        assert_eq!(fan_out_from_env(&MapEnv::default()), Ok(FanOut::Auto));
+        let error = fan_out_from_env(&MapEnv::new([(FAN_OUT_VARIABLE, "x")])).unwrap_err();
+        assert!(error.starts_with("FERRY_FAN_OUT: fan-out \"x\""), "{error}");
+    }
+
+    /// Named rules cut into plan jobs select exactly what they selected together: each image
+    /// in one job, with every target the rules give it, renamed tags still paired.
+    #[test]
+    fn rule_slices_keep_every_copy_once() {
+        let mut yaml = String::new();
+        for repo in 0..7 {
+            let tags: Vec<String> = (0..9).map(|t| format!("t{t}")).collect();
+            yaml += &format!("a.io/r{repo}:{}: b.io/r{repo}\n", tags.join(","));
+            // A second rule on the same repository: the same images get another target.
+            yaml += &format!("'a.io/r{repo}:t1,t8': 'c.io/r{repo}:one,eight'\n");
+        }
+        yaml += &format!("a.io/d@sha256:{}: b.io/d\n", "1".repeat(64));
+        yaml += "a.io/listed: b.io/listed\n'a.io/listed:extra': c.io/listed\n";
+        yaml += "a.io/re:/^v/: b.io/re\n";
+        let configured = rules(&yaml);
+        assert_eq!(resolving_cost(&configured), 7 * 9 + 7 * 2 + 1 + 1 + 1 + 1);
+        let jobs = rule_slices(&configured, 10, "p", &ImageOptions::default());
+        let slices = parsed(&jobs, &configured);
+        assert!(jobs.iter().all(|j| j.plan_id == "p" && !j.listed));
+        // Each listing repository alone, with its other rules.
+        let listing: Vec<&Vec<Rule>> = slices
+            .iter()
+            .filter(|rules| rules.iter().any(|r| r.selector.lists()))
+            .collect();
+        assert_eq!(listing.len(), 2);
+        assert!(listing.iter().all(|rules| rules
+            .iter()
+            .all(|r| r.source == rules[0].source)));
+        // Named images: each in exactly one job, with the same targets, at most 10 a job.
+        let named_configured: Vec<Rule> = configured
+            .iter()
+            .filter(|r| !r.selector.lists())
+            .cloned()
+            .collect();
+        let expected = named_pairs(&named_configured);
+        let mut seen: BTreeMap<Reference, BTreeSet<Reference>> = BTreeMap::new();
+        for rules in &slices {
+            let rules: Vec<Rule> = rules
+                .iter()
+                .filter(|r| !r.selector.lists())
+                .cloned()
+                .collect();
+            let pairs = named_pairs(&rules);
+            assert!(pairs.len() <= 10 || rules.iter().any(|r| r.source.to_string() == "a.io/listed"));
+            for (source, targets) in pairs {
+                assert!(seen.insert(source.clone(), targets).is_none(), "{source} twice");
+            }
+        }
+        assert_eq!(seen, expected);
+    }
+
+    /// A large listing's images cut into `listed` plan jobs, each image once with its targets,
+    /// same-target tags of a repository in one rule.
+    #[test]
+    fn image_slices_keep_every_image_once() {
+        let configured = rules(
+            "a.io/x: [b.io/x, c.io/x]\na.io/y:/./: b.io/y\n'a.io/y:q': 'b.io/y:renamed'\n",
+        );
+        let mut images: Vec<PlannedImage> = Vec::new();
+        for i in 0..25 {
+            let source = Reference::parse(&format!("a.io/x:t{i:02}")).unwrap();
+            images.push(PlannedImage {
+                targets: targets_of(&configured, &source).into_iter().collect(),
+                source,
+                digest: None,
+            });
+        }
+        let q = Reference::parse("a.io/y:q").unwrap();
+        images.push(PlannedImage {
+            targets: targets_of(&configured, &q).into_iter().collect(),
+            source: q,
+            digest: None,
+        });
+        images.sort_by(|a, b| a.source.cmp(&b.source));
+        let jobs = image_slices(&images, 10, "p", &ImageOptions::default());
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| j.listed));
+        let slices = parsed(&jobs, &configured);
+        let mut seen: BTreeMap<Reference, BTreeSet<Reference>> = BTreeMap::new();
+        for rules in &slices {
+            for (source, targets) in named_pairs(rules) {
+                assert!(seen.insert(source.clone(), targets).is_none(), "{source} twice");
+            }
+        }
+        let expected: BTreeMap<Reference, BTreeSet<Reference>> = images
+            .iter()
+            .map(|i| (i.source.clone(), i.targets.iter().cloned().collect()))
+            .collect();
+        assert_eq!(seen, expected);
+        // Ten tags to the same two repositories: one rule.
+        assert_eq!(jobs[0].rules.len(), 1, "{:?}", jobs[0].rules);
+    }
+
+    #[test]
+    fn large_bodies_are_cut_by_size() {
+        let long = "x".repeat(120);
+        let mut entries = Map::new();
+        for i in 0..3000 {
+            entries.insert(
+                format!("a.io/{long}:t{i}"),
+                Value::from(vec![format!("b.io/{long}:u{i}")]),
+            );
+        }
+        let parts = split_by_size(entries);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(Map::len).sum::<usize>(), 3000);
+        assert!(parts.iter().all(|p| body_size(p) <= PLAN_BODY_BUDGET));
+    }
 }

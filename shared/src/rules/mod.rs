@@ -226,3 +226,53 @@ impl fmt::Display for Selector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+    use std::path::Path;
+
+    fn rules(yaml: &str) -> Vec<Rule> {
+        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        rules_from_value(Path::new("t"), &value, &Defaults::default(), &MapEnv::default())
+            .unwrap()
+    }
+
+    #[test]
+    fn targets_print_as_written_and_parse_back() {
+        let configured = rules(
+            "a.io/x:1,2: [b.io/x, 'c.io/y:u,v']\na.io/d@sha256:{d}: b.io/d@sha256:{d}\n"
+                .replace("{d}", &"0".repeat(64))
+                .as_str(),
+        );
+        for rule in &configured {
+            let texts: Vec<String> = rule.targets.iter().map(ToString::to_string).collect();
+            let again = rules(&format!("{:?}: {texts:?}", rule.text));
+            assert_eq!(again[0].targets, rule.targets, "{texts:?}");
+        }
+    }
+
+    #[test]
+    fn a_rule_is_within_rules_that_make_every_copy_it_makes() {
+        let configured = rules(
+            "a.io/all: b.io/all\na.io/re:/^v/: [b.io/re, c.io/re]\na.io/x:1,2,3: 'b.io/x:u,v,w'\n",
+        );
+        let within_configured = |yaml: &str| within(&configured, &rules(yaml)[0]);
+        // The same listing, or fewer of its targets.
+        assert!(within_configured("a.io/all: b.io/all"));
+        assert!(within_configured("a.io/re:/^v/: c.io/re"));
+        // Another regex, another target, or a listing of a repository named by tags.
+        assert!(!within_configured("a.io/re:/./: b.io/re"));
+        assert!(!within_configured("a.io/all: evil.io/all"));
+        assert!(!within_configured("a.io/x: b.io/x"));
+        // Named tags: each must go where some rule sends it.
+        assert!(within_configured("a.io/all:p,q: b.io/all"));
+        assert!(within_configured("a.io/re:v1: [b.io/re, c.io/re]"));
+        assert!(within_configured("a.io/x:3,1: 'b.io/x:w,u'"));
+        assert!(!within_configured("a.io/x:3,1: 'b.io/x:u,w'"));
+        assert!(!within_configured("a.io/re:w1: b.io/re"));
+        assert!(!within_configured("a.io/all:p: b.io/other"));
+        assert!(!within_configured("z.io/all:p: b.io/all"));
+    }
+}
