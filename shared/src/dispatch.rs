@@ -27,7 +27,9 @@
 //! and pays no queue round trip, above it the round trip is small next to the work.
 //!
 //! Expanding is idempotent: copy jobs go only for targets that lack the image, so a plan job
-//! delivered again after its copies ran enqueues nothing.
+//! delivered again after its copies ran enqueues no copy job. (One delivered again whose
+//! listing is too large sends its slices again, as plan jobs: a listing and no HEAD, and
+//! their expansions find everything in sync.)
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -717,8 +719,13 @@ mod tests {
 
     fn rules(yaml: &str) -> Vec<Rule> {
         let value: Value = serde_yaml::from_str(yaml).unwrap();
-        rules_from_value(Path::new("t"), &value, &Defaults::default(), &MapEnv::default())
-            .unwrap()
+        rules_from_value(
+            Path::new("t"),
+            &value,
+            &Defaults::default(),
+            &MapEnv::default(),
+        )
+        .unwrap()
     }
 
     /// Every (source, target) a set of rules naming their images selects, by source.
@@ -797,9 +804,9 @@ mod tests {
             .filter(|rules| rules.iter().any(|r| r.selector.lists()))
             .collect();
         assert_eq!(listing.len(), 2);
-        assert!(listing.iter().all(|rules| rules
+        assert!(listing
             .iter()
-            .all(|r| r.source == rules[0].source)));
+            .all(|rules| rules.iter().all(|r| r.source == rules[0].source)));
         // Named images: each in exactly one job, with the same targets, at most 10 a job.
         let named_configured: Vec<Rule> = configured
             .iter()
@@ -815,9 +822,14 @@ mod tests {
                 .cloned()
                 .collect();
             let pairs = named_pairs(&rules);
-            assert!(pairs.len() <= 10 || rules.iter().any(|r| r.source.to_string() == "a.io/listed"));
+            assert!(
+                pairs.len() <= 10 || rules.iter().any(|r| r.source.to_string() == "a.io/listed")
+            );
             for (source, targets) in pairs {
-                assert!(seen.insert(source.clone(), targets).is_none(), "{source} twice");
+                assert!(
+                    seen.insert(source.clone(), targets).is_none(),
+                    "{source} twice"
+                );
             }
         }
         assert_eq!(seen, expected);
@@ -827,9 +839,8 @@ mod tests {
     /// same-target tags of a repository in one rule.
     #[test]
     fn image_slices_keep_every_image_once() {
-        let configured = rules(
-            "a.io/x: [b.io/x, c.io/x]\na.io/y:/./: b.io/y\n'a.io/y:q': 'b.io/y:renamed'\n",
-        );
+        let configured =
+            rules("a.io/x: [b.io/x, c.io/x]\na.io/y:/./: b.io/y\n'a.io/y:q': 'b.io/y:renamed'\n");
         let mut images: Vec<PlannedImage> = Vec::new();
         for i in 0..25 {
             let source = Reference::parse(&format!("a.io/x:t{i:02}")).unwrap();
@@ -853,7 +864,10 @@ mod tests {
         let mut seen: BTreeMap<Reference, BTreeSet<Reference>> = BTreeMap::new();
         for rules in &slices {
             for (source, targets) in named_pairs(rules) {
-                assert!(seen.insert(source.clone(), targets).is_none(), "{source} twice");
+                assert!(
+                    seen.insert(source.clone(), targets).is_none(),
+                    "{source} twice"
+                );
             }
         }
         let expected: BTreeMap<Reference, BTreeSet<Reference>> = images

@@ -751,7 +751,10 @@ mod tests {
         assert_eq!(rules.len(), 2);
         assert_eq!(options.platforms.os_entries(), ["linux"]);
         let body = job.to_body();
-        assert!(body.starts_with(r#"{"kind":"plan","v":1,"plan_id":"p""#), "{body}");
+        assert!(
+            body.starts_with(r#"{"kind":"plan","v":1,"plan_id":"p""#),
+            "{body}"
+        );
         assert_eq!(QueuedJob::parse(&body), Ok(QueuedJob::Plan(job.clone())));
         assert_eq!(QueuedJob::Plan(job).kind(), "plan");
         // A copy job writes no kind, and reads with or without one.
@@ -763,7 +766,10 @@ mod tests {
         let tagged = r#"{"kind":"copy","v":1,"source":"a.io/x:1","targets":["b.io/x:1"]}"#;
         assert_eq!(QueuedJob::parse(tagged).unwrap(), parsed);
         // Each parser refuses the other kind by name.
-        assert_eq!(Job::parse(&plan_body("")), Err(JobError::NotACopy("plan".into())));
+        assert_eq!(
+            Job::parse(&plan_body("")),
+            Err(JobError::NotACopy("plan".into()))
+        );
         assert_eq!(PlanJob::parse(copy), Err(JobError::NotAPlan));
     }
 
@@ -772,13 +778,28 @@ mod tests {
     #[test]
     fn rejects_bad_plan_jobs_with_a_named_reason() {
         let cases: Vec<(String, &str)> = vec![
-            (plan_body("").replace(r#""v":1"#, r#""v":2"#), "unsupported job version 2"),
+            (
+                plan_body("").replace(r#""v":1"#, r#""v":2"#),
+                "unsupported job version 2",
+            ),
             (plan_body(r#","priority":1"#), "unknown field \"priority\""),
-            (plan_body("").replace(r#""plan""#, r#""sync""#), "unknown job kind \"sync\""),
-            (plan_body("").replace(r#""plan""#, "7"), "unknown job kind 7"),
+            (
+                plan_body("").replace(r#""plan""#, r#""sync""#),
+                "unknown job kind \"sync\"",
+            ),
+            (
+                plan_body("").replace(r#""plan""#, "7"),
+                "unknown job kind 7",
+            ),
             (r#"{"kind":"plan","v":1}"#.into(), "no \"rules\""),
-            (r#"{"kind":"plan","v":1,"rules":{}}"#.into(), "\"rules\" is empty"),
-            (r#"{"kind":"plan","v":1,"rules":["a.io/x"]}"#.into(), "\"rules\" must be a map"),
+            (
+                r#"{"kind":"plan","v":1,"rules":{}}"#.into(),
+                "\"rules\" is empty",
+            ),
+            (
+                r#"{"kind":"plan","v":1,"rules":["a.io/x"]}"#.into(),
+                "\"rules\" must be a map",
+            ),
             (
                 r#"{"kind":"plan","v":1,"rules":{"A.io/X":"b.io/x"}}"#.into(),
                 "plan job rules: plan job: rule \"A.io/X\"",
@@ -796,12 +817,18 @@ mod tests {
                 r#"{"kind":"plan","v":1,"rules":{"a.io/x":"b.io/x"},"listed":true}"#.into(),
                 "is \"listed\", but rule \"a.io/x\" lists tags",
             ),
-            (plan_body(r#","listed":"yes""#), "\"listed\" must be true or false"),
+            (
+                plan_body(r#","listed":"yes""#),
+                "\"listed\" must be true or false",
+            ),
             (plan_body(r#","arch":["arm/v7"]"#), "invalid --arch entry"),
         ];
         for (body, reason) in cases {
             let error = QueuedJob::parse(&body).expect_err(&body).to_string();
-            assert!(error.contains(reason), "{body:?}: {error:?} lacks {reason:?}");
+            assert!(
+                error.contains(reason),
+                "{body:?}: {error:?} lacks {reason:?}"
+            );
         }
         let many: Map<String, Value> = (0..=MAX_PLAN_RULES)
             .map(|i| (format!("a.io/x:t{i}"), Value::from("b.io/x")))

@@ -8,6 +8,7 @@ mod bad_input;
 mod copy_paths;
 mod crash;
 mod ecr;
+mod fanout;
 mod faults;
 mod hostile;
 mod plan;

@@ -235,8 +235,13 @@ mod tests {
 
     fn rules(yaml: &str) -> Vec<Rule> {
         let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
-        rules_from_value(Path::new("t"), &value, &Defaults::default(), &MapEnv::default())
-            .unwrap()
+        rules_from_value(
+            Path::new("t"),
+            &value,
+            &Defaults::default(),
+            &MapEnv::default(),
+        )
+        .unwrap()
     }
 
     #[test]
