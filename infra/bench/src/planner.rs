@@ -458,8 +458,10 @@ impl Bench {
         let measured = measured?;
         let mut fanned = None;
         if fan_out && measured.success {
+            let plans = receive_plan_jobs(moto, url).await?;
+            // Purging only once they are received: their copy jobs are what would pile up.
             let purger = purge.then(|| Purger::start(moto.client(), url.to_string()));
-            let expanded = expand_plan_jobs(&dir, moto, url).await;
+            let expanded = expand_plan_jobs(&dir, moto, url, plans).await;
             if let Some(p) = purger {
                 purged = Some(p.stop().await?);
             }
@@ -533,13 +535,36 @@ struct Fanned {
     wall_s: f64,
 }
 
-/// Receives the plan jobs `ferry plan --fan-out` sent and expands them all at once, as that
-/// many copier invocations would, with the copier's code (`ferry::dispatch::expand`) in this
-/// process, their copy jobs sent to the same queue. Plan jobs that slices of a listing send
-/// are expanded in turn.
-async fn expand_plan_jobs(dir: &Path, moto: &Moto, url: &str) -> anyhow::Result<Fanned> {
-    use ferry::dispatch::{expand, DispatchOptions, FanOut};
+/// Every plan job `ferry plan --fan-out` sent (ten; the bound leaves room).
+async fn receive_plan_jobs(moto: &Moto, url: &str) -> anyhow::Result<Vec<ferry::job::PlanJob>> {
     use ferry::job::QueuedJob;
+    let queue = moto.queue(url);
+    let mut plans = Vec::new();
+    for _ in 0..100 {
+        let got = queue.receive(10, Duration::from_secs(1)).await?;
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            match QueuedJob::parse(&d.body) {
+                Ok(QueuedJob::Plan(plan)) => plans.push(plan),
+                other => bail!("expected only plan jobs on the queue, found {other:?}"),
+            }
+            queue.delete(&d.receipt).await?;
+        }
+    }
+    Ok(plans)
+}
+
+/// Expands `plans` all at once, as that many copier invocations would, with the copier's
+/// code (`ferry::dispatch::expand`) in this process, their copy jobs sent to the same queue.
+async fn expand_plan_jobs(
+    dir: &Path,
+    moto: &Moto,
+    url: &str,
+    plans: Vec<ferry::job::PlanJob>,
+) -> anyhow::Result<Fanned> {
+    use ferry::dispatch::{expand, DispatchOptions, FanOut};
     use std::sync::Arc;
 
     let env = ferry::env::MapEnv::default();
@@ -560,23 +585,6 @@ async fn expand_plan_jobs(dir: &Path, moto: &Moto, url: &str) -> anyhow::Result<
         errors: 0,
         wall_s: 0.0,
     };
-    // Plan jobs are few (10,000 tags in slices of 1,000); the bound leaves room.
-    // Every plan job first (10,000 tags are 10 slices of 1,000; the bound leaves room), then
-    // all expanded at once: their copy jobs go to the same queue.
-    let mut plans = Vec::new();
-    for _ in 0..100 {
-        let got = queue.receive(10, Duration::from_secs(1)).await?;
-        if got.is_empty() {
-            break;
-        }
-        for d in got {
-            match QueuedJob::parse(&d.body) {
-                Ok(QueuedJob::Plan(plan)) => plans.push(plan),
-                other => bail!("expected only plan jobs on the queue, found {other:?}"),
-            }
-            queue.delete(&d.receipt).await?;
-        }
-    }
     let expansions = plans.iter().map(|plan| {
         let (registries, queue, options) = (&registries, &queue, &options);
         async move {
