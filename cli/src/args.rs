@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry::dispatch::FanOut;
 use ferry::platform::{PlatformError, PlatformFilter};
 
 #[derive(Debug, Parser)]
@@ -215,6 +216,22 @@ pub struct PlanArgs {
     /// With --queue-url: enqueue images even when their targets are in sync, and push again.
     #[arg(long, requires = "queue_url")]
     pub force: bool,
+    /// With --queue-url: for a large migration, send plan jobs (slices of the rules) that
+    /// workers expand into copy jobs, instead of checking every image here. WHEN is auto
+    /// (the default: above 1,000 images), always, never, or a number of images.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        default_missing_value = "auto",
+        requires = "queue_url",
+        value_parser = parse_fan_out
+    )]
+    pub fan_out: Option<FanOut>,
+}
+
+fn parse_fan_out(text: &str) -> Result<FanOut, String> {
+    text.parse()
 }
 
 /// `--proc`, shared by the commands that copy.

@@ -56,6 +56,15 @@ fn render_job(job: &DeadJob) -> String {
                 .map_or(String::new(), |d| format!(" ({d})"));
             format!("{}{digest} -> {}", copy.source, copy.targets.join(", "))
         }
+        DeadBody::Plan(plan) => {
+            let sources: Vec<&str> = plan.rules.keys().map(String::as_str).collect();
+            format!(
+                "plan job {}: {} ({})",
+                printable(&plan.plan_id),
+                plural(sources.len() as u64, "rule"),
+                printable(&ferry::error::truncate(&sources.join(", "), 200))
+            )
+        }
         DeadBody::Unreadable { error, body } => format!(
             "unreadable message: {} (body: \"{}\")",
             printable(error),

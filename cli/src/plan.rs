@@ -1,12 +1,14 @@
 //! `ferry plan`: load and validate the inputs, resolve the rules against the live source
-//! registries, print one JSON object per copy on standard output, sorted.
+//! registries, print one JSON object per copy on standard output, sorted. With `--queue-url`
+//! it is the planner Lambda from a machine: copy jobs (or, with `--fan-out`, plan jobs for
+//! the workers to expand) sent to the queue, and the summary printed.
 
 use std::io::Write as _;
 
 use serde::Serialize;
 use std::sync::Arc;
 
-use ferry::dispatch::{dispatch, DispatchOptions};
+use ferry::dispatch::{dispatch, DispatchOptions, FanOut};
 use ferry::image::ImageOptions;
 use ferry::plan::{resolve, PlanOptions};
 use ferry::queue::SqsQueue;
@@ -32,7 +34,8 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     };
     let (rules, registries) = load(&args.input)?;
     if let Some(url) = &args.queue_url {
-        return enqueue(image, url, &rules, &registries).await;
+        let fan_out = args.fan_out.unwrap_or(FanOut::Never);
+        return enqueue(image, fan_out, url, &rules, &registries).await;
     }
     let plan = resolve(&rules, &registries, &PlanOptions::default()).await;
     let mut out = std::io::stdout().lock();
@@ -59,10 +62,11 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     })
 }
 
-/// `--queue-url`: enqueue jobs for the images not yet in sync and print what was done, as
-/// the planner Lambda answers it.
+/// `--queue-url`: enqueue jobs for the images not yet in sync (or plan jobs, fanning out)
+/// and print what was done, as the planner Lambda answers it.
 async fn enqueue(
     image: ImageOptions,
+    fan_out: FanOut,
     url: &str,
     rules: &[Rule],
     registries: &Arc<Registries>,
@@ -71,6 +75,7 @@ async fn enqueue(
     let options = DispatchOptions {
         image,
         concurrency: PlanOptions::default().concurrency,
+        fan_out,
     };
     let summary = dispatch(rules, registries, &queue, &options).await?;
     println!("{}", serde_json::to_string(&summary)?);

@@ -1,17 +1,18 @@
 //! `ferry worker`: consume a queue of copy jobs from any machine (ECS, Kubernetes, a VM),
 //! the way the copier Lambda does: long polling, visibility renewed while an image copies,
-//! deleted on success. The first SIGTERM or Ctrl-C stops receiving and lets the jobs in
+//! deleted on success. Plan jobs are expanded into copy jobs on the same queue. The first SIGTERM or Ctrl-C stops receiving and lets the jobs in
 //! flight finish; a second stops starting new blobs, and their jobs are left to reappear.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry::copy::Copier;
+use ferry::dispatch::{DispatchOptions, FanOut};
 use ferry::env::ProcessEnv;
-use ferry::input::InputError;
+use ferry::input::{InputError, DEFAULT_CONCURRENCY};
 use ferry::queue::{Queue, SqsQueue};
 use ferry::rules::{load_rules, Defaults};
-use ferry::worker::{work, JobPolicy, WorkerOptions};
+use ferry::worker::{work, JobPolicy, PlanExpander, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -22,7 +23,7 @@ use crate::inputs::{job_copier, load_auth};
 pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
     let registries = load_auth(args.auth.as_deref())?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
-    let copier = job_copier(registries, args.transfers.proc);
+    let copier = job_copier(Arc::clone(&registries), args.transfers.proc);
     let policy = match &args.images {
         Some(images) => {
             let env = ProcessEnv;
@@ -41,6 +42,15 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
         wait: Duration::from_secs(args.wait),
         visibility: Duration::from_secs(args.visibility),
         exit_when_empty: args.exit_when_empty,
+        plans: Some(PlanExpander {
+            queue: Arc::clone(&queue),
+            registries,
+            options: DispatchOptions {
+                concurrency: DEFAULT_CONCURRENCY,
+                fan_out: FanOut::Auto,
+                ..DispatchOptions::default()
+            },
+        }),
         ..WorkerOptions::default()
     };
     let (stop_tx, stop) = watch::channel(false);

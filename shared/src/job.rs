@@ -1,5 +1,7 @@
-//! A copy job: the body of one queue message in ferry's serverless mode, sent by the planner
-//! and read by the workers. One job is one planned source image with all its targets.
+//! The jobs of ferry's serverless mode: the bodies of queue messages, sent by the planner
+//! and read by the workers. A copy job ([`Job`]) is one planned source image with all its
+//! targets; a plan job ([`PlanJob`]) is a slice of a large migration's rules, which the
+//! worker receiving it resolves into copy jobs (`dispatch`'s code) on the same queue.
 //!
 //! The body is versioned JSON:
 //!
@@ -13,22 +15,50 @@
 //! planner can add optional fields without breaking older workers, while a different `v`
 //! is refused. A job never carries credentials: workers read them from their own
 //! configuration. A malformed body is an error naming the field and value, never a panic.
+//!
+//! A plan job says so with `"kind":"plan"` (a copy job may say `"kind":"copy"`, and writes
+//! no kind, so workers older than plan jobs read what is sent today):
+//!
+//! ```json
+//! {"kind":"plan","v":1,"plan_id":"1763820000-0a1b2c3d",
+//!  "rules":{"quay.io/coreos/etcd":["registry.example.com/mirror/etcd"]},
+//!  "os":["linux"],"force":false,"listed":false}
+//! ```
+//!
+//! `rules` is an images file's map (source → target or targets), validated by the same
+//! parser with no defaults and no `$VAR`s (a queue message must not read the worker's
+//! environment), at most [`MAX_PLAN_RULES`] of them. `listed` says the rules name tags a
+//! listing found, so they are not HEADed again to see they exist. Unlike a copy job, a plan
+//! job refuses unknown fields: a field it does not understand could narrow what the rules
+//! select, and ignoring it would copy more than was asked.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::env::MapEnv;
 use crate::error::truncate;
 use crate::error::{HasKind, Kind};
 use crate::image::{ImageOptions, PlannedImage};
 use crate::platform::{PlatformError, PlatformFilter};
 use crate::reference::{Digest, Locator, Reference, ReferenceError};
+use crate::rules::{rules_from_value, Defaults, Rule};
 
 /// The body format version this build writes and reads.
 pub const JOB_VERSION: u64 = 1;
+
+/// Rules one plan job may carry. A plan job is cut to a fraction of this (`dispatch`); the
+/// bound is for what arrives from elsewhere.
+pub const MAX_PLAN_RULES: usize = 10_000;
+
+/// The fields a plan job may have.
+const PLAN_FIELDS: [&str; 8] = [
+    "kind", "v", "plan_id", "rules", "os", "arch", "force", "listed",
+];
 
 /// Values quoted in errors are cut to this many characters: a garbage message must not
 /// flood the logs.
@@ -100,6 +130,22 @@ pub enum JobError {
     },
     #[error("job platform filter: {0}")]
     Platform(#[from] PlatformError),
+    #[error("unknown job kind {0} (this ferry reads \"copy\" and \"plan\")")]
+    Kind(String),
+    #[error("a {0} job, not a copy job")]
+    NotACopy(String),
+    #[error("a copy job, not a plan job")]
+    NotAPlan,
+    #[error("plan job has an unknown field {0:?}")]
+    UnknownField(String),
+    #[error("plan job field \"rules\" is empty")]
+    NoRules,
+    #[error("plan job has {0} rules, more than {MAX_PLAN_RULES}")]
+    TooManyRules(usize),
+    #[error("plan job rules: {0}")]
+    Rules(String),
+    #[error("plan job is \"listed\", but rule {0:?} lists tags itself")]
+    ListedListing(String),
 }
 
 impl HasKind for JobError {
@@ -124,24 +170,25 @@ impl Job {
     }
 
     /// Parses and validates a message body: version, field types, every reference and the
-    /// platform filter, so a job that parses can be executed.
+    /// platform filter, so a job that parses can be executed. A plan job is refused.
     pub fn parse(body: &str) -> Result<Job, JobError> {
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| JobError::NotJson(e.to_string()))?;
-        let Value::Object(map) = value else {
-            return Err(JobError::NotObject);
-        };
-        // The version first: another version may have another shape entirely.
-        check_version(&map)?;
+        match QueuedJob::parse(body)? {
+            QueuedJob::Copy(job) => Ok(job),
+            QueuedJob::Plan(_) => Err(JobError::NotACopy("plan".into())),
+        }
+    }
+
+    /// A copy job's fields, its version and kind already checked.
+    fn from_map(map: &Map<String, Value>) -> Result<Job, JobError> {
         let job = Job {
             v: JOB_VERSION,
-            plan_id: optional_string(&map, "plan_id")?.unwrap_or_default(),
-            source: required_string(&map, "source")?,
-            digest: optional_string(&map, "digest")?,
-            targets: string_list(&map, "targets")?.ok_or(JobError::Missing("targets"))?,
-            os: string_list(&map, "os")?.unwrap_or_default(),
-            arch: string_list(&map, "arch")?.unwrap_or_default(),
-            force: optional_bool(&map, "force")?.unwrap_or(false),
+            plan_id: optional_string(map, "plan_id")?.unwrap_or_default(),
+            source: required_string(map, "source")?,
+            digest: optional_string(map, "digest")?,
+            targets: string_list(map, "targets")?.ok_or(JobError::Missing("targets"))?,
+            os: string_list(map, "os")?.unwrap_or_default(),
+            arch: string_list(map, "arch")?.unwrap_or_default(),
+            force: optional_bool(map, "force")?.unwrap_or(false),
         };
         job.work()?;
         Ok(job)
@@ -211,6 +258,165 @@ impl Job {
                 source_digest: d.to_string(),
             }),
             _ => Ok(Some(digest)),
+        }
+    }
+}
+
+/// A slice of a migration's rules, for a worker to resolve into copy jobs. Read bodies with
+/// [`QueuedJob::parse`] (or [`PlanJob::parse`]), which validates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanJob {
+    pub v: u64,
+    /// The planner run that produced this job; the copy jobs it expands into carry it too.
+    pub plan_id: String,
+    /// The rules to resolve, as an images file writes them: source → target or targets.
+    pub rules: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arch: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+    /// The rules name tags a listing found (a repository too large for one expansion, cut
+    /// into slices): they are not HEADed again to see they exist, and not cut again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub listed: bool,
+}
+
+impl PlanJob {
+    /// A plan job for `rules` (entries of an images map), copied with `options`.
+    pub fn new(
+        rules: Map<String, Value>,
+        plan_id: &str,
+        options: &ImageOptions,
+        listed: bool,
+    ) -> PlanJob {
+        PlanJob {
+            v: JOB_VERSION,
+            plan_id: plan_id.to_string(),
+            rules,
+            os: options.platforms.os_entries(),
+            arch: options.platforms.arch_entries(),
+            force: options.force,
+            listed,
+        }
+    }
+
+    /// Parses and validates a plan job's body.
+    pub fn parse(body: &str) -> Result<PlanJob, JobError> {
+        match QueuedJob::parse(body)? {
+            QueuedJob::Plan(job) => Ok(job),
+            QueuedJob::Copy(_) => Err(JobError::NotAPlan),
+        }
+    }
+
+    /// A plan job's fields, its version and kind already checked; its rules and platform
+    /// filter are validated.
+    fn from_map(map: &Map<String, Value>) -> Result<PlanJob, JobError> {
+        if let Some(unknown) = map.keys().find(|k| !PLAN_FIELDS.contains(&k.as_str())) {
+            return Err(JobError::UnknownField(quote(unknown)));
+        }
+        let rules = match map.get("rules") {
+            None | Some(Value::Null) => return Err(JobError::Missing("rules")),
+            Some(Value::Object(rules)) => rules.clone(),
+            Some(other) => return Err(wrong_type("rules", "a map of source → targets", other)),
+        };
+        let job = PlanJob {
+            v: JOB_VERSION,
+            plan_id: optional_string(map, "plan_id")?.unwrap_or_default(),
+            rules,
+            os: string_list(map, "os")?.unwrap_or_default(),
+            arch: string_list(map, "arch")?.unwrap_or_default(),
+            force: optional_bool(map, "force")?.unwrap_or(false),
+            listed: optional_bool(map, "listed")?.unwrap_or(false),
+        };
+        job.work()?;
+        Ok(job)
+    }
+
+    /// What to resolve and how: the rules and the copies' options, validated. The rules are
+    /// read as an images file's, with no default registry and no variables: a target must
+    /// be written out, and `$NAME` in a message is refused rather than filled in from the
+    /// worker's environment (which holds its secrets).
+    pub fn work(&self) -> Result<(Vec<Rule>, ImageOptions), JobError> {
+        if self.v != JOB_VERSION {
+            return Err(JobError::Version(self.v.to_string()));
+        }
+        if self.rules.is_empty() {
+            return Err(JobError::NoRules);
+        }
+        if self.rules.len() > MAX_PLAN_RULES {
+            return Err(JobError::TooManyRules(self.rules.len()));
+        }
+        let rules = rules_from_value(
+            Path::new("plan job"),
+            &Value::Object(self.rules.clone()),
+            &Defaults::default(),
+            &MapEnv::default(),
+        )
+        .map_err(|e| JobError::Rules(quote_long(&e.to_string())))?;
+        if self.listed {
+            if let Some(rule) = rules.iter().find(|r| r.selector.lists()) {
+                return Err(JobError::ListedListing(quote(&rule.text)));
+            }
+        }
+        let options = ImageOptions {
+            force: self.force,
+            platforms: PlatformFilter::parse(&self.os, &self.arch)?,
+        };
+        Ok((rules, options))
+    }
+
+    /// The message body: `{"kind":"plan",…}`.
+    pub fn to_body(&self) -> String {
+        QueuedJob::Plan(self.clone()).to_body()
+    }
+}
+
+/// Any job a queue message holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueuedJob {
+    Copy(Job),
+    Plan(PlanJob),
+}
+
+impl QueuedJob {
+    /// Parses and validates a message body of either kind: no `kind` is a copy job.
+    pub fn parse(body: &str) -> Result<QueuedJob, JobError> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| JobError::NotJson(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(JobError::NotObject);
+        };
+        // The version first: another version may have another shape entirely.
+        check_version(&map)?;
+        match map.get("kind") {
+            None | Some(Value::Null) => Job::from_map(&map).map(QueuedJob::Copy),
+            Some(Value::String(kind)) if kind == "copy" => Job::from_map(&map).map(QueuedJob::Copy),
+            Some(Value::String(kind)) if kind == "plan" => {
+                PlanJob::from_map(&map).map(QueuedJob::Plan)
+            }
+            Some(other) => Err(JobError::Kind(quote(&other.to_string()))),
+        }
+    }
+
+    /// The message body. A copy job's has no `kind`, as before plan jobs existed.
+    pub fn to_body(&self) -> String {
+        match self {
+            QueuedJob::Copy(job) => job.to_body(),
+            // Strings, lists, bools and a JSON map always serialise.
+            QueuedJob::Plan(_) => {
+                serde_json::to_string(self).expect("a plan job always serialises to JSON")
+            }
+        }
+    }
+
+    /// `copy` or `plan`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueuedJob::Copy(_) => "copy",
+            QueuedJob::Plan(_) => "plan",
         }
     }
 }
@@ -298,6 +504,12 @@ fn parse_reference(field: &str, text: &str) -> Result<Reference, JobError> {
 /// `text`, cut to [`QUOTE_LIMIT`] characters.
 fn quote(text: &str) -> String {
     truncate(text, QUOTE_LIMIT)
+}
+
+/// A rules error, which names the rule and its value, each already cut short by its own
+/// quoting or not at all: cut to a few quotes' worth.
+fn quote_long(text: &str) -> String {
+    truncate(text, 4 * QUOTE_LIMIT)
 }
 
 #[cfg(test)]
@@ -523,6 +735,109 @@ mod tests {
         assert!(body.len() < 16 * 1024, "{} bytes", body.len());
         assert!(body.len() < 256 * 1024);
         assert_eq!(Job::parse(&body).unwrap().targets.len(), 50);
+    }
+
+    fn plan_body(extra: &str) -> String {
+        format!(
+            r#"{{"kind":"plan","v":1,"plan_id":"p","rules":{{"a.io/x:1,2":["b.io/x"],"a.io/y":"b.io/y"}}{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn plan_jobs_round_trip_and_say_their_kind() {
+        let job = PlanJob::parse(&plan_body(r#","os":["linux"],"listed":false"#)).unwrap();
+        assert_eq!(job.rules.len(), 2);
+        let (rules, options) = job.work().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(options.platforms.os_entries(), ["linux"]);
+        let body = job.to_body();
+        assert!(
+            body.starts_with(r#"{"kind":"plan","v":1,"plan_id":"p""#),
+            "{body}"
+        );
+        assert_eq!(QueuedJob::parse(&body), Ok(QueuedJob::Plan(job.clone())));
+        assert_eq!(QueuedJob::Plan(job).kind(), "plan");
+        // A copy job writes no kind, and reads with or without one.
+        let copy = r#"{"v":1,"source":"a.io/x:1","targets":["b.io/x:1"]}"#;
+        let parsed = QueuedJob::parse(copy).unwrap();
+        assert_eq!(parsed.kind(), "copy");
+        assert_eq!(parsed.to_body(), Job::parse(copy).unwrap().to_body());
+        assert!(!parsed.to_body().contains("kind"));
+        let tagged = r#"{"kind":"copy","v":1,"source":"a.io/x:1","targets":["b.io/x:1"]}"#;
+        assert_eq!(QueuedJob::parse(tagged).unwrap(), parsed);
+        // Each parser refuses the other kind by name.
+        assert_eq!(
+            Job::parse(&plan_body("")),
+            Err(JobError::NotACopy("plan".into()))
+        );
+        assert_eq!(PlanJob::parse(copy), Err(JobError::NotAPlan));
+    }
+
+    /// Plan jobs come off a queue anyone allowed to send can write to: every malformed one
+    /// is refused with a named reason.
+    #[test]
+    fn rejects_bad_plan_jobs_with_a_named_reason() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                plan_body("").replace(r#""v":1"#, r#""v":2"#),
+                "unsupported job version 2",
+            ),
+            (plan_body(r#","priority":1"#), "unknown field \"priority\""),
+            (
+                plan_body("").replace(r#""plan""#, r#""sync""#),
+                "unknown job kind \"sync\"",
+            ),
+            (
+                plan_body("").replace(r#""plan""#, "7"),
+                "unknown job kind 7",
+            ),
+            (r#"{"kind":"plan","v":1}"#.into(), "no \"rules\""),
+            (
+                r#"{"kind":"plan","v":1,"rules":{}}"#.into(),
+                "\"rules\" is empty",
+            ),
+            (
+                r#"{"kind":"plan","v":1,"rules":["a.io/x"]}"#.into(),
+                "\"rules\" must be a map",
+            ),
+            (
+                r#"{"kind":"plan","v":1,"rules":{"A.io/X":"b.io/x"}}"#.into(),
+                "plan job rules: plan job: rule \"A.io/X\"",
+            ),
+            (
+                r#"{"kind":"plan","v":1,"rules":{"a.io/x":""}}"#.into(),
+                "no default registry",
+            ),
+            // Variables are not filled from the worker's environment.
+            (
+                r#"{"kind":"plan","v":1,"rules":{"a.io/x":"b.io/$HOME"}}"#.into(),
+                "uses $HOME, which is not set",
+            ),
+            (
+                r#"{"kind":"plan","v":1,"rules":{"a.io/x":"b.io/x"},"listed":true}"#.into(),
+                "is \"listed\", but rule \"a.io/x\" lists tags",
+            ),
+            (
+                plan_body(r#","listed":"yes""#),
+                "\"listed\" must be true or false",
+            ),
+            (plan_body(r#","arch":["arm/v7"]"#), "invalid --arch entry"),
+        ];
+        for (body, reason) in cases {
+            let error = QueuedJob::parse(&body).expect_err(&body).to_string();
+            assert!(
+                error.contains(reason),
+                "{body:?}: {error:?} lacks {reason:?}"
+            );
+        }
+        let many: Map<String, Value> = (0..=MAX_PLAN_RULES)
+            .map(|i| (format!("a.io/x:t{i}"), Value::from("b.io/x")))
+            .collect();
+        let job = PlanJob::new(many, "p", &ImageOptions::default(), false);
+        assert_eq!(
+            PlanJob::parse(&job.to_body()),
+            Err(JobError::TooManyRules(MAX_PLAN_RULES + 1))
+        );
     }
 
     #[test]

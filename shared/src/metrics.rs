@@ -36,6 +36,7 @@ pub const BYTES_COPIED: &str = "BytesCopied";
 pub const COPY_SECONDS: &str = "CopySeconds";
 /// The planner's metrics, per run.
 pub const JOBS_ENQUEUED: &str = "JobsEnqueued";
+pub const PLAN_JOBS_ENQUEUED: &str = "PlanJobsEnqueued";
 pub const IMAGES_IN_SYNC: &str = "ImagesInSync";
 pub const TAGS_SEEN: &str = "TagsSeen";
 pub const PLAN_ERRORS: &str = "PlanErrors";
@@ -178,7 +179,8 @@ pub fn job_line(source: &MetricSource, outcome: &Outcome, timestamp_ms: u64) -> 
     emf_line(source, timestamp_ms, &metrics, properties)
 }
 
-/// The planner's line for one run: `JobsEnqueued`, `ImagesInSync`, `TagsSeen`,
+/// The planner's line for one run (and the copier's for one plan job it expanded):
+/// `JobsEnqueued` (copy jobs), `PlanJobsEnqueued`, `ImagesInSync`, `TagsSeen`,
 /// `PlanErrors` and `PlanSeconds`, with the plan id and rule count as properties.
 pub fn plan_line(
     source: &MetricSource,
@@ -188,6 +190,11 @@ pub fn plan_line(
 ) -> Value {
     let metrics = [
         (JOBS_ENQUEUED, Unit::Count, json!(summary.jobs_enqueued)),
+        (
+            PLAN_JOBS_ENQUEUED,
+            Unit::Count,
+            json!(summary.plan_jobs_enqueued),
+        ),
         (IMAGES_IN_SYNC, Unit::Count, json!(summary.already_in_sync)),
         (TAGS_SEEN, Unit::Count, json!(summary.tags_seen)),
         (PLAN_ERRORS, Unit::Count, json!(summary.errors.len())),
@@ -263,6 +270,7 @@ mod tests {
             message_id: "m-1".into(),
             report: Some(report),
             failure: None,
+            expansion: None,
         };
         let line = job_line(&source(), &outcome, 1_700_000_000_000);
         let names = check_emf(&line, 1_700_000_000_000);
@@ -305,6 +313,7 @@ mod tests {
                 kind: Kind::BadInput,
                 message: "job message is not JSON".into(),
             }),
+            expansion: None,
         };
         let line = job_line(&source(), &outcome, 5);
         let names = check_emf(&line, 5);
@@ -322,6 +331,7 @@ mod tests {
             rules: 2,
             tags_seen: 30,
             jobs_enqueued: 12,
+            plan_jobs_enqueued: 3,
             already_in_sync: 17,
             errors: vec![Failure {
                 kind: Kind::NotFound,
@@ -335,6 +345,7 @@ mod tests {
             names,
             [
                 JOBS_ENQUEUED,
+                PLAN_JOBS_ENQUEUED,
                 IMAGES_IN_SYNC,
                 TAGS_SEEN,
                 PLAN_ERRORS,
@@ -346,6 +357,7 @@ mod tests {
             (&json!("ferry"), &json!("planner"))
         );
         assert_eq!(line[JOBS_ENQUEUED], 12);
+        assert_eq!(line[PLAN_JOBS_ENQUEUED], 3);
         assert_eq!(line[PLAN_ERRORS], 1);
         assert_eq!(line[PLAN_SECONDS], 1.25);
         assert_eq!(line["plan_id"], "1-abc");

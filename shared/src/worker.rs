@@ -3,6 +3,12 @@
 //! parsed, fails, or does not finish in time is a failed message, left for the queue to
 //! deliver again (and in the end to its dead-letter queue). Running a job twice is harmless:
 //! the copier skips targets already in sync and blobs already present.
+//!
+//! A plan job is expanded rather than copied: its rules, once allowed by the [`JobPolicy`],
+//! are resolved and checked by `dispatch::expand` and the copy jobs sent to the queue (a
+//! [`PlanExpander`]'s). It fails, and is delivered again, when the queue refused the jobs or
+//! a registry failed in a way worth retrying; expanding again sends copies only for what is
+//! still stale.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +19,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::copy::Copier;
+use crate::dispatch::{expand, DispatchOptions, DispatchSummary};
 use crate::error::{HasKind, Kind};
 use crate::image::{ImageOptions, PlannedImage};
-use crate::job::{Job, JobError};
+use crate::job::{PlanJob, QueuedJob};
 use crate::queue::{Delivery, Queue, QueueError};
+use crate::registry::Registries;
 use crate::report::{Failure, ImageReport, Status};
-use crate::rules::{targets_of, Rule};
+use crate::rules::{targets_of, within, Rule};
 
 /// One message to run: its id (for `batchItemFailures`) and body.
 #[derive(Debug, Clone)]
@@ -36,6 +44,15 @@ pub struct Outcome {
     pub report: Option<ImageReport>,
     /// Why the message failed; `None` when it succeeded.
     pub failure: Option<Failure>,
+    /// What expanding a plan job did; `None` for a copy job.
+    pub expansion: Option<Expansion>,
+}
+
+/// A plan job's expansion: what was sent, and how long it took.
+#[derive(Debug, Clone)]
+pub struct Expansion {
+    pub summary: DispatchSummary,
+    pub elapsed: Duration,
 }
 
 impl Outcome {
@@ -78,6 +95,27 @@ impl JobPolicy {
         JobPolicy::Rules(rules.into())
     }
 
+    /// Why a plan job's `rules` may not be resolved, if they may not: each must select only
+    /// copies the worker's rules make (`rules::within`), or a queue sender could make the
+    /// worker list and HEAD any repository with its credentials.
+    fn plan_refusal(&self, rules: &[Rule]) -> Option<Failure> {
+        let JobPolicy::Rules(allowed) = self else {
+            return None;
+        };
+        let refused: Vec<&str> = rules
+            .iter()
+            .filter(|rule| !within(allowed, rule))
+            .map(|rule| rule.text.as_str())
+            .collect();
+        (!refused.is_empty()).then(|| Failure {
+            kind: Kind::Denied,
+            message: format!(
+                "plan job rule(s) {} are not among this worker's rules; the job was not run",
+                crate::error::truncate(&refused.join(", "), 300)
+            ),
+        })
+    }
+
     /// Why `image` may not be copied, if it may not.
     fn refusal(&self, image: &PlannedImage) -> Option<Failure> {
         let JobPolicy::Rules(rules) = self else {
@@ -98,6 +136,68 @@ impl JobPolicy {
                 refused.join(", ")
             ),
         })
+    }
+}
+
+/// What a worker needs to expand plan jobs: the queue the copy jobs go to (the one the plan
+/// job came from), the registries to resolve against, and the planner's settings.
+#[derive(Clone)]
+pub struct PlanExpander {
+    pub queue: Arc<dyn Queue>,
+    pub registries: Arc<Registries>,
+    /// Concurrency and fan-out; each job's own image options replace `image`.
+    pub options: DispatchOptions,
+}
+
+impl std::fmt::Debug for PlanExpander {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanExpander")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlanExpander {
+    /// Expands an allowed plan job; a failure when something went wrong worth reporting.
+    async fn run(
+        &self,
+        job: &PlanJob,
+        rules: &[Rule],
+        image: ImageOptions,
+    ) -> (Option<Expansion>, Option<Failure>) {
+        let started = Instant::now();
+        let expanded = expand(
+            job,
+            rules,
+            image,
+            &self.registries,
+            self.queue.as_ref(),
+            &self.options,
+        )
+        .await;
+        match expanded {
+            Err(error) => (None, Some(Failure::of(&error))),
+            Ok(summary) => {
+                // A registry that failed in passing is worth another delivery; a tag that
+                // does not exist or a refusal is not, and the rest of the plan went.
+                let worst = summary
+                    .errors
+                    .iter()
+                    .find(|e| !e.kind.is_permanent())
+                    .or(summary.errors.first());
+                let failure = worst.map(|first| Failure {
+                    kind: first.kind,
+                    message: format!(
+                        "{} planning error(s) expanding plan job {}; the first: {}",
+                        summary.errors.len(),
+                        summary.plan_id,
+                        first.message
+                    ),
+                });
+                let elapsed = started.elapsed();
+                (Some(Expansion { summary, elapsed }), failure)
+            }
+        }
     }
 }
 
@@ -132,11 +232,12 @@ pub async fn run_messages(
     messages: Vec<Message>,
     deadline: Option<Deadline>,
     policy: &JobPolicy,
+    plans: Option<&PlanExpander>,
 ) -> Vec<Outcome> {
     let mut pending: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
     let mut running: FuturesUnordered<_> = messages
         .into_iter()
-        .map(|message| run_message(copier, message, policy))
+        .map(|message| run_message(copier, message, policy, plans))
         .collect();
     let mut outcomes = Vec::new();
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -171,6 +272,7 @@ pub async fn run_messages(
             kind: Kind::Interrupted,
             message: "not finished before the invocation deadline; it will be redelivered".into(),
         }),
+        expansion: None,
     }));
     outcomes
 }
@@ -195,41 +297,90 @@ pub fn log_finished(message_id: &str, report: &ImageReport) {
 
 /// Parses and runs one message. Malformed and refused messages are logged here; how a
 /// copy went is left to the caller ([`log_finished`], or a metrics line).
-async fn run_message(copier: &Copier, message: Message, policy: &JobPolicy) -> Outcome {
-    let job = match parse(&message.body) {
+async fn run_message(
+    copier: &Copier,
+    message: Message,
+    policy: &JobPolicy,
+    plans: Option<&PlanExpander>,
+) -> Outcome {
+    let failed = |id: String, failure: Failure| Outcome {
+        message_id: id,
+        report: None,
+        failure: Some(failure),
+        expansion: None,
+    };
+    let job = match QueuedJob::parse(&message.body) {
         Ok(job) => job,
         Err(error) => {
             tracing::error!(message_id = %message.id, kind = %error.kind(), reason = %error, "malformed job message");
+            return failed(message.id, Failure::of(&error));
+        }
+    };
+    let plan = match job {
+        QueuedJob::Plan(plan) => plan,
+        QueuedJob::Copy(job) => {
+            // Parsing validated it.
+            let (image, options) = match job.work() {
+                Ok(work) => work,
+                Err(error) => return failed(message.id, Failure::of(&error)),
+            };
+            if let Some(refusal) = policy.refusal(&image) {
+                tracing::error!(message_id = %message.id, kind = %refusal.kind, reason = %refusal, "job refused");
+                return failed(message.id, refusal);
+            }
+            let (report, _retryable) = copier.copy_image_with(&image, &options).await;
+            let failure = (report.status == Status::Failed).then(|| Failure {
+                kind: report.kind.unwrap_or(Kind::Transport),
+                message: report.reason.clone().unwrap_or_else(|| "failed".into()),
+            });
             return Outcome {
                 message_id: message.id,
-                report: None,
-                failure: Some(Failure::of(&error)),
+                report: Some(report),
+                failure,
+                expansion: None,
             };
         }
     };
-    let (image, options) = job;
-    if let Some(refusal) = policy.refusal(&image) {
-        tracing::error!(message_id = %message.id, kind = %refusal.kind, reason = %refusal, "job refused");
-        return Outcome {
-            message_id: message.id,
-            report: None,
-            failure: Some(refusal),
-        };
+    // Parsing validated it.
+    let (rules, image) = match plan.work() {
+        Ok(work) => work,
+        Err(error) => return failed(message.id, Failure::of(&error)),
+    };
+    if let Some(refusal) = policy.plan_refusal(&rules) {
+        tracing::error!(message_id = %message.id, kind = %refusal.kind, reason = %refusal, "plan job refused");
+        return failed(message.id, refusal);
     }
-    let (report, _retryable) = copier.copy_image_with(&image, &options).await;
-    let failure = (report.status == Status::Failed).then(|| Failure {
-        kind: report.kind.unwrap_or(Kind::Transport),
-        message: report.reason.clone().unwrap_or_else(|| "failed".into()),
-    });
+    let Some(plans) = plans else {
+        let failure = Failure {
+            kind: Kind::BadInput,
+            message: "a plan job, and this worker has no queue to send its copy jobs to".into(),
+        };
+        tracing::error!(message_id = %message.id, reason = %failure, "plan job refused");
+        return failed(message.id, failure);
+    };
+    let (expansion, failure) = plans.run(&plan, &rules, image).await;
+    if let Some(Expansion { summary, .. }) = &expansion {
+        tracing::info!(
+            message_id = %message.id,
+            plan_id = %summary.plan_id,
+            rules = summary.rules,
+            tags_seen = summary.tags_seen,
+            jobs_enqueued = summary.jobs_enqueued,
+            plan_jobs_enqueued = summary.plan_jobs_enqueued,
+            already_in_sync = summary.already_in_sync,
+            errors = summary.errors.len(),
+            "plan job expanded"
+        );
+    }
+    if let Some(failure) = &failure {
+        tracing::warn!(message_id = %message.id, kind = %failure.kind, reason = %failure, "plan job failed");
+    }
     Outcome {
         message_id: message.id,
-        report: Some(report),
+        report: None,
         failure,
+        expansion,
     }
-}
-
-fn parse(body: &str) -> Result<(PlannedImage, ImageOptions), JobError> {
-    Job::parse(body)?.work()
 }
 
 /// How `ferry worker` consumes a queue.
@@ -249,6 +400,8 @@ pub struct WorkerOptions {
     /// Delete a failed message after this many receives. SQS's redrive policy does this
     /// (to a dead-letter queue); an in-memory queue has none, so its worker gives up itself.
     pub max_receives: Option<u32>,
+    /// How plan jobs are expanded; without, a plan job fails for good.
+    pub plans: Option<PlanExpander>,
 }
 
 impl Default for WorkerOptions {
@@ -261,6 +414,7 @@ impl Default for WorkerOptions {
             exit_when_empty: false,
             policy: JobPolicy::Any,
             max_receives: None,
+            plans: None,
         }
     }
 }
@@ -425,7 +579,7 @@ async fn run_delivery(
         body,
     };
     let outcome = {
-        let run = run_message(copier, message, &options.policy);
+        let run = run_message(copier, message, &options.policy, options.plans.as_ref());
         tokio::pin!(run);
         let mut renew = tokio::time::interval_at(Instant::now() + visibility / 2, visibility / 2);
         loop {

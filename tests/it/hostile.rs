@@ -386,7 +386,7 @@ async fn row5_jobs_and_invocations_outside_the_configured_rules_are_refused() {
         id: "m1".into(),
         body,
     };
-    let outcomes = run_messages(&copier, vec![message], None, &policy).await;
+    let outcomes = run_messages(&copier, vec![message], None, &policy, None).await;
     let failure = outcomes[0].failure.as_ref().expect("the job is refused");
     assert_eq!(failure.kind, Kind::Denied, "{failure}");
     assert!(failure.message.contains("no rule copies"), "{failure}");

@@ -9,6 +9,7 @@ mod copy_paths;
 mod crash;
 mod discover;
 mod ecr;
+mod fanout;
 mod faults;
 mod hostile;
 mod plan;

@@ -1,6 +1,12 @@
 //! The copier function: each SQS record is one copy job; the answer lists only the records
 //! that failed (`ReportBatchItemFailures`), so SQS deletes the rest and redelivers those.
 //!
+//! A record may instead be a plan job (a large migration's slice, see `ferry::dispatch`): it
+//! is resolved with the planner's code and its copy jobs sent to the function's own queue,
+//! `FERRY_QUEUE_URL` (with `FERRY_FAN_OUT` and `FERRY_CONCURRENCY` as the planner's), once
+//! the stack's rules are seen to make every copy its rules select. Without a queue URL a
+//! plan job fails for good.
+//!
 //! The invocation's deadline is watched: with little time left no new image or blob is
 //! started, and jobs still unfinished are reported failed, so the next delivery resumes them
 //! (blobs already copied are skipped). `FERRY_PROC` bounds transfers in flight, and with them
@@ -10,19 +16,23 @@
 //!
 //! Each job's outcome is one line on standard output in CloudWatch's Embedded Metric Format
 //! (`ferry::metrics::job_line`): images copied, skipped and failed, bytes and seconds, for
-//! dashboards and alarms, with the image and any failure as properties.
+//! dashboards and alarms, with the image and any failure as properties. A plan job's is the
+//! planner's line (`ferry::metrics::plan_line`): copy and plan jobs sent.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use ferry::copy::{Copier, CopyOptions, NoProgress};
+use ferry::dispatch::{fan_out_from_env, DispatchOptions};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
+use ferry::image::ImageOptions;
 use ferry::input::{load_inputs_from_env, service_settings_from_env};
-use ferry::metrics::{job_line, now_ms, MetricSource};
+use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
+use ferry::queue::Queue;
 use ferry::registry::Registries;
-use ferry::worker::{run_messages, Deadline, JobPolicy, Message};
+use ferry::worker::{run_messages, Deadline, JobPolicy, Message, PlanExpander};
 use tokio::time::Instant;
 
 /// What outlives one invocation: the registry clients, with their cached tokens.
@@ -33,6 +43,10 @@ pub struct CopierFunction {
     policy: JobPolicy,
     /// The dimensions of its metrics.
     metrics: MetricSource,
+    /// How plan jobs are expanded: set by [`CopierFunction::with_queue`].
+    plans: Option<PlanExpander>,
+    /// The planner's settings for expanding plan jobs.
+    dispatch: DispatchOptions,
 }
 
 impl CopierFunction {
@@ -46,12 +60,29 @@ impl CopierFunction {
         let inputs = load_inputs_from_env(env, false)?;
         let settings = service_settings_from_env(env)?;
         let auth = inputs.auth.with_ecr(ecr);
+        let fan_out = fan_out_from_env(env).map_err(anyhow::Error::msg)?;
         Ok(CopierFunction {
             registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
             proc: settings.proc,
             policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
             metrics: MetricSource::from_env(env, "copier"),
+            plans: None,
+            dispatch: DispatchOptions {
+                image: ImageOptions::default(),
+                concurrency: settings.concurrency,
+                fan_out,
+            },
         })
+    }
+
+    /// Plan jobs are expanded, their copy jobs sent to `queue` (the function's own).
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> CopierFunction {
+        self.plans = Some(PlanExpander {
+            queue,
+            registries: Arc::clone(&self.registries),
+            options: self.dispatch.clone(),
+        });
+        self
     }
 
     /// One batch. `deadline_ms` is the invocation's deadline in milliseconds since the epoch,
@@ -85,11 +116,27 @@ impl CopierFunction {
             "batch received"
         );
         let deadline = end.map(Deadline::before);
-        let outcomes = run_messages(&copier, messages, deadline, &self.policy).await;
+        let outcomes = run_messages(
+            &copier,
+            messages,
+            deadline,
+            &self.policy,
+            self.plans.as_ref(),
+        )
+        .await;
         let mut response = SqsBatchResponse::default();
         for outcome in outcomes {
             // A raw line of JSON on standard output is what CloudWatch reads EMF from.
-            println!("{}", job_line(&self.metrics, &outcome, now_ms()));
+            let line = match &outcome.expansion {
+                Some(expansion) => plan_line(
+                    &self.metrics,
+                    &expansion.summary,
+                    expansion.elapsed,
+                    now_ms(),
+                ),
+                None => job_line(&self.metrics, &outcome, now_ms()),
+            };
+            println!("{line}");
             if outcome.should_retry() {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = outcome.message_id;

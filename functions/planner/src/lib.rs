@@ -4,18 +4,21 @@
 //! Configuration comes from the environment (see `ferry::input::load_inputs_from_env`):
 //! `FERRY_QUEUE_URL`, `FERRY_IMAGES` or `FERRY_IMAGES_FILE`, `FERRY_AUTH` or
 //! `FERRY_AUTH_FILE`, `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
-//! `FERRY_CONCURRENCY`. An invocation's payload may override two things:
+//! `FERRY_CONCURRENCY`, `FERRY_FAN_OUT` (`auto` unless set: a migration above 1,000 images
+//! goes out as plan jobs for the copiers to expand; see `ferry::dispatch`). An invocation's
+//! payload may override two things:
 //! `{"force": true}` and, only where `FERRY_ALLOW_INLINE_RULES` is true,
 //! `{"images": <rules, as a map or as YAML/JSON text>}`; anything else in it (an
 //! EventBridge schedule event, say) is ignored.
 //!
 //! Each run's summary is one line on standard output in CloudWatch's Embedded Metric Format
-//! (`ferry::metrics::plan_line`): jobs enqueued, images in sync, tags seen, errors, seconds.
+//! (`ferry::metrics::plan_line`): copy and plan jobs enqueued, images in sync, tags seen,
+//! errors, seconds.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ferry::dispatch::{dispatch, DispatchOptions, DispatchSummary};
+use ferry::dispatch::{dispatch, fan_out_from_env, DispatchOptions, DispatchSummary};
 use ferry::env::Env;
 use ferry::image::ImageOptions;
 use ferry::input::{load_inputs_from_env, rules_from_inline, service_settings_from_env};
@@ -44,6 +47,7 @@ impl Planner {
         // Rules may also come with each invocation, so none configured is not an error yet.
         let inputs = load_inputs_from_env(env.as_ref(), false)?;
         let settings = service_settings_from_env(env.as_ref())?;
+        let fan_out = fan_out_from_env(env.as_ref()).map_err(anyhow::Error::msg)?;
         Ok(Planner {
             rules: inputs.rules,
             registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env.as_ref())),
@@ -54,6 +58,7 @@ impl Planner {
                     platforms: settings.platforms,
                 },
                 concurrency: settings.concurrency,
+                fan_out,
             },
             inline_rules: settings.inline_rules,
             metrics: MetricSource::from_env(env.as_ref(), "planner"),

@@ -298,6 +298,51 @@ pub fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
             );
             rows
         }
+        id @ ("planner_fanout_cold" | "planner_fanout_warm") => {
+            let kind = if id.ends_with("cold") { "cold" } else { "warm" };
+            let tags = s.tags as f64;
+            let row = |name: &str, title: String, unit: &str, key: &str| {
+                Figure::new(&format!("{id}_{name}"), title, unit).extra(s, key)
+            };
+            vec![
+                row(
+                    "wall",
+                    format!("{}: wall time, planner then every plan job expanded at once", s.title),
+                    "s",
+                    "total_s",
+                ),
+                Figure::new(
+                    &format!("{id}_planner_wall"),
+                    format!("planner fanned out, {kind}: `ferry plan --fan-out` alone (listing, slicing, sending)"),
+                    "s",
+                )
+                .values(s, |r| r.measured.wall_s),
+                row(
+                    "expand",
+                    format!("planner fanned out, {kind}: expanding the plan jobs (ferry's copier code, in ferry-bench)"),
+                    "s",
+                    "expand_s",
+                ),
+                row(
+                    "plan_jobs",
+                    format!("planner fanned out, {kind}: plan jobs sent"),
+                    "jobs",
+                    "plan_jobs",
+                ),
+                row(
+                    "copy_jobs",
+                    format!("planner fanned out, {kind}: copy jobs sent"),
+                    "jobs",
+                    "copy_jobs",
+                ),
+                Figure::new(
+                    &format!("{id}_requests_per_tag"),
+                    format!("planner fanned out, {kind}: requests per tag (both registries, tokens included)"),
+                    "req/tag",
+                )
+                .values(s, |r| r.requests.total() as f64 / tags),
+            ]
+        }
         _ => Vec::new(),
     }
 }

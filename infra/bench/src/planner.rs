@@ -8,6 +8,11 @@
 //! Cold plans go to an empty target registry (every tag is enqueued), warm plans to one
 //! seeded with the same manifests and blobs (every tag in sync, nothing sent).
 //!
+//! Each is measured twice: in one invocation, and fanned out (`--fan-out=N/10`): the planner
+//! lists the tags and sends ten plan jobs, which [`expand_plan_jobs`] then expands all at once
+//! with the copier's code (`ferry::dispatch::expand`) in this process, as ten copier
+//! invocations would; the figures are the planner's and the expansions' together.
+//!
 //! moto 5.2.5 spends O(queue length) per message sent (each send computes the queue's
 //! attributes by scanning every queued message), so 10,000 jobs into one moto queue take
 //! well over ten minutes, and a receive/delete drainer cannot keep up (receiving is O(n)
@@ -45,6 +50,16 @@ pub const VERIFY_TAGS: usize = 200;
 const VERIFY_REGEX: &str = "^t00[01][0-9][0-9]$";
 const QUEUE: &str = "ferry-bench-planner";
 
+/// Tags in the repository: 10,000, or 1,000 with `--quick`. Fanned out, the planner cuts
+/// them into ten plan jobs (`--fan-out=1000`, auto's slice, for 10,000).
+fn tag_count(quick: bool) -> usize {
+    if quick {
+        1_000
+    } else {
+        10_000
+    }
+}
+
 /// Tag `i`: `t00000`, `t00001`, ... (sorted as numbered).
 fn tag(i: usize) -> String {
     format!("t{i:05}")
@@ -56,6 +71,9 @@ struct Summary {
     plan_id: String,
     tags_seen: usize,
     jobs_enqueued: usize,
+    /// Plan jobs sent (`--fan-out`); absent from older ferry builds.
+    #[serde(default)]
+    plan_jobs_enqueued: usize,
     already_in_sync: usize,
     /// Each `{kind, message}`; only counted.
     errors: Vec<serde_json::Value>,
@@ -80,7 +98,7 @@ impl Bench {
         &mut self,
         source: &Registry,
     ) -> anyhow::Result<Vec<ScenarioResult>> {
-        let n = if self.args.quick { 1_000 } else { 10_000 };
+        let n = tag_count(self.args.quick);
         let tags: Vec<String> = (0..n).map(tag).collect();
         let spec = ImageSpec::default().label("ferry.bench", "planner");
         let config_len = spec.config_json().len() as u64;
@@ -157,6 +175,17 @@ impl Bench {
             ),
             seed_s + warm_seed_s,
         );
+        let fan_cold_title = format!(
+            "planner fanned out, cold ({} tags, target empty, all enqueued)",
+            thousands(n)
+        );
+        let fan_warm_title = format!(
+            "planner fanned out, warm ({} tags, target in sync, nothing enqueued)",
+            thousands(n)
+        );
+        let mut fan_cold_result = result("planner_fanout_cold", fan_cold_title, seed_s);
+        let mut fan_warm_result =
+            result("planner_fanout_warm", fan_warm_title, seed_s + warm_seed_s);
         let cold_images = format!("{:?}: {:?}\n", source.image(REPO), cold.image(REPO));
         let warm_images = format!("{:?}: {:?}\n", source.image(REPO), warm.image(REPO));
         for round in 0..self.args.runs {
@@ -166,11 +195,25 @@ impl Bench {
             } else {
                 [false, true]
             };
-            for is_cold in order {
+            for (fan_out, is_cold) in [false, true]
+                .into_iter()
+                .flat_map(|f| order.map(|c| (f, c)))
+            {
+                let label = if fan_out { "fanout-" } else { "" };
                 let (run, summary) = if is_cold {
-                    let what = format!("planner-cold-{round}");
+                    let what = format!("planner-{label}cold-{round}");
                     let (run, summary) = self
-                        .plan_run(source, &cold, &moto, &url, &cold_images, &what, round, true)
+                        .plan_run(
+                            source,
+                            &cold,
+                            &moto,
+                            &url,
+                            &cold_images,
+                            &what,
+                            round,
+                            true,
+                            fan_out,
+                        )
                         .await?;
                     ensure!(
                         summary.tags_seen == n
@@ -183,7 +226,7 @@ impl Bench {
                     purge(&moto, &url).await?;
                     (run, summary)
                 } else {
-                    let what = format!("planner-warm-{round}");
+                    let what = format!("planner-{label}warm-{round}");
                     let (run, summary) = self
                         .plan_run(
                             source,
@@ -194,6 +237,7 @@ impl Bench {
                             &what,
                             round,
                             false,
+                            fan_out,
                         )
                         .await?;
                     ensure!(
@@ -210,6 +254,25 @@ impl Bench {
                     );
                     (run, summary)
                 };
+                if fan_out {
+                    let extra = |k: &str| run.extra.get(k).copied().unwrap_or(0.0);
+                    eprintln!(
+                        "  planner round {round} fanned out {:<5} planner {:>6.2} s + expanding {:>6.2} s = {:>6.2} s  requests {:>6}  plan jobs {}  copy jobs {}  in sync {}  (checked)",
+                        if is_cold { "cold" } else { "warm" },
+                        run.measured.wall_s,
+                        extra("expand_s"),
+                        extra("total_s"),
+                        run.requests.total(),
+                        extra("plan_jobs"),
+                        extra("copy_jobs"),
+                        extra("in_sync"),
+                    );
+                    match is_cold {
+                        true => fan_cold_result.runs.push(run),
+                        false => fan_warm_result.runs.push(run),
+                    }
+                    continue;
+                }
                 eprintln!(
                     "  planner round {round} {:<5} {:>7.2} s  {:>6.0} tags/s  cpu {:>6.2} s  rss {:>6.1} MiB  registries cpu {:>6.2} s  moto cpu {:>6.2} s  requests {:>6} ({:.2}/tag)  enqueued {}{}  (checked)",
                     if is_cold { "cold" } else { "warm" },
@@ -234,7 +297,12 @@ impl Bench {
                 }
             }
         }
-        Ok(vec![cold_result, warm_result])
+        Ok(vec![
+            cold_result,
+            warm_result,
+            fan_cold_result,
+            fan_warm_result,
+        ])
     }
 
     /// A plan of the first [`VERIFY_TAGS`] tags into the empty target, not purged: every
@@ -259,6 +327,7 @@ impl Bench {
                 &images,
                 "planner-verify",
                 0,
+                false,
                 false,
             )
             .await?;
@@ -358,6 +427,7 @@ impl Bench {
         what: &str,
         round: usize,
         purge: bool,
+        fan_out: bool,
     ) -> anyhow::Result<(Run, Summary)> {
         let dir = self.next_dir(what)?;
         let home = dir.join("home");
@@ -368,6 +438,7 @@ impl Bench {
             .arg(format!("--auth={}", dir.join("auth.yaml").display()))
             .arg(format!("--images={}", dir.join("images.yaml").display()))
             .arg(format!("--queue-url={url}"))
+            .args(fan_out.then(|| format!("--fan-out={}", tag_count(self.args.quick) / 10)))
             .env("AWS_ENDPOINT_URL_SQS", moto.endpoint())
             .env("AWS_REGION", MOTO_REGION)
             .env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY)
@@ -377,13 +448,25 @@ impl Bench {
         between.prepare();
         let cpu_before = between.cpu_s();
         let moto_before = runner::process_cpu_s(moto.pid());
-        let purger = purge.then(|| Purger::start(moto.client(), url.to_string()));
+        // Fanning out, the planner's few plan jobs must stay until they are expanded.
+        let purger = (purge && !fan_out).then(|| Purger::start(moto.client(), url.to_string()));
         let measured = tokio::task::block_in_place(|| run_measured(cmd, &log));
-        let purged = match purger {
+        let mut purged = match purger {
             Some(p) => Some(p.stop().await?),
             None => None,
         };
         let measured = measured?;
+        let mut fanned = None;
+        if fan_out && measured.success {
+            let plans = receive_plan_jobs(moto, url).await?;
+            // Purging only once they are received: their copy jobs are what would pile up.
+            let purger = purge.then(|| Purger::start(moto.client(), url.to_string()));
+            let expanded = expand_plan_jobs(&dir, moto, url, plans).await;
+            if let Some(p) = purger {
+                purged = Some(p.stop().await?);
+            }
+            fanned = Some(expanded?);
+        }
         let registry_cpu_s = between.cpu_s() - cpu_before;
         let moto_cpu_s = runner::process_cpu_s(moto.pid()) - moto_before;
         if !measured.success {
@@ -394,10 +477,28 @@ impl Bench {
                 runner::tail(&log, 40)
             );
         }
-        let summary = summary(&log)?;
+        let mut summary = summary(&log)?;
         let requests = between.requests();
         let mut extra = BTreeMap::new();
         extra.insert("moto_cpu_s".to_string(), moto_cpu_s);
+        if let Some(fanned) = fanned {
+            ensure!(
+                fanned.plan_jobs == summary.plan_jobs_enqueued && fanned.errors == 0,
+                "{what}: the planner sent {} plan jobs, {} were expanded, with {} errors",
+                summary.plan_jobs_enqueued,
+                fanned.plan_jobs,
+                fanned.errors
+            );
+            extra.insert("plan_jobs".to_string(), summary.plan_jobs_enqueued as f64);
+            extra.insert("copy_jobs".to_string(), fanned.copy_jobs as f64);
+            extra.insert("in_sync".to_string(), fanned.in_sync as f64);
+            extra.insert("expand_s".to_string(), fanned.wall_s);
+            extra.insert("total_s".to_string(), measured.wall_s + fanned.wall_s);
+            // What the plan as a whole did, planner and expansions together.
+            summary.jobs_enqueued += fanned.copy_jobs;
+            summary.already_in_sync += fanned.in_sync;
+            summary.tags_seen = summary.tags_seen.max(fanned.tags_seen);
+        }
         if let Some((resolve_s, enqueue_s)) = phases(&log) {
             extra.insert("resolve_and_check_s".to_string(), resolve_s);
             extra.insert("enqueue_s".to_string(), enqueue_s);
@@ -422,6 +523,90 @@ impl Bench {
         };
         Ok((run, summary))
     }
+}
+
+/// What expanding a fanned-out plan's plan jobs did.
+struct Fanned {
+    plan_jobs: usize,
+    copy_jobs: usize,
+    in_sync: usize,
+    tags_seen: usize,
+    errors: usize,
+    wall_s: f64,
+}
+
+/// Every plan job `ferry plan --fan-out` sent (ten; the bound leaves room).
+async fn receive_plan_jobs(moto: &Moto, url: &str) -> anyhow::Result<Vec<ferry::job::PlanJob>> {
+    use ferry::job::QueuedJob;
+    let queue = moto.queue(url);
+    let mut plans = Vec::new();
+    for _ in 0..100 {
+        let got = queue.receive(10, Duration::from_secs(1)).await?;
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            match QueuedJob::parse(&d.body) {
+                Ok(QueuedJob::Plan(plan)) => plans.push(plan),
+                other => bail!("expected only plan jobs on the queue, found {other:?}"),
+            }
+            queue.delete(&d.receipt).await?;
+        }
+    }
+    Ok(plans)
+}
+
+/// Expands `plans` all at once, as that many copier invocations would, with the copier's
+/// code (`ferry::dispatch::expand`) in this process, their copy jobs sent to the same queue.
+async fn expand_plan_jobs(
+    dir: &Path,
+    moto: &Moto,
+    url: &str,
+    plans: Vec<ferry::job::PlanJob>,
+) -> anyhow::Result<Fanned> {
+    use ferry::dispatch::{expand, DispatchOptions, FanOut};
+    use std::sync::Arc;
+
+    let env = ferry::env::MapEnv::default();
+    let auth = ferry::auth::AuthConfig::load(&dir.join("auth.yaml"), &env)?;
+    let registries = Arc::new(ferry::registry::Registries::from_env(Arc::new(auth), &env));
+    let queue = moto.queue(url);
+    let options = DispatchOptions {
+        concurrency: ferry::input::DEFAULT_CONCURRENCY,
+        fan_out: FanOut::Auto,
+        ..DispatchOptions::default()
+    };
+    let started = Instant::now();
+    let mut fanned = Fanned {
+        plan_jobs: 0,
+        copy_jobs: 0,
+        in_sync: 0,
+        tags_seen: 0,
+        errors: 0,
+        wall_s: 0.0,
+    };
+    let expansions = plans.iter().map(|plan| {
+        let (registries, queue, options) = (&registries, &queue, &options);
+        async move {
+            let (rules, image) = plan.work()?;
+            Ok::<_, anyhow::Error>(expand(plan, &rules, image, registries, queue, options).await?)
+        }
+    });
+    for summary in futures::future::join_all(expansions).await {
+        let summary = summary?;
+        fanned.plan_jobs += 1;
+        fanned.copy_jobs += summary.jobs_enqueued;
+        fanned.in_sync += summary.already_in_sync;
+        fanned.tags_seen += summary.tags_seen;
+        fanned.errors += summary.errors.len();
+        // A slice is never cut again; a plan job that was would be lost here.
+        ensure!(
+            summary.plan_jobs_enqueued == 0,
+            "a slice sent plan jobs: {summary:?}"
+        );
+    }
+    fanned.wall_s = started.elapsed().as_secs_f64();
+    Ok(fanned)
 }
 
 /// The one JSON summary line `ferry plan --queue-url` printed into `log` (standard output

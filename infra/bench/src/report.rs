@@ -195,6 +195,26 @@ impl Report {
                  enqueued, every warm plan 0 (all {n} in sync, queue left empty), none with errors."
             ));
         }
+        if let Some(fanned) = self
+            .scenarios
+            .iter()
+            .find(|s| s.id == "planner_fanout_cold")
+        {
+            notes.push(format!(
+                "planner fanned out: `ferry plan --queue-url --fan-out=N/10` (for 10,000 tags \
+                 auto's 1,000) lists the {} tags and sends ten plan jobs of N/10 tags instead of \
+                 checking them; ferry-bench then expands every plan job at once with the copier's code \
+                 (`ferry::dispatch::expand`, 32 requests in flight each), as that many copier \
+                 invocations would, its copy jobs sent to the same moto queue (purged as above). \
+                 The wall time is the planner's plus the expansions'; requests count both. On \
+                 this machine the registries share its cores with every expansion, so the \
+                 parallelism Lambda gives is not measured; the point is that no invocation \
+                 checks more than a slice. Checked: every plan job expanded, {} copy jobs \
+                 (cold) or all in sync (warm), no errors.",
+                thousands(fanned.tags),
+                thousands(fanned.tags)
+            ));
+        }
         notes
     }
 

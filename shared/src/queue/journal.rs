@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{Delivery, MemoryQueue, Queue, QueueError, SendSummary};
-use crate::job::Job;
 
 /// The journal's name in the state directory.
 pub const JOURNAL_FILE: &str = "jobs.journal";
@@ -178,9 +177,9 @@ fn new_id() -> String {
 #[async_trait]
 impl Queue for JournalQueue {
     /// Returns once the jobs are on disk: an answer of "accepted" is then true.
-    async fn send(&self, jobs: &[Job]) -> Result<SendSummary, QueueError> {
+    async fn send_bodies(&self, bodies: &[String]) -> Result<SendSummary, QueueError> {
         let messages: Vec<(String, String)> =
-            jobs.iter().map(|job| (new_id(), job.to_body())).collect();
+            bodies.iter().map(|body| (new_id(), body.clone())).collect();
         let records: Vec<Record> = messages
             .iter()
             .map(|(id, body)| Record::Add {
@@ -197,7 +196,7 @@ impl Queue for JournalQueue {
                     .collect(),
             )
             .await;
-        Ok(SendSummary { sent: jobs.len() })
+        Ok(SendSummary { sent: bodies.len() })
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {

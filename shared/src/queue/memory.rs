@@ -10,7 +10,6 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
 use super::{Delivery, Queue, QueueError, SendSummary, SQS_MAX_BATCH, SQS_MAX_VISIBILITY};
-use crate::job::Job;
 
 /// An in-process queue with SQS's at-least-once semantics, in send order.
 #[derive(Debug)]
@@ -136,10 +135,10 @@ impl Default for MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn send(&self, jobs: &[Job]) -> Result<SendSummary, QueueError> {
-        let bodies = jobs.iter().map(|job| (None, job.to_body())).collect();
-        self.push(bodies).await;
-        Ok(SendSummary { sent: jobs.len() })
+    async fn send_bodies(&self, bodies: &[String]) -> Result<SendSummary, QueueError> {
+        let messages = bodies.iter().map(|body| (None, body.clone())).collect();
+        self.push(messages).await;
+        Ok(SendSummary { sent: bodies.len() })
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
@@ -190,6 +189,7 @@ impl Queue for MemoryQueue {
 mod tests {
     use super::super::testing::jobs;
     use super::*;
+    use crate::job::Job;
 
     fn parsed(deliveries: &[Delivery]) -> Vec<Job> {
         deliveries

@@ -1,5 +1,6 @@
-//! The job queue of ferry's serverless mode: the planner sends [`Job`]s, workers receive,
-//! execute and delete them. This file owns the [`Queue`] abstraction, its errors and SQS's
+//! The job queue of ferry's serverless mode: the planner sends [`Job`]s (and, for a large
+//! migration, [`PlanJob`]s that workers expand into more), workers receive, execute and
+//! delete them. This file owns the [`Queue`] abstraction, its errors and SQS's
 //! limits; [`SqsQueue`] (`sqs.rs`) talks to Amazon SQS (or anything speaking its API, such
 //! as moto), [`MemoryQueue`] (`memory.rs`) is an in-process queue with the same delivery
 //! semantics for `ferry serve`, tests and local runs; `watch.rs` reads an SQS queue's counts
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::job::Job;
+use crate::job::{Job, PlanJob};
 
 pub use journal::{JournalQueue, JOURNAL_FILE};
 pub use memory::MemoryQueue;
@@ -100,8 +101,21 @@ impl HasKind for QueueError {
 /// A job queue. Object safe, so the Lambda functions can hold a `Box<dyn Queue>`.
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Sends one message per job. Fails if any job could not be sent, naming how many.
-    async fn send(&self, jobs: &[Job]) -> Result<SendSummary, QueueError>;
+    /// Sends one message per body (a [`Job`]'s or a [`PlanJob`]'s). Fails if any could not
+    /// be sent, naming how many.
+    async fn send_bodies(&self, bodies: &[String]) -> Result<SendSummary, QueueError>;
+
+    /// Sends one message per copy job.
+    async fn send(&self, jobs: &[Job]) -> Result<SendSummary, QueueError> {
+        let bodies: Vec<String> = jobs.iter().map(Job::to_body).collect();
+        self.send_bodies(&bodies).await
+    }
+
+    /// Sends one message per plan job.
+    async fn send_plans(&self, jobs: &[PlanJob]) -> Result<SendSummary, QueueError> {
+        let bodies: Vec<String> = jobs.iter().map(PlanJob::to_body).collect();
+        self.send_bodies(&bodies).await
+    }
 
     /// Up to `max` (at most 10) messages, waiting up to `wait` for the first one; an empty
     /// list when none arrived in time.

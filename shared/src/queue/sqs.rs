@@ -17,7 +17,6 @@ use super::{
 };
 use crate::aws::load_aws_config;
 use crate::env::Env;
-use crate::job::Job;
 
 /// Attempts at sending the entries of one batch that SQS reported as failed.
 const SEND_ATTEMPTS: u32 = 5;
@@ -220,9 +219,8 @@ where
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send(&self, jobs: &[Job]) -> Result<SendSummary, QueueError> {
-        let bodies: Vec<String> = jobs.iter().map(Job::to_body).collect();
-        let (groups, too_large) = batches(&bodies);
+    async fn send_bodies(&self, bodies: &[String]) -> Result<SendSummary, QueueError> {
+        let (groups, too_large) = batches(bodies);
         let mut sent = 0;
         let mut reason = (!too_large.is_empty()).then(|| {
             format!(
@@ -254,12 +252,12 @@ impl Queue for SqsQueue {
                 reason.get_or_insert(why);
             }
         }
-        if sent == jobs.len() {
+        if sent == bodies.len() {
             return Ok(SendSummary { sent });
         }
         Err(QueueError::NotSent {
-            total: jobs.len(),
-            not_sent: jobs.len() - sent,
+            total: bodies.len(),
+            not_sent: bodies.len() - sent,
             reason: reason.unwrap_or_else(|| "no reason given".into()),
         })
     }

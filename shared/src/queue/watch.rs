@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::sqs::{batches, receive_count, service_error, system_attribute};
 use super::{QueueError, SqsQueue, SQS_MAX_BATCH};
 use crate::error::truncate;
-use crate::job::Job;
+use crate::job::{Job, PlanJob, QueuedJob};
 
 /// Receives that may find nothing new before a listing or redrive ends.
 const QUIET_RECEIVES: usize = 2;
@@ -126,11 +126,12 @@ pub struct DeadLetterQueue {
     pub max_receive_count: u32,
 }
 
-/// What a dead message holds. Tagged by `kind` so other kinds of job can join `copy`.
+/// What a dead message holds, tagged by `kind`: a copy job, a plan job, or unreadable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DeadBody {
     Copy(Job),
+    Plan(PlanJob),
     /// Not a job this ferry reads: why, and the start of the body.
     Unreadable {
         error: String,
@@ -140,8 +141,9 @@ pub enum DeadBody {
 
 impl DeadBody {
     fn parse(body: &str) -> DeadBody {
-        match Job::parse(body) {
-            Ok(job) => DeadBody::Copy(job),
+        match QueuedJob::parse(body) {
+            Ok(QueuedJob::Copy(job)) => DeadBody::Copy(job),
+            Ok(QueuedJob::Plan(job)) => DeadBody::Plan(job),
             Err(error) => DeadBody::Unreadable {
                 error: error.to_string(),
                 body: truncate(body, BODY_PREVIEW),

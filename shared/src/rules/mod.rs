@@ -134,6 +134,61 @@ pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
     targets
 }
 
+/// Whether every copy `rule` makes is one `rules` make too, so a rule from elsewhere (a plan
+/// job off a queue) may be resolved with this stack's credentials. A rule that lists tags
+/// (every tag, or a regex) needs a rule of `rules` with the same source and selection and at
+/// least its targets; a rule naming tags or a digest needs each named image's targets among
+/// those `rules` give that image ([`targets_of`]).
+pub fn within(rules: &[Rule], rule: &Rule) -> bool {
+    let named = |position: usize, locator: Locator| {
+        let allowed = targets_of(rules, &rule.source.at(locator.clone()));
+        rule.targets_for(position, &locator)
+            .iter()
+            .all(|t| allowed.contains(t))
+    };
+    match &rule.selector {
+        Selector::Tags(tags) => tags
+            .iter()
+            .enumerate()
+            .all(|(position, tag)| named(position, Locator::Tag(tag.clone()))),
+        Selector::Digest(digest) => named(0, Locator::Digest(digest.clone())),
+        Selector::All | Selector::Regex(_) => rules.iter().any(|configured| {
+            configured.source == rule.source
+                && configured.selector.lists_as(&rule.selector)
+                && rule.targets.iter().all(|t| configured.targets.contains(t))
+        }),
+    }
+}
+
+impl Selector {
+    /// Whether the selection is made by listing the repository's tags (every tag, or a
+    /// regex), so how many images it holds is known only once listed.
+    pub fn lists(&self) -> bool {
+        matches!(self, Selector::All | Selector::Regex(_))
+    }
+
+    /// Both list tags, and take the same ones.
+    fn lists_as(&self, other: &Selector) -> bool {
+        match (self, other) {
+            (Selector::All, Selector::All) => true,
+            (Selector::Regex(a), Selector::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+/// A target as an images file writes it, after defaults and `$VAR`s were applied: parsing
+/// the text again gives the same target.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.naming {
+            Naming::Keep => write!(f, "{}", self.repository),
+            Naming::Tags(tags) => write!(f, "{}:{}", self.repository, tags.join(",")),
+            Naming::Digest(digest) => write!(f, "{}@{digest}", self.repository),
+        }
+    }
+}
+
 /// Default destination for rules with an empty target (`--registry`/`--namespace` or
 /// `DEFAULT_REGISTRY`/`DEFAULT_NAMESPACE`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,5 +224,60 @@ impl fmt::Display for Selector {
             Selector::Regex(r) => write!(f, "tags matching /{}/", r.as_str()),
             Selector::Digest(d) => write!(f, "digest {d}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+    use std::path::Path;
+
+    fn rules(yaml: &str) -> Vec<Rule> {
+        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        rules_from_value(
+            Path::new("t"),
+            &value,
+            &Defaults::default(),
+            &MapEnv::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn targets_print_as_written_and_parse_back() {
+        let configured = rules(
+            "a.io/x:1,2: [b.io/x, 'c.io/y:u,v']\na.io/d@sha256:{d}: b.io/d@sha256:{d}\n"
+                .replace("{d}", &"0".repeat(64))
+                .as_str(),
+        );
+        for rule in &configured {
+            let texts: Vec<String> = rule.targets.iter().map(ToString::to_string).collect();
+            let again = rules(&format!("{:?}: {texts:?}", rule.text));
+            assert_eq!(again[0].targets, rule.targets, "{texts:?}");
+        }
+    }
+
+    #[test]
+    fn a_rule_is_within_rules_that_make_every_copy_it_makes() {
+        let configured = rules(
+            "a.io/all: b.io/all\na.io/re:/^v/: [b.io/re, c.io/re]\na.io/x:1,2,3: 'b.io/x:u,v,w'\n",
+        );
+        let within_configured = |yaml: &str| within(&configured, &rules(yaml)[0]);
+        // The same listing, or fewer of its targets.
+        assert!(within_configured("a.io/all: b.io/all"));
+        assert!(within_configured("a.io/re:/^v/: c.io/re"));
+        // Another regex, another target, or a listing of a repository named by tags.
+        assert!(!within_configured("a.io/re:/./: b.io/re"));
+        assert!(!within_configured("a.io/all: evil.io/all"));
+        assert!(!within_configured("a.io/x: b.io/x"));
+        // Named tags: each must go where some rule sends it.
+        assert!(within_configured("a.io/all:p,q: b.io/all"));
+        assert!(within_configured("a.io/re:v1: [b.io/re, c.io/re]"));
+        assert!(within_configured("a.io/x:3,1: 'b.io/x:w,u'"));
+        assert!(!within_configured("a.io/x:3,1: 'b.io/x:u,w'"));
+        assert!(!within_configured("a.io/re:w1: b.io/re"));
+        assert!(!within_configured("a.io/all:p: b.io/other"));
+        assert!(!within_configured("z.io/all:p: b.io/all"));
     }
 }
