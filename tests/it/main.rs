@@ -14,6 +14,7 @@ mod hostile;
 mod plan;
 mod queue;
 mod ratelimit;
+mod select;
 mod serverless;
 mod status;
 mod sync;
