@@ -191,16 +191,19 @@ async fn select(
     rule: &Rule,
     registries: &Registries,
 ) -> Result<Vec<Selected>, PlanError> {
-    let named = matches!(rule.selector, Selector::Digest(_) | Selector::Tags(_));
+    let named = !rule.lists_tags();
     let sources: Vec<(usize, Locator)> = match &rule.selector {
         Selector::Digest(d) => vec![(0, Locator::Digest(d.clone()))],
-        Selector::Tags(tags) => tags.iter().cloned().map(Locator::Tag).enumerate().collect(),
-        Selector::All | Selector::Regex(_) => {
-            let client = registries.client(rule.source.registry())?;
-            let tags = client.tag_list(&rule.source).await?;
-            tags.into_iter()
-                .filter(|tag| !rule.select(tag).is_empty())
-                .map(|tag| (0, Locator::Tag(tag)))
+        _ => {
+            let listed = if rule.lists_tags() {
+                let client = registries.client(rule.source.registry())?;
+                client.tag_list(&rule.source).await?
+            } else {
+                Vec::new()
+            };
+            rule.select_from(&listed)
+                .into_iter()
+                .map(|(position, tag)| (position, Locator::Tag(tag)))
                 .collect()
         }
     };

@@ -65,6 +65,24 @@ fn reference_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// An `include`/`exclude` entry: a tag, a `/regex/`, or junk.
+fn tag_filter_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-z0-9.-]{1,10}",
+        3 => "/[\\^$.*+?()\\[\\]|a-z0-9-]{0,10}/",
+        1 => ".{0,12}",
+    ]
+}
+
+/// Tags a repository might list: semver with or without `v`, pre-releases, build metadata,
+/// and not-semver ones.
+fn semver_ish_tag() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "v?[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-[a-z0-9.]{1,6})?(\\+[a-z0-9]{1,4})?",
+        "[a-z0-9._-]{1,12}",
+    ]
+}
+
 proptest! {
 
     #[test]
@@ -113,6 +131,54 @@ proptest! {
     fn images_files_never_panic(value in json()) {
         let env = MapEnv::default();
         let _ = rules_from_value(Path::new("images.yaml"), &value, &Defaults::default(), &env);
+    }
+
+    #[test]
+    fn long_form_rules_never_panic_and_select_in_bounds(
+        source in reference_text(),
+        to in prop_oneof![reference_text().prop_map(Value::from), json()],
+        include in prop::collection::vec(tag_filter_entry(), 0..4),
+        exclude in prop::collection::vec(tag_filter_entry(), 0..4),
+        semver in prop_oneof![
+            3 => prop::sample::select(vec![">=1.0.0, <2", "^1", "*", "<1.5.0-rc"]).prop_map(String::from),
+            1 => "[<>=~^*0-9., a-z-]{0,20}",
+        ],
+        latest in prop_oneof![
+            3 => (1i64..8).prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => json(),
+        ],
+        extra in prop::option::of(("[a-z]{1,8}", json())),
+        listed in prop::collection::vec(semver_ish_tag(), 0..20),
+    ) {
+        let mut tags = serde_json::json!({
+            "include": include, "exclude": exclude, "semver": semver, "latest": latest,
+        });
+        let mut rule = serde_json::json!({ "to": to });
+        if let Some((key, value)) = extra {
+            tags[key.as_str()] = value.clone();
+            rule[key.as_str()] = value;
+        }
+        rule["tags"] = tags;
+        let value = serde_json::json!({ source: rule });
+        let env = MapEnv::default();
+        if let Ok(rules) = rules_from_value(Path::new("images.yaml"), &value, &Defaults::default(), &env) {
+            for rule in &rules {
+                let chosen = rule.select_from(&listed);
+                if rule.lists_tags() {
+                    prop_assert!(chosen.len() <= listed.len());
+                }
+                // Planning never takes a tag a webhook or a queued job would refuse.
+                for (position, tag) in &chosen {
+                    prop_assert!(rule.select(tag).contains(position), "{tag}");
+                }
+                if let Some(n) = rule.tags.latest {
+                    let distinct: std::collections::BTreeSet<&String> =
+                        chosen.iter().map(|(_, t)| t).collect();
+                    prop_assert!(distinct.len() <= n);
+                }
+            }
+        }
     }
 
     #[test]

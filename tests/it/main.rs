@@ -15,6 +15,7 @@ mod hostile;
 mod plan;
 mod queue;
 mod ratelimit;
+mod select;
 mod serverless;
 mod status;
 mod sync;

@@ -14,8 +14,13 @@
 //! (rename, paired left to right), `repo@digest` (must equal the source digest), empty
 //! (default registry and namespace), or an array of these. `$VAR`/`${VAR}` are expanded in
 //! targets.
+//!
+//! A rule's value may instead be the long form `{to, tags, platforms, force}`: `to` takes the
+//! target forms above, `tags` filters the source's selection (`tags.rs`): include → semver →
+//! exclude → latest, after the source's own tag list or regex.
 
 mod parse;
+mod tags;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -30,6 +35,7 @@ pub use parse::{
     expand_variables, is_variable_name, load_rules, parse_source, rules_from_value, RuleProblem,
     RulesError,
 };
+pub use tags::{parse_semver_tag, TagFilter, TagPattern};
 
 /// Which images of the source repository a rule selects.
 #[derive(Debug, Clone)]
@@ -72,13 +78,22 @@ pub struct Rule {
     pub source: Repository,
     pub selector: Selector,
     pub targets: Vec<Target>,
+    /// The long form's `tags:` filters; empty for the short forms.
+    pub tags: TagFilter,
 }
 
 impl Rule {
     /// Where `tag` sits in this rule's selection: the positions at which the rule takes it
     /// (a position pairs a listed tag with its renamed target tag; `a:x,x → b:y,z` takes `x`
     /// at 0 and 1), empty when the rule does not select it. A digest rule selects no tag.
+    ///
+    /// This is the source's selection and the `tags:` filters short of ranking: `latest`
+    /// needs every tag of the repository, which planning has (`select_from`) and a webhook
+    /// or a queued job does not, so there a semver tag that passes the rest is taken.
     pub fn select(&self, tag: &str) -> Vec<usize> {
+        if !self.tags.passes(tag) {
+            return Vec::new();
+        }
         match &self.selector {
             Selector::All => vec![0],
             Selector::Regex(regex) if regex.is_match(tag) => vec![0],
@@ -90,6 +105,33 @@ impl Rule {
                 .map(|(position, _)| position)
                 .collect(),
         }
+    }
+
+    /// The tags this rule takes, each with its position (see `select`): for a tag-list rule
+    /// its own tags, for an all-tags or regex rule those of `listed` (the repository's
+    /// `tags/list`) it selects; filtered by `tags:` and then ranked by `latest`. Planning's
+    /// one way of choosing, so `ferry plan`, `ferry sync` and the planner agree.
+    pub fn select_from(&self, listed: &[String]) -> Vec<(usize, String)> {
+        let candidates: Vec<(usize, String)> = match &self.selector {
+            Selector::Digest(_) => Vec::new(),
+            Selector::Tags(tags) => tags
+                .iter()
+                .enumerate()
+                .filter(|(_, tag)| self.tags.passes(tag))
+                .map(|(position, tag)| (position, tag.clone()))
+                .collect(),
+            Selector::All | Selector::Regex(_) => listed
+                .iter()
+                .filter(|tag| !self.select(tag).is_empty())
+                .map(|tag| (0, tag.clone()))
+                .collect(),
+        };
+        self.tags.newest(candidates)
+    }
+
+    /// Whether `select_from` needs the repository's tag list.
+    pub fn lists_tags(&self) -> bool {
+        matches!(self.selector, Selector::All | Selector::Regex(_))
     }
 
     /// Where the source image at `position` of the selection, named `source`, goes. Shared

@@ -9,6 +9,7 @@ use regex::Regex;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::tags::{bad, parse_tag_filter, TagFilter};
 use super::{Defaults, Naming, Rule, Selector, Target};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
@@ -85,6 +86,20 @@ pub enum RuleProblem {
     MissingDefault { what: &'static str },
     #[error("target {target:?} uses ${variable}, which is not set")]
     UndefinedVariable { target: String, variable: String },
+    #[error("unknown key {key:?} (expected one of {expected})")]
+    UnknownKey { key: String, expected: String },
+    #[error("{key}: {value}: {reason}")]
+    BadOption {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("the long form needs a non-empty `to` (a target or a list of targets)")]
+    EmptyTo,
+    #[error("tags.{key}: a digest source selects no tags")]
+    TagsWithDigest { key: &'static str },
+    #[error("{key}: per-rule {key} is not supported yet; use the --os/--arch/--force flags")]
+    NotSupportedYet { key: &'static str },
 }
 
 /// Reads and validates an images file.
@@ -116,8 +131,8 @@ pub fn rules_from_value(
     };
     map.iter()
         .map(|(text, targets)| {
-            let (source, selector, targets) =
-                parse_rule(text, targets, defaults, env).map_err(|problem| RulesError::Rule {
+            let (source, selector, targets, tags) = parse_rule(text, targets, defaults, env)
+                .map_err(|problem| RulesError::Rule {
                     file: file.to_path_buf(),
                     rule: text.clone(),
                     problem,
@@ -128,6 +143,7 @@ pub fn rules_from_value(
                 source,
                 selector,
                 targets,
+                tags,
             })
         })
         .collect()
@@ -144,23 +160,113 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-type ParsedRule = (Repository, Selector, Vec<Target>);
+type ParsedRule = (Repository, Selector, Vec<Target>, TagFilter);
+
+/// The keys a long-form rule may have.
+const RULE_KEYS: [&str; 4] = ["to", "tags", "platforms", "force"];
 
 fn parse_rule(
     source: &str,
-    targets: &Value,
+    value: &Value,
     defaults: &Defaults,
     env: &dyn Env,
 ) -> Result<ParsedRule, RuleProblem> {
     let (repository, selector) = parse_source(source)?;
+    let (targets, tags) = match value {
+        Value::Object(map) => parse_long_form(map, &selector)?,
+        short => (target_strings(short)?, TagFilter::default()),
+    };
     let mut parsed = Vec::new();
-    for text in target_strings(targets)? {
+    for text in targets {
         let target = parse_target(&text, &repository, &selector, defaults, env)?;
         if !parsed.contains(&target) {
             parsed.push(target);
         }
     }
-    Ok((repository, selector, parsed))
+    Ok((repository, selector, parsed, tags))
+}
+
+/// The long form: `{to, tags, platforms, force}`. `to` takes exactly the short forms but must
+/// not be empty: a map that forgot its `to` must not push to the defaults.
+fn parse_long_form(
+    map: &serde_json::Map<String, Value>,
+    selector: &Selector,
+) -> Result<(Vec<String>, TagFilter), RuleProblem> {
+    if let Some(key) = map.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
+        return Err(RuleProblem::UnknownKey {
+            key: key.clone(),
+            expected: RULE_KEYS.join(", "),
+        });
+    }
+    let targets = match map.get("to") {
+        None => return Err(RuleProblem::EmptyTo),
+        Some(to) => target_strings(to)?,
+    };
+    if targets.iter().any(String::is_empty) {
+        return Err(RuleProblem::EmptyTo);
+    }
+    let tags = map
+        .get("tags")
+        .map(parse_tag_filter)
+        .transpose()?
+        .unwrap_or_default();
+    if matches!(selector, Selector::Digest(_)) {
+        let key = if tags.include.is_some() {
+            Some("include")
+        } else if tags.semver.is_some() {
+            Some("semver")
+        } else if !tags.exclude.is_empty() {
+            Some("exclude")
+        } else if tags.latest.is_some() {
+            Some("latest")
+        } else {
+            None
+        };
+        if let Some(key) = key {
+            return Err(RuleProblem::TagsWithDigest { key });
+        }
+    }
+    if let Some(platforms) = map.get("platforms") {
+        check_platforms(platforms)?;
+        return Err(RuleProblem::NotSupportedYet { key: "platforms" });
+    }
+    if let Some(force) = map.get("force") {
+        if !force.is_boolean() {
+            return Err(bad("force", force, "expected true or false"));
+        }
+        return Err(RuleProblem::NotSupportedYet { key: "force" });
+    }
+    Ok((targets, tags))
+}
+
+/// `platforms:` entries are `os/arch` or `os/arch/variant` of `[A-Za-z0-9._-]`.
+fn check_platforms(value: &Value) -> Result<(), RuleProblem> {
+    let Value::Array(items) = value else {
+        return Err(bad(
+            "platforms",
+            value,
+            "expected a list such as [linux/amd64]",
+        ));
+    };
+    for item in items {
+        let well_formed = item.as_str().is_some_and(|text| {
+            let parts: Vec<&str> = text.split('/').collect();
+            (2..=3).contains(&parts.len())
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                })
+        });
+        if !well_formed {
+            return Err(bad(
+                "platforms",
+                item,
+                "expected os/arch or os/arch/variant",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The target value as a list of strings; null and "" both mean "empty target".
@@ -225,7 +331,8 @@ fn parse_single_digest(text: &str, digest: &str) -> Result<Digest, RuleProblem> 
 }
 
 /// `/…/` → a regex. `/a/,/b/` is two regexes, which image-syncer does not support either.
-fn parse_regex(text: &str, tag_part: &str) -> Result<Regex, RuleProblem> {
+/// The long form's `include`/`exclude` entries are read here too, so both mean the same.
+pub(super) fn parse_regex(text: &str, tag_part: &str) -> Result<Regex, RuleProblem> {
     let bad = |message: &str| RuleProblem::BadRegex {
         value: tag_part.to_string(),
         message: message.to_string(),
@@ -395,6 +502,7 @@ pub fn is_variable_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::env::MapEnv;
+    use crate::reference::Locator;
 
     const D1: &str = "sha256:14b267eb38aa85fd12d0e168fffa2d8a6187ac53a14a0212b0d4fce8d729598c";
     const D2: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -567,5 +675,73 @@ mod tests {
         let err = rules("a/b: $MISSING/b", &Defaults::default(), &env).unwrap_err();
         assert!(err.to_string().contains("$MISSING"), "{err}");
         assert_eq!(expand_variables("a$-b", &env).unwrap(), "a$-b");
+    }
+
+    #[test]
+    fn long_form_takes_the_short_targets_and_filters() {
+        let rule = one(
+            "docker.io/library/nginx:\n  to: [x.io/mirror/nginx, y.io/nginx]\n  tags:\n    \
+             include: ['1.25.3', '/^1\\.2[0-9]\\./']\n    semver: '>=1.24, <2'\n    \
+             exclude: [latest, '/-(rc|beta|alpha)/']\n    latest: 5\n",
+        );
+        assert_eq!(rule.targets.len(), 2);
+        assert_eq!(rule.tags.latest, Some(5));
+        assert!(!rule.select("1.25.3").is_empty());
+        assert!(rule.select("1.27.0-rc1").is_empty());
+        assert!(rule.select("latest").is_empty());
+        // The short forms are unchanged: no filters.
+        assert!(one("a/b: x.io/c").tags.is_empty());
+        // A tag-list source is narrowed by the filters, keeping its positions.
+        let listed =
+            one("a/b:1.0.0,rc,2.0.0:\n  to: x.io/c:one,two,three\n  tags: {semver: '>=1'}\n");
+        assert_eq!(
+            listed.select_from(&[]),
+            [(0, "1.0.0".to_string()), (2, "2.0.0".to_string())]
+        );
+        let target = listed.targets_for(2, &Locator::Tag("2.0.0".into()));
+        assert_eq!(target[0].to_string(), "x.io/c:three");
+    }
+
+    #[test]
+    fn long_form_bad_values_are_named() {
+        for (yaml, needle) in [
+            ("a/b: {to: x.io/c, tag: {}}", "unknown key \"tag\""),
+            ("a/b: {to: x.io/c, tags: {latest: 0}}", "tags.latest: 0"),
+            ("a/b: {to: x.io/c, tags: {semver: '~>nope'}}", "tags.semver"),
+            (
+                "a/b: {to: x.io/c, tags: {exclude: ['/[/']}}",
+                "tags.exclude",
+            ),
+            ("a/b: {tags: {latest: 1}}", "non-empty `to`"),
+            ("a/b: {to: ''}", "non-empty `to`"),
+            ("a/b: {to: []}", "non-empty `to`"),
+            ("a/b: {to: [x.io/c, '']}", "non-empty `to`"),
+            (
+                "a/b: {to: x.io/c, platforms: [linux]}",
+                "platforms: \"linux\"",
+            ),
+            ("a/b: {to: x.io/c, platforms: linux/amd64}", "platforms"),
+            ("a/b: {to: x.io/c, force: 'yes'}", "force: \"yes\""),
+            (
+                "a/b: {to: x.io/c, platforms: [linux/arm64/v8]}",
+                "not supported yet",
+            ),
+            ("a/b: {to: x.io/c, force: true}", "not supported yet"),
+            ("a/b: {to: 'x.io/c:1'}", "names tags"),
+        ] {
+            let err = rules(yaml, &Defaults::default(), &MapEnv::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("images.yaml: rule \"a/b\": "), "{err}");
+            assert!(err.contains(needle), "{yaml}: {err}");
+        }
+        let digest = format!("a/b@{D1}: {{to: x.io/c, tags: {{include: [v1]}}}}");
+        assert!(matches!(
+            problem(&digest),
+            RuleProblem::TagsWithDigest { key: "include" }
+        ));
+        // A digest source with a long-form `to` alone is fine.
+        let ok = one(&format!("a/b@{D1}: {{to: x.io/c}}"));
+        assert!(matches!(ok.selector, Selector::Digest(_)));
     }
 }

@@ -10,6 +10,12 @@
 //! event, so one job copies the whole image. Targets come only from the rules, so a forged
 //! or replayed event can at worst re-copy something the rules already copy.
 //!
+//! A long-form rule's `tags:` filters apply too (include, semver, exclude): a push of
+//! `nginx:1.27.0-rc1` to a rule excluding `/-rc/` is ignored. `latest: N` ranks a tag
+//! against the repository's other tags, which the webhook never lists (it contacts no
+//! registry), so a pushed semver tag that passes the other filters is copied; a non-semver
+//! tag is not. What falls out of the newest N stays on the target: ferry never deletes.
+//!
 //! Reading payloads is `formats.rs`'s job; queueing the images the handler's (`mod.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -225,5 +231,24 @@ mod tests {
         );
         assert_eq!(moved.len(), 1);
         assert_eq!(moved[0].digest, None);
+    }
+
+    #[test]
+    fn long_form_filters_decide_pushes_as_when_planning() {
+        let rules = rules(
+            "docker.io/library/nginx:\n  to: mirror.io/nginx\n  tags:\n    \
+             semver: '>=1.24, <2'\n    exclude: ['/-rc/']\n    latest: 2\n",
+        );
+        let matched = |tag: &str| strings(&match_rules(&rules, &[event(tag, None)]));
+        assert!(matched("docker.io/library/nginx:1.27.0-rc1").is_empty());
+        assert!(matched("docker.io/library/nginx:2.0.0").is_empty());
+        assert!(matched("docker.io/library/nginx:latest").is_empty());
+        assert_eq!(
+            matched("docker.io/library/nginx:v1.27.1"),
+            [(
+                "docker.io/library/nginx:v1.27.1".into(),
+                vec!["mirror.io/nginx:v1.27.1".into()]
+            )]
+        );
     }
 }

@@ -1,0 +1,189 @@
+//! Selection by the images file's long form (`to`, `tags: {include, semver, exclude,
+//! latest}`) end to end: `ferry plan` and `ferry sync` against real registries take exactly
+//! the tags the filters keep, and every bad value stops ferry with exit 2 before any registry
+//! is contacted.
+
+use support::{assert_same_raw, ferry_plan, ImageSpec, Mode, Registry, Workdir};
+
+/// The tags every test seeds: releases, a pre-release, a `v` prefix, and two non-semver tags.
+const SEEDED: [&str; 7] = [
+    "1.24.0",
+    "1.25.3",
+    "1.26.0-rc1",
+    "v1.27.1",
+    "latest",
+    "2.0.0",
+    "1.25",
+];
+
+/// A source registry whose `lib/nginx` has every tag of [`SEEDED`] (one image).
+async fn seeded() -> Registry {
+    let reg = Registry::start(Mode::Http);
+    let image = reg
+        .seed_image("lib/nginx", SEEDED[0], &ImageSpec::with_layers(14, 1, 512))
+        .await;
+    let rest: Vec<String> = SEEDED[1..].iter().map(|s| s.to_string()).collect();
+    reg.tag_many("lib/nginx", &rest, &image).await;
+    reg
+}
+
+/// The source tags `ferry plan` printed for `rule` (one line per source → target).
+fn planned_tags(work: &Workdir, src: &str, rule: &str) -> Vec<String> {
+    let images = work.images(format!("{src}/lib/nginx:\n{rule}"));
+    let out = work.plan(&images, &[], &[]);
+    out.assert_success();
+    let prefix = format!("{src}/lib/nginx:");
+    let mut tags: Vec<String> = out
+        .pairs()
+        .into_iter()
+        .map(|(source, _)| {
+            source
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("unexpected source {source}\n{out}"))
+                .to_string()
+        })
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_takes_exactly_what_the_filters_keep() {
+    let reg = seeded().await;
+    let work = Workdir::trusting(&[&reg]);
+    let src = reg.host();
+    let cases: [(&str, &[&str]); 7] = [
+        (
+            "  to: dst.example.com/n\n  tags: {semver: '>=1.24, <2'}\n",
+            &["1.24.0", "1.25.3", "v1.27.1"],
+        ),
+        (
+            "  to: dst.example.com/n\n  tags: {exclude: [latest, '/-rc/']}\n",
+            &["1.24.0", "1.25", "1.25.3", "2.0.0", "v1.27.1"],
+        ),
+        (
+            "  to: dst.example.com/n\n  tags: {latest: 2}\n",
+            &["2.0.0", "v1.27.1"],
+        ),
+        (
+            "  to: dst.example.com/n\n  tags: {include: ['/^v?1\\./'], exclude: ['/-rc/'], latest: 2}\n",
+            &["1.25.3", "v1.27.1"],
+        ),
+        // Unanchored like the short form: "25" is anywhere in the tag.
+        (
+            "  to: dst.example.com/n\n  tags: {include: ['/25/']}\n",
+            &["1.25", "1.25.3"],
+        ),
+        (
+            "  to: dst.example.com/n\n  tags: {semver: '>=1.26.0-rc0, <1.27'}\n",
+            &["1.26.0-rc1"],
+        ),
+        ("  to: dst.example.com/n\n  tags: {latest: 1}\n", &["2.0.0"]),
+    ];
+    for (rule, expected) in cases {
+        assert_eq!(planned_tags(&work, &src, rule), expected, "{rule}");
+    }
+    // A regex source selects first, then the map's filters rank what it took.
+    let images = work.images(format!(
+        "{src}/lib/nginx:/^1\\./:\n  to: dst.example.com/n\n  tags: {{latest: 1}}\n"
+    ));
+    let out = work.plan(&images, &[], &[]);
+    out.assert_success();
+    assert_eq!(
+        out.pairs(),
+        [(
+            format!("{src}/lib/nginx:1.26.0-rc1"),
+            "dst.example.com/n:1.26.0-rc1".to_string()
+        )],
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_copies_exactly_the_selected_tags() {
+    let src = seeded().await;
+    let dst = Registry::start(Mode::Http);
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "{0}/lib/nginx:\n  to: [{1}/mirror/nginx, {1}/backup/nginx]\n  tags:\n    \
+         semver: '>=1.24, <3'\n    exclude: ['/-(rc|beta|alpha)/']\n    latest: 3\n\
+         {0}/lib/nginx:latest: {1}/short/nginx\n",
+        src.host(),
+        dst.host()
+    ));
+    work.sync(&images, &[]).assert_success();
+    for repo in ["mirror/nginx", "backup/nginx"] {
+        assert_eq!(
+            dst.list_tags(repo).await,
+            ["1.25.3", "2.0.0", "v1.27.1"],
+            "{repo}"
+        );
+    }
+    assert_eq!(dst.list_tags("short/nginx").await, ["latest"]);
+    assert_same_raw(&src, "lib/nginx:v1.27.1", &dst, "mirror/nginx:v1.27.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_long_forms_are_named_and_nothing_is_contacted() {
+    let reg = seeded().await;
+    let src = reg.host();
+    let work = Workdir::trusting(&[&reg]);
+    let digest = "sha256:14b267eb38aa85fd12d0e168fffa2d8a6187ac53a14a0212b0d4fce8d729598c";
+    let cases: [(String, &str); 9] = [
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, tag: {{}}}}"),
+            "unknown key \"tag\"",
+        ),
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, tags: {{latest: 0}}}}"),
+            "tags.latest: 0",
+        ),
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, tags: {{latest: many}}}}"),
+            "tags.latest: \"many\"",
+        ),
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, tags: {{semver: '>=1.x.y'}}}}"),
+            "tags.semver: \">=1.x.y\"",
+        ),
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, tags: {{exclude: ['/(/']}}}}"),
+            "tags.exclude: \"/(/\"",
+        ),
+        (
+            format!("{src}/lib/nginx@{digest}: {{to: x.example.com/n, tags: {{include: [v1]}}}}"),
+            "tags.include: a digest source",
+        ),
+        (format!("{src}/lib/nginx: {{to: ''}}"), "non-empty `to`"),
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, platforms: [linux]}}"),
+            "platforms: \"linux\"",
+        ),
+        (
+            format!("{src}/lib/nginx: {{to: x.example.com/n, tags: {{semver: '<2', latest: -3}}}}"),
+            "tags.latest: -3",
+        ),
+    ];
+    for (body, needle) in cases {
+        // A valid rule next to the bad one: it must not be contacted either.
+        let images = work.images(format!(
+            "{src}/lib/nginx:latest: x.example.com/ok\n{body}\n"
+        ));
+        reg.clear_requests();
+        let out = ferry_plan(Some(work.auth()), &images, &[], &[]);
+        out.assert_code(2);
+        let rule = body.split(": {").next().unwrap_or_default();
+        for expected in ["images.yaml", &format!("rule \"{rule}\""), needle] {
+            assert!(
+                out.stderr.contains(expected),
+                "{body}: missing {expected:?}\n{out}"
+            );
+        }
+        assert!(
+            reg.requests().is_empty(),
+            "{body}: bad input must contact no registry: {:?}",
+            reg.requests()
+        );
+    }
+}
