@@ -30,7 +30,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
         force: args.force,
         platforms: args.platforms.filter().map_err(UsageError::from)?,
     };
-    let (rules, registries) = load(&args.input)?;
+    let (rules, registries) = load(&args.input).await?;
     if let Some(url) = &args.queue_url {
         return enqueue(image, url, &rules, &registries).await;
     }

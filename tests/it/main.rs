@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod plan;
 mod queue;
+mod s3;
 mod ratelimit;
 mod serverless;
 mod status;

@@ -10,8 +10,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 async fn main() -> Result<(), Error> {
     // Plain text locally, JSON when the function's LoggingConfig says LogFormat: JSON.
     tracing::init_default_subscriber();
-    let function =
-        CopierFunction::from_env(&ProcessEnv).map_err(|e| format!("configuration: {e:#}"))?;
+    let function = CopierFunction::from_env(&ProcessEnv)
+        .await
+        .map_err(|e| format!("configuration: {e:#}"))?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = event.context.deadline;

@@ -3,7 +3,8 @@
 //!
 //! Configuration comes from the environment (see `ferry::input::load_inputs_from_env`):
 //! `FERRY_QUEUE_URL`, `FERRY_IMAGES` or `FERRY_IMAGES_FILE`, `FERRY_AUTH` or
-//! `FERRY_AUTH_FILE`, `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
+//! `FERRY_AUTH_FILE` (each file a path in the bundle or `s3://BUCKET/KEY`, read once per
+//! cold start: a new object is used from the next cold start on), `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
 //! `FERRY_CONCURRENCY`. An invocation's payload may override two things:
 //! `{"force": true}` and, only where `FERRY_ALLOW_INLINE_RULES` is true,
 //! `{"images": <rules, as a map or as YAML/JSON text>}`; anything else in it (an
@@ -23,6 +24,7 @@ use ferry::metrics::{now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
 use ferry::rules::Rule;
+use ferry::s3::S3;
 use serde_json::Value;
 
 /// Everything an invocation needs, built once per cold start.
@@ -40,9 +42,19 @@ pub struct Planner {
 
 impl Planner {
     /// Reads the configuration; `queue` is where jobs go (SQS in Lambda, anything in tests).
-    pub fn from_env(env: Arc<dyn Env>, queue: Arc<dyn Queue>) -> anyhow::Result<Planner> {
+    pub async fn from_env(env: Arc<dyn Env>, queue: Arc<dyn Queue>) -> anyhow::Result<Planner> {
+        Planner::with_s3(env, queue, &S3::new()).await
+    }
+
+    /// As `from_env`, reading files in S3 through `s3` (tests give one with an explicit AWS
+    /// configuration; `from_env`'s reads the process environment, as every AWS SDK does).
+    pub async fn with_s3(
+        env: Arc<dyn Env>,
+        queue: Arc<dyn Queue>,
+        s3: &S3,
+    ) -> anyhow::Result<Planner> {
         // Rules may also come with each invocation, so none configured is not an error yet.
-        let inputs = load_inputs_from_env(env.as_ref(), false)?;
+        let inputs = load_inputs_from_env(env.as_ref(), false, s3).await?;
         let settings = service_settings_from_env(env.as_ref())?;
         Ok(Planner {
             rules: inputs.rules,

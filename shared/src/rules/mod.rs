@@ -27,8 +27,7 @@ use crate::env::Env;
 use crate::reference::{Digest, Locator, Reference, Repository};
 
 pub use parse::{
-    expand_variables, is_variable_name, load_rules, parse_source, rules_from_value, RuleProblem,
-    RulesError,
+    expand_variables, is_variable_name, parse_source, rules_from_value, RuleProblem, RulesError,
 };
 
 /// Which images of the source repository a rule selects.
