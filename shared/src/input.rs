@@ -11,7 +11,7 @@ use thiserror::Error;
 use crate::auth::{AuthConfig, AuthError};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
-use crate::files::{load_document, parse_inline, DocumentSource, FileError};
+use crate::files::{load_document, local_directory, parse_inline, DocumentSource, FileError};
 use crate::platform::{PlatformError, PlatformFilter};
 use crate::rules::{rules_from_value, Defaults, Rule, RulesError};
 use crate::s3::S3;
@@ -30,6 +30,8 @@ pub struct InputPaths {
 pub struct Inputs {
     pub auth: AuthConfig,
     pub rules: Vec<Rule>,
+    /// A document came from S3, so it may change without a redeploy or a restart.
+    pub from_s3: bool,
 }
 
 /// Bad input: every message names the file (and rule or key) at fault.
@@ -128,7 +130,14 @@ pub async fn load_inputs(
         (None, None) => AuthConfig::empty(),
     };
     let auth = auth.with_docker_config(env)?;
-    Ok(Inputs { auth, rules })
+    let from_s3 = [&paths.images, &paths.auth, &paths.config]
+        .into_iter()
+        .any(|source| matches!(source, Some(DocumentSource::S3(_))));
+    Ok(Inputs {
+        auth,
+        rules,
+        from_s3,
+    })
 }
 
 /// An images file, local or in S3, validated; its rules name it as their file.
@@ -168,16 +177,26 @@ pub async fn load_inputs_from_env(
         registry: non_empty(env, "FERRY_REGISTRY"),
         namespace: non_empty(env, "FERRY_NAMESPACE"),
     };
-    let rules = match document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE", s3).await? {
+    let images = document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE", s3).await?;
+    let auth = document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE", s3).await?;
+    let from_s3 = [&images, &auth]
+        .into_iter()
+        .flatten()
+        .any(|(file, _)| !is_local(file));
+    let rules = match images {
         Some((file, value)) => rules_from_value(&file, &value, &defaults, env)?,
         None if rules_required => return Err(InputError::NoImagesInEnvironment),
         None => Vec::new(),
     };
-    let auth = match document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE", s3).await? {
+    let auth = match auth {
         Some((file, value)) => AuthConfig::from_value(&file, &value, env)?,
         None => AuthConfig::empty(),
     };
-    Ok(Inputs { auth, rules })
+    Ok(Inputs {
+        auth,
+        rules,
+        from_s3,
+    })
 }
 
 /// Rules given inline (an invocation's `"images"` override), validated like a file's.
@@ -283,6 +302,11 @@ async fn document_from_env(
         }
         None => Ok(None),
     }
+}
+
+/// Whether a document's label names something local (a file, or a variable's text).
+fn is_local(label: &Path) -> bool {
+    local_directory(label).is_some()
 }
 
 struct LegacyConfig {

@@ -1,8 +1,8 @@
 //! Input files in S3, against real parts: moto is S3 (and SQS), registries are
 //! docker-registry. An images file of several hundred rules, far past the 4 KB a Lambda's
 //! environment holds, and an auth file whose `${VAR}` references the environment fills are
-//! read from a bucket by `ferry plan`, `ferry` (sync), the planner function and the copier
-//! function; every way an object can be unusable stops ferry with a message naming its
+//! read from a bucket by `ferry plan`, `ferry` (sync), the planner function (again for each
+//! run, so a new object counts without a restart) and the copier function; every way an object can be unusable stops ferry with a message naming its
 //! `s3://` URI and the exit status a local file would give.
 
 use std::sync::Arc;
@@ -143,8 +143,8 @@ async fn the_planner_and_copier_functions_read_their_files_from_s3() {
         (password_var, password.as_str()),
         ("FERRY_RETRY_BASE_MS", "5"),
     ]);
-    let s3 = rules.moto.s3();
-    let planner = Planner::with_s3(Arc::new(env.clone()), queue.clone(), &s3)
+    let s3 = Arc::new(rules.moto.s3());
+    let planner = Planner::with_s3(Arc::new(env.clone()), queue.clone(), s3.clone())
         .await
         .unwrap();
     let summary = planner
@@ -184,9 +184,26 @@ async fn the_planner_and_copier_functions_read_their_files_from_s3() {
         &format!("mirror/app:{tag}"),
     );
 
+    // A new object under the same key counts from the next run on, without a restart.
+    let one_rule = format!(
+        "{}/team/app:v0: {}/renamed/app\n",
+        rules.src.host(),
+        rules.dst.host()
+    );
+    rules
+        .moto
+        .put_object(BUCKET, "rules/images.yaml", one_rule)
+        .await;
+    let summary = planner
+        .handle(&fixture("schedule-event.json"))
+        .await
+        .unwrap();
+    assert!(summary.errors.is_empty(), "{summary:?}");
+    assert_eq!(summary.jobs_enqueued, 1, "{summary:?}");
+
     // A missing object stops the cold start, named.
     let missing = MapEnv::new([("FERRY_IMAGES_FILE", "s3://ferry-rules/rules/gone.yaml")]);
-    let error = Planner::with_s3(Arc::new(missing), queue, &s3)
+    let error = Planner::with_s3(Arc::new(missing), queue, s3)
         .await
         .err()
         .expect("a missing images file fails")
