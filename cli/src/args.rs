@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::dispatch::FanOut;
+use ferry::files::DocumentSource;
 use ferry::platform::{PlatformError, PlatformFilter};
 
 #[derive(Debug, Parser)]
@@ -176,19 +177,22 @@ impl Command {
     }
 }
 
-/// The input files and defaults every command reads.
+/// The input files and defaults every command reads. Each file is a local path or
+/// s3://BUCKET/KEY (AWS configuration from the environment; AWS_ENDPOINT_URL_S3 for a local S3).
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Auth file (YAML or JSON): registry or registry/namespace → username, password, insecure, ca.
-    /// Defaults to ./auth.json if it exists.
+    /// Auth file (YAML or JSON; a path or s3://BUCKET/KEY): registry or registry/namespace →
+    /// username, password, insecure, ca. Defaults to ./auth.json if it exists.
     #[arg(long, value_name = "FILE")]
-    pub auth: Option<PathBuf>,
-    /// Images file (YAML or JSON): source → target or [targets]. Defaults to ./images.json.
+    pub auth: Option<DocumentSource>,
+    /// Images file (YAML or JSON; a path or s3://BUCKET/KEY): source → target or [targets].
+    /// Defaults to ./images.json.
     #[arg(long, value_name = "FILE")]
-    pub images: Option<PathBuf>,
-    /// Legacy image-syncer config (JSON or YAML) with "auth" and "images" keys.
+    pub images: Option<DocumentSource>,
+    /// Legacy image-syncer config (JSON or YAML; a path or s3://BUCKET/KEY) with "auth" and
+    /// "images" keys.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Option<DocumentSource>,
     /// Default target registry for rules with an empty target [env: DEFAULT_REGISTRY].
     #[arg(long, value_name = "REGISTRY")]
     pub registry: Option<String>,
@@ -298,13 +302,15 @@ pub struct WorkerArgs {
     /// AWS_ENDPOINT_URL_SQS for a local SQS).
     #[arg(long, value_name = "URL")]
     pub queue_url: String,
-    /// Auth file (YAML or JSON), as for sync; the Docker config is the fallback.
+    /// Auth file (YAML or JSON; a path or s3://BUCKET/KEY), as for sync; the Docker config
+    /// is the fallback.
     #[arg(long, value_name = "FILE")]
-    pub auth: Option<PathBuf>,
-    /// Images file: run only jobs whose source and targets its rules select (a job none
-    /// selects fails, and is never copied). Without it every well-formed job runs.
+    pub auth: Option<DocumentSource>,
+    /// Images file (a path or s3://BUCKET/KEY): run only jobs whose source and targets its
+    /// rules select (a job none selects fails, and is never copied). Without it every
+    /// well-formed job runs.
     #[arg(long, value_name = "FILE")]
-    pub images: Option<PathBuf>,
+    pub images: Option<DocumentSource>,
     #[command(flatten)]
     pub transfers: TransferArgs,
     /// Jobs (images) kept in flight.
@@ -387,11 +393,9 @@ mod tests {
             "--retries=3",
             "--log=./log",
         ]);
-        assert_eq!(args.input.auth.as_deref(), Some(Path::new("./auth.yaml")));
-        assert_eq!(
-            args.input.images.as_deref(),
-            Some(Path::new("./images.yaml"))
-        );
+        let local = |path: &str| Some(DocumentSource::Local(path.into()));
+        assert_eq!(args.input.auth, local("./auth.yaml"));
+        assert_eq!(args.input.images, local("./images.yaml"));
         assert_eq!(args.transfers.proc, 6);
         assert_eq!(args.retries, 3);
         assert_eq!(args.input.log.as_deref(), Some(Path::new("./log")));
@@ -421,6 +425,29 @@ mod tests {
         assert_eq!(args.platforms.arch, ["amd64", "arm64:v8"]);
         assert_eq!(args.output_images_format, ImagesFormat::Json);
         assert_eq!(args.report.as_deref(), Some(Path::new("r.json")));
+    }
+
+    #[test]
+    fn input_files_may_be_in_s3() {
+        let args = sync(&[
+            "--images=s3://rules/images.yaml",
+            "--auth",
+            "s3://rules/auth.json",
+        ]);
+        assert_eq!(
+            args.input.images.map(|s| s.to_string()).as_deref(),
+            Some("s3://rules/images.yaml")
+        );
+        assert!(matches!(args.input.auth, Some(DocumentSource::S3(_))));
+        match parse(&["worker", "--queue-url=u", "--images=s3://rules/i.yaml"]).unwrap() {
+            Command::Worker(args) => assert!(matches!(args.images, Some(DocumentSource::S3(_)))),
+            other => panic!("expected worker, got {other:?}"),
+        }
+        // A bad URI is a usage error, before anything is read.
+        let error = parse(&["plan", "--config=s3://Bad_Bucket/c.yaml"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("not a bucket name"), "{error}");
+        assert!(parse(&["--images=s3://bucket/"]).is_err());
     }
 
     #[test]

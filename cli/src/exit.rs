@@ -1,5 +1,6 @@
-//! Exit statuses, decided once: 0 all done, 1 a registry or an image failed, 2 bad input
-//! (bad files or bad flags: nothing was contacted), 130 a second Ctrl-C; `ferry status`
+//! Exit statuses, decided once: 0 all done, 1 a registry, an image or S3 failed, 2 bad input
+//! (bad files, missing or refused S3 objects, or bad flags: no registry was contacted), 130 a
+//! second Ctrl-C; `ferry status`
 //! adds 3 (jobs still queued) and 4 (only dead jobs left), which are not errors. The
 //! library's error kinds (`ferry::error::Kind`) map to statuses here and nowhere else.
 

@@ -1,21 +1,22 @@
 //! Loading the input files every command shares: flags and environment → validated rules and
-//! the registry clients. Nothing here contacts a registry, so bad input fails before any
-//! request (exit status 2).
+//! the registry clients. Nothing here contacts a registry (only S3, for a file given as
+//! `s3://BUCKET/KEY`), so bad input fails before any request (exit status 2).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ferry::auth::AuthConfig;
 use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::env::ProcessEnv;
-use ferry::input::{load_inputs, InputError, InputPaths};
+use ferry::files::DocumentSource;
+use ferry::input::{load_auth_file, load_inputs, InputError, InputPaths};
 use ferry::registry::{ClientOptions, Registries};
 use ferry::rules::{Defaults, Rule};
+use ferry::s3::S3;
 
 use crate::args::InputArgs;
 
 /// Reads the inputs and builds the registry clients.
-pub fn load(input: &InputArgs) -> anyhow::Result<(Vec<Rule>, Arc<Registries>)> {
+pub async fn load(input: &InputArgs) -> anyhow::Result<(Vec<Rule>, Arc<Registries>)> {
     let env = ProcessEnv;
     let defaults =
         Defaults::from_flags_or_env(input.registry.clone(), input.namespace.clone(), &env);
@@ -24,16 +25,16 @@ pub fn load(input: &InputArgs) -> anyhow::Result<(Vec<Rule>, Arc<Registries>)> {
         images: input.images.clone(),
         config: input.config.clone(),
     };
-    let inputs = load_inputs(&paths, &defaults, &env)?;
+    let inputs = load_inputs(&paths, &defaults, &env, &S3::new()).await?;
     let registries = registries(inputs.auth, input.tags_page_size);
     Ok((inputs.rules, registries))
 }
 
 /// Only the auth file (`ferry worker`: its jobs name their sources and targets).
-pub fn load_auth(auth: Option<&Path>) -> anyhow::Result<Arc<Registries>> {
+pub async fn load_auth(auth: Option<&DocumentSource>, s3: &S3) -> anyhow::Result<Arc<Registries>> {
     let env = ProcessEnv;
     let config = match auth {
-        Some(path) => AuthConfig::load(path, &env).map_err(InputError::from)?,
+        Some(source) => load_auth_file(source, &env, s3).await?,
         None => AuthConfig::empty(),
     };
     let config = config.with_docker_config(&env).map_err(InputError::from)?;

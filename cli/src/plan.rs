@@ -32,7 +32,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
         force: args.force,
         platforms: args.platforms.filter().map_err(UsageError::from)?,
     };
-    let (rules, registries) = load(&args.input)?;
+    let (rules, registries) = load(&args.input).await?;
     if let Some(url) = &args.queue_url {
         let fan_out = args.fan_out.unwrap_or(FanOut::Never);
         return enqueue(image, fan_out, url, &rules, &registries).await;

@@ -24,7 +24,7 @@ const MAX_RECEIVES: u32 = 3;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
     let platforms = args.platforms.filter().map_err(UsageError::from)?;
-    let (rules, registries) = load(&args.input)?;
+    let (rules, registries) = load(&args.input).await?;
     let webhook = Webhook::new(
         rules,
         WebhookSettings {

@@ -25,7 +25,7 @@ use crate::summary::Summary;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
     let settings = SyncSettings::try_from(args)?;
-    let (rules, registries) = load(&settings.input)?;
+    let (rules, registries) = load(&settings.input).await?;
     let started = Instant::now();
     let progress = Arc::new(progress_for(&settings));
     let copier = Arc::new(Copier::new(

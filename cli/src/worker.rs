@@ -9,9 +9,10 @@ use std::time::Duration;
 use ferry::copy::Copier;
 use ferry::dispatch::{DispatchOptions, FanOut};
 use ferry::env::ProcessEnv;
-use ferry::input::{InputError, DEFAULT_CONCURRENCY};
+use ferry::input::{load_images_file, DEFAULT_CONCURRENCY};
 use ferry::queue::{Queue, SqsQueue};
-use ferry::rules::{load_rules, Defaults};
+use ferry::rules::Defaults;
+use ferry::s3::S3;
 use ferry::worker::{work, JobPolicy, PlanExpander, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -21,14 +22,15 @@ use crate::exit::Status;
 use crate::inputs::{job_copier, load_auth};
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
-    let registries = load_auth(args.auth.as_deref())?;
+    let s3 = S3::new();
+    let registries = load_auth(args.auth.as_ref(), &s3).await?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
     let copier = job_copier(Arc::clone(&registries), args.transfers.proc);
     let policy = match &args.images {
         Some(images) => {
             let env = ProcessEnv;
             let defaults = Defaults::from_flags_or_env(None, None, &env);
-            let rules = load_rules(images, &defaults, &env).map_err(InputError::from)?;
+            let rules = load_images_file(images, &defaults, &env, &s3).await?;
             JobPolicy::Rules(rules.into())
         }
         None => {

@@ -1,6 +1,7 @@
 //! The second half of input handling: which files to read (`--auth`, `--images`, or the
-//! legacy `--config` with both) and turning them into validated rules and credentials.
-//! Nothing here contacts a registry. The serverless functions' settings from their
+//! legacy `--config` with both; each a local path or `s3://BUCKET/KEY`) and turning them
+//! into validated rules and credentials. Nothing here contacts a registry; S3 is asked only
+//! for a document given as an `s3://` URI. The serverless functions' settings from their
 //! environment, and the defaults of the settings every command shares, live here too.
 
 use std::path::{Path, PathBuf};
@@ -10,17 +11,18 @@ use thiserror::Error;
 use crate::auth::{AuthConfig, AuthError};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
-use crate::files::{parse_inline, read_document, FileError};
+use crate::files::{load_document, local_directory, parse_inline, DocumentSource, FileError};
 use crate::platform::{PlatformError, PlatformFilter};
-use crate::rules::{load_rules, rules_from_value, Defaults, Rule, RulesError};
+use crate::rules::{rules_from_value, Defaults, Rule, RulesError};
+use crate::s3::S3;
 
 /// The input files as given on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct InputPaths {
-    pub auth: Option<PathBuf>,
-    pub images: Option<PathBuf>,
+    pub auth: Option<DocumentSource>,
+    pub images: Option<DocumentSource>,
     /// Legacy image-syncer config: `{"auth": {…}, "images": {…}}`.
-    pub config: Option<PathBuf>,
+    pub config: Option<DocumentSource>,
 }
 
 /// Validated inputs, ready to plan.
@@ -28,6 +30,8 @@ pub struct InputPaths {
 pub struct Inputs {
     pub auth: AuthConfig,
     pub rules: Vec<Rule>,
+    /// A document came from S3, so it may change without a redeploy or a restart.
+    pub from_s3: bool,
 }
 
 /// Bad input: every message names the file (and rule or key) at fault.
@@ -46,7 +50,7 @@ pub enum InputError {
     },
     #[error("no images file: pass --images FILE (or --config FILE); ./images.json does not exist")]
     NoImages,
-    #[error("no rules: set FERRY_IMAGES (inline YAML or JSON) or FERRY_IMAGES_FILE")]
+    #[error("no rules: set FERRY_IMAGES (inline YAML or JSON) or FERRY_IMAGES_FILE (a path or s3://BUCKET/KEY)")]
     NoImagesInEnvironment,
     #[error("{name}: {value:?} is not a positive whole number")]
     NotPositive { name: &'static str, value: String },
@@ -59,8 +63,11 @@ pub enum InputError {
 impl HasKind for InputError {
     fn kind(&self) -> Kind {
         match self {
-            // A credential helper that fails at load time is not the file's fault.
+            // A credential helper that fails at load time is not the file's fault, nor is
+            // S3 out of reach.
             InputError::Auth(error) => error.kind(),
+            InputError::Rules(error) => error.kind(),
+            InputError::File(error) => error.kind(),
             _ => Kind::BadInput,
         }
     }
@@ -89,60 +96,107 @@ const DEFAULT_AUTH: &str = "auth.json";
 
 /// Reads and validates everything. `--auth`/`--images` override the legacy config's parts.
 /// Without any auth file, `./auth.json` is used if present (image-syncer's default), and the
-/// Docker config is always the fallback for repositories no entry covers.
-pub fn load_inputs(
+/// Docker config is always the fallback for repositories no entry covers. Documents in S3 are
+/// read through `s3`.
+pub async fn load_inputs(
     paths: &InputPaths,
     defaults: &Defaults,
     env: &dyn Env,
+    s3: &S3,
 ) -> Result<Inputs, InputError> {
-    let config = paths
-        .config
-        .as_deref()
-        .map(read_legacy_config)
-        .transpose()?;
+    let config = match &paths.config {
+        Some(source) => Some(read_legacy_config(source, s3).await?),
+        None => None,
+    };
+    let default_images = DocumentSource::Local(PathBuf::from(DEFAULT_IMAGES));
     let rules = match (&paths.images, &config) {
-        (Some(images), _) => load_rules(images, defaults, env)?,
+        (Some(images), _) => load_images_file(images, defaults, env, s3).await?,
         (None, Some(config)) => rules_from_value(&config.file, &config.images, defaults, env)?,
         (None, None) if Path::new(DEFAULT_IMAGES).exists() => {
-            load_rules(Path::new(DEFAULT_IMAGES), defaults, env)?
+            load_images_file(&default_images, defaults, env, s3).await?
         }
         (None, None) => return Err(InputError::NoImages),
     };
+    let default_auth = DocumentSource::Local(PathBuf::from(DEFAULT_AUTH));
     let auth = match (&paths.auth, &config) {
-        (Some(auth), _) => AuthConfig::load(auth, env)?,
+        (Some(auth), _) => load_auth_file(auth, env, s3).await?,
         (None, Some(config)) => match &config.auth {
             Some(value) => AuthConfig::from_value(&config.file, value, env)?,
             None => AuthConfig::empty(),
         },
         (None, None) if Path::new(DEFAULT_AUTH).exists() => {
-            AuthConfig::load(Path::new(DEFAULT_AUTH), env)?
+            load_auth_file(&default_auth, env, s3).await?
         }
         (None, None) => AuthConfig::empty(),
     };
     let auth = auth.with_docker_config(env)?;
-    Ok(Inputs { auth, rules })
+    let from_s3 = [&paths.images, &paths.auth, &paths.config]
+        .into_iter()
+        .any(|source| matches!(source, Some(DocumentSource::S3(_))));
+    Ok(Inputs {
+        auth,
+        rules,
+        from_s3,
+    })
+}
+
+/// An images file, local or in S3, validated; its rules name it as their file.
+pub async fn load_images_file(
+    source: &DocumentSource,
+    defaults: &Defaults,
+    env: &dyn Env,
+    s3: &S3,
+) -> Result<Vec<Rule>, InputError> {
+    let document = load_document(source, s3).await?;
+    Ok(rules_from_value(&source.label(), &document, defaults, env)?)
+}
+
+/// An auth file, local or in S3, with its `${NAME}` references filled from `env` (so an
+/// auth file in S3 still holds no secret: the environment brings them).
+pub async fn load_auth_file(
+    source: &DocumentSource,
+    env: &dyn Env,
+    s3: &S3,
+) -> Result<AuthConfig, InputError> {
+    let document = load_document(source, s3).await?;
+    Ok(AuthConfig::from_value(&source.label(), &document, env)?)
 }
 
 /// The serverless functions' configuration, from their environment: the rules from
 /// `FERRY_IMAGES` (inline YAML or JSON) or `FERRY_IMAGES_FILE`, the auth from `FERRY_AUTH` or
 /// `FERRY_AUTH_FILE` (whose `${NAME}` values are filled from other variables, which the
 /// template resolves from Secrets Manager), and `FERRY_REGISTRY`/`FERRY_NAMESPACE` as the
-/// defaults for empty targets. Rules are optional where a function only runs queued jobs.
-pub fn load_inputs_from_env(env: &dyn Env, rules_required: bool) -> Result<Inputs, InputError> {
+/// defaults for empty targets. A `…_FILE` is a local path or `s3://BUCKET/KEY`, read through
+/// `s3`. Rules are optional where a function only runs queued jobs.
+pub async fn load_inputs_from_env(
+    env: &dyn Env,
+    rules_required: bool,
+    s3: &S3,
+) -> Result<Inputs, InputError> {
     let defaults = Defaults {
         registry: non_empty(env, "FERRY_REGISTRY"),
         namespace: non_empty(env, "FERRY_NAMESPACE"),
     };
-    let rules = match document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE")? {
+    let images = document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE", s3).await?;
+    let auth = document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE", s3).await?;
+    let from_s3 = [&images, &auth]
+        .into_iter()
+        .flatten()
+        .any(|(file, _)| !is_local(file));
+    let rules = match images {
         Some((file, value)) => rules_from_value(&file, &value, &defaults, env)?,
         None if rules_required => return Err(InputError::NoImagesInEnvironment),
         None => Vec::new(),
     };
-    let auth = match document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE")? {
+    let auth = match auth {
         Some((file, value)) => AuthConfig::from_value(&file, &value, env)?,
         None => AuthConfig::empty(),
     };
-    Ok(Inputs { auth, rules })
+    Ok(Inputs {
+        auth,
+        rules,
+        from_s3,
+    })
 }
 
 /// Rules given inline (an invocation's `"images"` override), validated like a file's.
@@ -228,23 +282,31 @@ fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// A document from `inline` (its text) or else `file` (a path); the path names it in messages.
-fn document_from_env(
+/// A document from `inline` (its text) or else `file` (a path or an S3 URI), and what names
+/// it in messages.
+async fn document_from_env(
     env: &dyn Env,
     inline: &'static str,
     file: &'static str,
+    s3: &S3,
 ) -> Result<Option<(PathBuf, serde_json::Value)>, InputError> {
     if let Some(text) = env.var(inline).filter(|t| !t.trim().is_empty()) {
         let label = PathBuf::from(format!("${inline}"));
         return Ok(Some((label.clone(), parse_inline(&label, &text)?)));
     }
     match env.var(file).filter(|p| !p.trim().is_empty()) {
-        Some(path) => {
-            let path = PathBuf::from(path.trim());
-            Ok(Some((path.clone(), read_document(&path)?)))
+        Some(text) => {
+            let source: DocumentSource = text.trim().parse()?;
+            let document = load_document(&source, s3).await?;
+            Ok(Some((source.label(), document)))
         }
         None => Ok(None),
     }
+}
+
+/// Whether a document's label names something local (a file, or a variable's text).
+fn is_local(label: &Path) -> bool {
+    local_directory(label).is_some()
 }
 
 struct LegacyConfig {
@@ -253,12 +315,13 @@ struct LegacyConfig {
     images: serde_json::Value,
 }
 
-fn read_legacy_config(file: &Path) -> Result<LegacyConfig, InputError> {
+async fn read_legacy_config(source: &DocumentSource, s3: &S3) -> Result<LegacyConfig, InputError> {
+    let file = source.label();
     let config_error = |problem: ConfigProblem| InputError::Config {
-        file: file.to_path_buf(),
+        file: file.clone(),
         problem,
     };
-    let serde_json::Value::Object(mut map) = read_document(file)? else {
+    let serde_json::Value::Object(mut map) = load_document(source, s3).await? else {
         return Err(config_error(ConfigProblem::NotAMap));
     };
     if let Some(unknown) = map.keys().find(|k| *k != "auth" && *k != "images") {
@@ -268,7 +331,7 @@ fn read_legacy_config(file: &Path) -> Result<LegacyConfig, InputError> {
         .remove("images")
         .ok_or(config_error(ConfigProblem::NoImages))?;
     Ok(LegacyConfig {
-        file: file.to_path_buf(),
+        file,
         auth: map.remove("auth"),
         images,
     })

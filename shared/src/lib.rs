@@ -15,7 +15,9 @@ pub mod timestamp;
 pub mod error;
 /// Environment variables behind a trait, so tests pass their own.
 pub mod env;
-/// Reading YAML or JSON input documents.
+/// Input documents in Amazon S3: `s3://BUCKET/KEY` checked, objects read with a size cap.
+pub mod s3;
+/// Reading YAML or JSON input documents, from a local file or S3.
 pub mod files;
 /// Image references by the distribution grammar: registry, repository, tag, digest.
 pub mod reference;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use ::ferry::ecr::Ecr;
 use ::ferry::env::MapEnv;
 use ::ferry::job::Job;
+use ::ferry::s3::S3;
 use aws_lambda_events::event::sqs::SqsEvent;
 use copier::CopierFunction;
 use serde_json::Value;
@@ -373,7 +374,10 @@ async fn the_copier_function_copies_into_ecr_with_no_configured_credential() {
     ]);
     let mut aws = api.moto.sdk_config().into_builder();
     aws.set_endpoint_url(Some(api.front.base_url()));
-    let function = CopierFunction::with_ecr(&env, Arc::new(Ecr::with_config(aws.build()))).unwrap();
+    let function =
+        CopierFunction::with_aws(&env, Arc::new(Ecr::with_config(aws.build())), &S3::new())
+            .await
+            .unwrap();
 
     let job = serde_json::json!({
         "v": 1,

@@ -125,7 +125,9 @@ async fn fan_out_gives_the_single_plan_s_copy_jobs_under_the_lambda_emulator() {
         ("FERRY_FAN_OUT", "never"),
     ]);
     let single_queue = Arc::new(MemoryQueue::default());
-    let planner = Planner::from_env(Arc::new(env), single_queue.clone()).unwrap();
+    let planner = Planner::from_env(Arc::new(env), single_queue.clone())
+        .await
+        .unwrap();
     let single = planner.handle(&serde_json::json!({})).await.unwrap();
     assert!(single.errors.is_empty(), "{single:?}");
     assert_eq!(single.plan_jobs_enqueued, 0, "{single:?}");
@@ -342,6 +344,7 @@ async fn bad_and_foreign_plan_jobs_are_refused() {
     ]);
     let queue = Arc::new(MemoryQueue::default());
     let copier = CopierFunction::from_env(&env)
+        .await
         .unwrap()
         .with_queue(queue.clone());
     let plan = |rules: &str, extra: &str| {
@@ -440,10 +443,13 @@ async fn a_failing_plan_job_retries_and_dead_letters() {
         ("FERRY_FAN_OUT", "always"),
         ("FERRY_RETRY_BASE_MS", "5"),
     ]);
-    let planner = Planner::from_env(Arc::new(env.clone()), queue.clone()).unwrap();
+    let planner = Planner::from_env(Arc::new(env.clone()), queue.clone())
+        .await
+        .unwrap();
     let summary = planner.handle(&serde_json::json!({})).await.unwrap();
     assert_eq!((summary.plan_jobs_enqueued, summary.jobs_enqueued), (1, 0));
     let copier = CopierFunction::from_env(&env)
+        .await
         .unwrap()
         .with_queue(queue.clone());
     let deadline = Instant::now() + LOOP_LIMIT;

@@ -177,7 +177,9 @@ async fn row4_a_replayed_job_never_rolls_a_target_tag_back() {
         dst.host()
     );
     let env = MapEnv::new([("FERRY_AUTH", auth.as_str())]);
-    let inputs = ::ferry::input::load_inputs_from_env(&env, false).unwrap();
+    let inputs = ::ferry::input::load_inputs_from_env(&env, false, &::ferry::s3::S3::new())
+        .await
+        .unwrap();
     let registries = Arc::new(Registries::from_env(Arc::new(inputs.auth), &env));
     let copier = Copier::new(registries, CopyOptions::default(), Arc::new(NoProgress));
     // The job a push of the old image made, delivered late: its digest is the old one.
@@ -372,7 +374,9 @@ async fn row5_jobs_and_invocations_outside_the_configured_rules_are_refused() {
         ("FERRY_IMAGES", rules.as_str()),
         ("FERRY_AUTH", auth.as_str()),
     ]);
-    let inputs = ::ferry::input::load_inputs_from_env(&env, true).unwrap();
+    let inputs = ::ferry::input::load_inputs_from_env(&env, true, &::ferry::s3::S3::new())
+        .await
+        .unwrap();
     let registries = Arc::new(Registries::from_env(Arc::new(inputs.auth), &env));
     let copier = Copier::new(registries, CopyOptions::default(), Arc::new(NoProgress));
     let policy = JobPolicy::for_service(inputs.rules, false);
@@ -394,8 +398,9 @@ async fn row5_jobs_and_invocations_outside_the_configured_rules_are_refused() {
     assert_eq!(dst.log_lines().len(), dst_before, "the target was asked");
 
     // A planner invocation's own rules are refused unless the stack allows them.
-    let planner =
-        planner::Planner::from_env(Arc::new(env), Arc::new(MemoryQueue::default())).unwrap();
+    let planner = planner::Planner::from_env(Arc::new(env), Arc::new(MemoryQueue::default()))
+        .await
+        .unwrap();
     let error = planner
         .handle(&serde_json::json!({ "images": format!("{}/team/other: {}/stolen", src.host(), dst.host()) }))
         .await

@@ -14,6 +14,7 @@ mod faults;
 mod hostile;
 mod plan;
 mod queue;
+mod s3;
 mod ratelimit;
 mod select;
 mod serverless;

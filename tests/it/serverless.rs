@@ -80,7 +80,9 @@ async fn planner_enqueues_what_is_stale_and_copiers_copy_it() {
         &format!("{}/team/app: {}/mirror/app", src.host(), dst.host()),
         &[&src, &dst],
     );
-    let planner = Planner::from_env(Arc::new(env.clone()), queue.clone()).unwrap();
+    let planner = Planner::from_env(Arc::new(env.clone()), queue.clone())
+        .await
+        .unwrap();
     src.clear_requests();
     let summary = planner
         .handle(&fixture("schedule-event.json"))
@@ -113,7 +115,7 @@ async fn planner_enqueues_what_is_stale_and_copiers_copy_it() {
         assert!(!d.body.contains("insecure") && !d.body.contains("password"));
     }
 
-    let copier = CopierFunction::from_env(&env).unwrap();
+    let copier = CopierFunction::from_env(&env).await.unwrap();
     let event = sqs_event(&ids_and_bodies(&deliveries));
     let response = copier
         .handle(event.clone(), Some(deadline_in_a_minute()))
@@ -173,7 +175,9 @@ async fn inline_rules_in_the_invocation_override_the_configured_ones() {
     let mut env = env;
     env.0
         .insert("FERRY_ALLOW_INLINE_RULES".into(), "true".into());
-    let planner = Planner::from_env(Arc::new(env), queue.clone()).unwrap();
+    let planner = Planner::from_env(Arc::new(env), queue.clone())
+        .await
+        .unwrap();
     let rules = format!("{}/team/other:v1: {}/mirror/other", src.host(), dst.host());
     let summary = planner
         .handle(&serde_json::json!({ "images": rules }))
@@ -224,7 +228,7 @@ async fn failed_jobs_are_reported_alone_and_end_in_the_dead_letter_queue() {
     // The copier runs only jobs its rules select (issue 12, row 5): these do.
     let rules = format!("{}/team/app: {}/mirror/app", src.host(), dst.host());
     let env = function_env(&rules, &[&src, &dst]);
-    let copier = CopierFunction::from_env(&env).unwrap();
+    let copier = CopierFunction::from_env(&env).await.unwrap();
 
     let deliveries = receive_at_least(&queue, 2).await;
     let mut records = ids_and_bodies(&deliveries);

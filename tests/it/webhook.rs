@@ -236,7 +236,9 @@ async fn webhook_function_queues_a_function_url_delivery_and_an_ecr_event() {
         ),
         ("FERRY_WEBHOOK_SECRET", SECRET),
     ]);
-    let function = WebhookFunction::from_env(&env, queue.clone()).unwrap();
+    let function = WebhookFunction::from_env(&env, queue.clone())
+        .await
+        .unwrap();
 
     let mut request = fixture("function-url-request.json");
     let mut notification = fixture("webhook/distribution.json");

@@ -1,6 +1,6 @@
-//! A local SQS for the queue tests: one `moto_server` process per [`Moto`], on a free
-//! loopback port, killed and reaped on drop (and, like the registries, SIGKILLed when the
-//! test process dies).
+//! A local SQS (and S3, for input files in buckets) for the queue tests: one `moto_server`
+//! process per [`Moto`], on a free loopback port, killed and reaped on drop (and, like the
+//! registries, SIGKILLed when the test process dies).
 //!
 //! The binary is `$FERRY_MOTO_SERVER`, else `<repo>/.venv/bin/moto_server` (what
 //! `infra/setup.sh` installs), else `moto_server` from `PATH`. The SDK is configured
@@ -12,7 +12,9 @@
 //! (`http://127.0.0.1:PORT/123456789012/NAME`); `ApproximateReceiveCount` counts every
 //! delivery; a message whose receive count has reached a queue's `RedrivePolicy`
 //! `maxReceiveCount` is moved to the dead-letter queue by the next ReceiveMessage instead
-//! of being delivered.
+//! of being delivered. S3 is answered on the same port, with the bucket in the path (so
+//! clients must use path-style URLs); a missing bucket is `NoSuchBucket`, a missing key in
+//! an existing bucket `NoSuchKey`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -177,11 +179,12 @@ impl Moto {
             .build()
     }
 
-    /// The environment a `ferry` process needs to reach this server as its SQS, with the
-    /// fake credentials (for `run_ferry`).
+    /// The environment a `ferry` process needs to reach this server as its SQS and S3,
+    /// with the fake credentials (for `run_ferry`).
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL_SQS", self.endpoint()),
+            ("AWS_ENDPOINT_URL_S3", self.endpoint()),
             ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY.to_string()),
             ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY.to_string()),
             ("AWS_REGION", MOTO_REGION.to_string()),
@@ -191,6 +194,42 @@ impl Moto {
     /// A raw SQS client for this server (queue set-up and inspection).
     pub fn client(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config())
+    }
+
+    /// A raw S3 client for this server (path-style, as moto needs).
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk_config())
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// ferry's S3 reader aimed at this server.
+    pub fn s3(&self) -> ferry::s3::S3 {
+        ferry::s3::S3::with_config(self.sdk_config())
+    }
+
+    /// Creates bucket `name`.
+    pub async fn create_bucket(&self, name: &str) {
+        self.s3_client()
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating bucket {name}: {}", err(e)));
+    }
+
+    /// Stores `body` as `s3://BUCKET/KEY`, returning that URI.
+    pub async fn put_object(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) -> String {
+        self.s3_client()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.into()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("putting s3://{bucket}/{key}: {}", err(e)));
+        format!("s3://{bucket}/{key}")
     }
 
     /// ferry's queue at `url` on this server.

@@ -32,6 +32,7 @@ use ferry::input::{load_inputs_from_env, service_settings_from_env};
 use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
+use ferry::s3::S3;
 use ferry::worker::{run_messages, Deadline, JobPolicy, Message, PlanExpander};
 use tokio::time::Instant;
 
@@ -50,14 +51,15 @@ pub struct CopierFunction {
 }
 
 impl CopierFunction {
-    pub fn from_env(env: &dyn Env) -> anyhow::Result<CopierFunction> {
-        CopierFunction::with_ecr(env, Arc::new(Ecr::new()))
+    pub async fn from_env(env: &dyn Env) -> anyhow::Result<CopierFunction> {
+        CopierFunction::with_aws(env, Arc::new(Ecr::new()), &S3::new()).await
     }
 
-    /// As `from_env`, asking ECR through `ecr` (tests give one with an explicit AWS
-    /// configuration; `from_env`'s reads the process environment, as every AWS SDK does).
-    pub fn with_ecr(env: &dyn Env, ecr: Arc<Ecr>) -> anyhow::Result<CopierFunction> {
-        let inputs = load_inputs_from_env(env, false)?;
+    /// As `from_env`, asking ECR through `ecr` and reading files in S3 through `s3` (tests
+    /// give ones with an explicit AWS configuration; `from_env`'s read the process
+    /// environment, as every AWS SDK does).
+    pub async fn with_aws(env: &dyn Env, ecr: Arc<Ecr>, s3: &S3) -> anyhow::Result<CopierFunction> {
+        let inputs = load_inputs_from_env(env, false, s3).await?;
         let settings = service_settings_from_env(env)?;
         let auth = inputs.auth.with_ecr(ecr);
         let fan_out = fan_out_from_env(env).map_err(anyhow::Error::msg)?;

@@ -14,8 +14,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 async fn main() -> Result<(), Error> {
     // Plain text locally, JSON when the function's LoggingConfig says LogFormat: JSON.
     tracing::init_default_subscriber();
-    let mut function =
-        CopierFunction::from_env(&ProcessEnv).map_err(|e| format!("configuration: {e:#}"))?;
+    let mut function = CopierFunction::from_env(&ProcessEnv)
+        .await
+        .map_err(|e| format!("configuration: {e:#}"))?;
     // The queue plan jobs' copy jobs go to; without it, plan jobs are refused.
     match queue_url_from_env(&ProcessEnv) {
         Ok(url) => function = function.with_queue(Arc::new(SqsQueue::from_env(url).await)),

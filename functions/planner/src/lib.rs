@@ -3,10 +3,11 @@
 //!
 //! Configuration comes from the environment (see `ferry::input::load_inputs_from_env`):
 //! `FERRY_QUEUE_URL`, `FERRY_IMAGES` or `FERRY_IMAGES_FILE`, `FERRY_AUTH` or
-//! `FERRY_AUTH_FILE`, `FERRY_OS`, `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`,
-//! `FERRY_CONCURRENCY`, `FERRY_FAN_OUT` (`auto` unless set: a migration above 1,000 images
-//! goes out as plan jobs for the copiers to expand; see `ferry::dispatch`). An invocation's
-//! payload may override two things:
+//! `FERRY_AUTH_FILE` (each file a path in the bundle or `s3://BUCKET/KEY`; files in S3 are
+//! read again for every run, so an uploaded object counts from the next run on), `FERRY_OS`,
+//! `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`, `FERRY_CONCURRENCY`, `FERRY_FAN_OUT`
+//! (`auto` unless set: a migration above 1,000 images goes out as plan jobs for the copiers to
+//! expand; see `ferry::dispatch`). An invocation's payload may override two things:
 //! `{"force": true}` and, only where `FERRY_ALLOW_INLINE_RULES` is true,
 //! `{"images": <rules, as a map or as YAML/JSON text>}`; anything else in it (an
 //! EventBridge schedule event, say) is ignored.
@@ -26,12 +27,15 @@ use ferry::metrics::{now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
 use ferry::rules::Rule;
+use ferry::s3::S3;
 use serde_json::Value;
 
 /// Everything an invocation needs, built once per cold start.
 pub struct Planner {
-    rules: Vec<Rule>,
+    rules: Arc<Vec<Rule>>,
     registries: Arc<Registries>,
+    /// Where files in S3 are read again for each run; `None` when no file is in S3.
+    s3: Option<Arc<S3>>,
     queue: Arc<dyn Queue>,
     options: DispatchOptions,
     /// Whether an invocation may bring its own rules (`FERRY_ALLOW_INLINE_RULES`).
@@ -43,13 +47,24 @@ pub struct Planner {
 
 impl Planner {
     /// Reads the configuration; `queue` is where jobs go (SQS in Lambda, anything in tests).
-    pub fn from_env(env: Arc<dyn Env>, queue: Arc<dyn Queue>) -> anyhow::Result<Planner> {
+    pub async fn from_env(env: Arc<dyn Env>, queue: Arc<dyn Queue>) -> anyhow::Result<Planner> {
+        Planner::with_s3(env, queue, Arc::new(S3::new())).await
+    }
+
+    /// As `from_env`, reading files in S3 through `s3` (tests give one with an explicit AWS
+    /// configuration; `from_env`'s reads the process environment, as every AWS SDK does).
+    pub async fn with_s3(
+        env: Arc<dyn Env>,
+        queue: Arc<dyn Queue>,
+        s3: Arc<S3>,
+    ) -> anyhow::Result<Planner> {
         // Rules may also come with each invocation, so none configured is not an error yet.
-        let inputs = load_inputs_from_env(env.as_ref(), false)?;
+        let inputs = load_inputs_from_env(env.as_ref(), false, &s3).await?;
         let settings = service_settings_from_env(env.as_ref())?;
         let fan_out = fan_out_from_env(env.as_ref()).map_err(anyhow::Error::msg)?;
         Ok(Planner {
-            rules: inputs.rules,
+            s3: inputs.from_s3.then_some(s3),
+            rules: Arc::new(inputs.rules),
             registries: Arc::new(Registries::from_env(Arc::new(inputs.auth), env.as_ref())),
             queue,
             options: DispatchOptions {
@@ -74,6 +89,7 @@ impl Planner {
                 format!("invocation field \"force\" must be true or false, not {force}")
             })?;
         }
+        let (configured, registries) = self.current_inputs().await?;
         let inline;
         let rules = match payload.get("images") {
             Some(_) if !self.inline_rules => anyhow::bail!(
@@ -84,14 +100,14 @@ impl Planner {
                 inline = rules_from_inline("invocation \"images\"", images, self.env.as_ref())?;
                 &inline
             }
-            None => &self.rules,
+            None => configured.as_slice(),
         };
         anyhow::ensure!(
             !rules.is_empty(),
             "no rules: set FERRY_IMAGES or FERRY_IMAGES_FILE, or invoke with {{\"images\": …}}"
         );
         let started = std::time::Instant::now();
-        let summary = dispatch(rules, &self.registries, self.queue.as_ref(), &options).await?;
+        let summary = dispatch(rules, &registries, self.queue.as_ref(), &options).await?;
         // A raw line of JSON on standard output is what CloudWatch reads EMF from.
         println!(
             "{}",
@@ -101,5 +117,17 @@ impl Planner {
             tracing::warn!(plan_id = %summary.plan_id, error = %error, "planning error");
         }
         Ok(summary)
+    }
+
+    /// The configured rules and registry clients for this run: those read at cold start, or,
+    /// where a file is in S3, read again, so rules uploaded since count without a redeploy
+    /// (a warm function would otherwise plan with the old ones until its next cold start).
+    async fn current_inputs(&self) -> anyhow::Result<(Arc<Vec<Rule>>, Arc<Registries>)> {
+        let Some(s3) = &self.s3 else {
+            return Ok((Arc::clone(&self.rules), Arc::clone(&self.registries)));
+        };
+        let inputs = load_inputs_from_env(self.env.as_ref(), false, s3).await?;
+        let registries = Registries::from_env(Arc::new(inputs.auth), self.env.as_ref());
+        Ok((Arc::new(inputs.rules), Arc::new(registries)))
     }
 }

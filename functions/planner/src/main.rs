@@ -15,7 +15,9 @@ async fn main() -> Result<(), Error> {
     let env: Arc<dyn Env> = Arc::new(ProcessEnv);
     let queue_url = queue_url_from_env(env.as_ref())?;
     let queue = Arc::new(SqsQueue::from_env(queue_url).await);
-    let planner = Planner::from_env(env, queue).map_err(|e| format!("configuration: {e:#}"))?;
+    let planner = Planner::from_env(env, queue)
+        .await
+        .map_err(|e| format!("configuration: {e:#}"))?;
     let planner = &planner;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         planner

@@ -11,6 +11,7 @@ use aws_lambda_events::event::lambda_function_urls::{
 use base64::{DecodeError, Engine as _};
 use ferry::env::Env;
 use ferry::queue::Queue;
+use ferry::s3::S3;
 use ferry::webhook::{Format, HttpRequest, HttpResponse, Webhook};
 use serde_json::Value;
 
@@ -21,9 +22,11 @@ pub struct WebhookFunction {
 }
 
 impl WebhookFunction {
-    pub fn from_env(env: &dyn Env, queue: Arc<dyn Queue>) -> anyhow::Result<WebhookFunction> {
+    /// Reads the configuration; a `FERRY_IMAGES_FILE` in S3 is read with the AWS
+    /// configuration of the process environment.
+    pub async fn from_env(env: &dyn Env, queue: Arc<dyn Queue>) -> anyhow::Result<WebhookFunction> {
         Ok(WebhookFunction {
-            webhook: Webhook::from_env(env)?,
+            webhook: Webhook::from_env(env, &S3::new()).await?,
             queue,
         })
     }
@@ -107,7 +110,9 @@ mod tests {
             ("FERRY_IMAGES", "quay.io/a/b: mirror.io/b"),
             ("FERRY_WEBHOOK_SECRET", "s3cret"),
         ]);
-        let function = WebhookFunction::from_env(&env, Arc::new(MemoryQueue::default())).unwrap();
+        let function = WebhookFunction::from_env(&env, Arc::new(MemoryQueue::default()))
+            .await
+            .unwrap();
         let mut request: Value = serde_json::from_str(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../tests/fixtures/function-url-request.json"

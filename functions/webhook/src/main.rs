@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
     let queue_url = queue_url_from_env(&ProcessEnv)?;
     let queue = Arc::new(SqsQueue::from_env(queue_url).await);
     let function = WebhookFunction::from_env(&ProcessEnv, queue)
+        .await
         .map_err(|e| format!("configuration: {e:#}"))?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -16,7 +16,7 @@ use super::key::{Key, Keyed};
 use crate::credentials::{Credentials, TlsSettings};
 use crate::ecr::{CreatePolicy, EcrHost, EcrRegistry, EcrSettings, EcrSettingsProblem};
 use crate::env::Env;
-use crate::files::scalar_string;
+use crate::files::{local_directory, scalar_string};
 
 /// One entry of the auth file.
 #[derive(Debug)]
@@ -92,6 +92,9 @@ pub enum EntryProblem {
     NotABool { field: Field },
     #[error("ca must be the path of a PEM file")]
     CaNotAPath,
+    /// An auth file in S3 has no local directory for a relative path to be relative to.
+    #[error("ca {path:?} is relative, but this auth file is in S3: give an absolute path")]
+    CaRelativeInS3 { path: String },
     /// TLS is per connection, so a namespace cannot turn verification off for itself alone:
     /// it would for every entry of the host, credentialed ones included.
     #[error(
@@ -268,16 +271,24 @@ fn bool_field(field: Field, value: &Value) -> Result<bool, EntryProblem> {
     }
 }
 
-/// Resolves `ca` against the auth file's directory and checks it holds a PEM certificate,
-/// so a wrong path fails at startup rather than as a TLS error mid-copy.
+/// Resolves `ca` against the auth file's directory (an absolute path is needed in an auth
+/// file read from S3) and checks it holds a PEM certificate, so a wrong path fails at
+/// startup rather than as a TLS error mid-copy.
 fn ca_field(origin: &Origin, value: &Value) -> Result<Option<PathBuf>, EntryProblem> {
     let text = match value {
         Value::Null => return Ok(None),
         Value::String(text) if !text.trim().is_empty() => text.trim(),
         _ => return Err(EntryProblem::CaNotAPath),
     };
-    let base = origin.file.parent().unwrap_or(Path::new(""));
-    let path = base.join(text);
+    let path = match local_directory(origin.file) {
+        Some(base) => base.join(text),
+        None if Path::new(text).is_absolute() => PathBuf::from(text),
+        None => {
+            return Err(EntryProblem::CaRelativeInS3 {
+                path: text.to_string(),
+            })
+        }
+    };
     let problem = match std::fs::read(&path) {
         Err(e) => CaProblem::Unreadable(e),
         Ok(pem) if !contains_certificate(&pem) => CaProblem::NotPem,

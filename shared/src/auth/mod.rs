@@ -82,8 +82,8 @@ impl HasKind for AuthError {
     fn kind(&self) -> Kind {
         match self {
             AuthError::Helper(_) => Kind::Credentials,
-            AuthError::File(_)
-            | AuthError::NotAMap { .. }
+            AuthError::File(error) => error.kind(),
+            AuthError::NotAMap { .. }
             | AuthError::BadKey { .. }
             | AuthError::DuplicateKey { .. }
             | AuthError::Entry(_)

@@ -32,8 +32,7 @@ use crate::env::Env;
 use crate::reference::{Digest, Locator, Reference, Repository};
 
 pub use parse::{
-    expand_variables, is_variable_name, load_rules, parse_source, rules_from_value, RuleProblem,
-    RulesError,
+    expand_variables, is_variable_name, parse_source, rules_from_value, RuleProblem, RulesError,
 };
 pub use tags::{parse_semver_tag, TagFilter, TagPattern};
 

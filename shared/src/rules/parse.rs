@@ -13,7 +13,7 @@ use super::tags::{bad, parse_tag_filter, TagFilter};
 use super::{Defaults, Naming, Rule, Selector, Target};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
-use crate::files::{read_document, FileError};
+use crate::files::FileError;
 use crate::reference::{split_reference, validate_tag, Digest, ReferenceError, Repository, Suffix};
 
 /// Why an images file or one of its rules is unusable.
@@ -33,7 +33,10 @@ pub enum RulesError {
 
 impl HasKind for RulesError {
     fn kind(&self) -> Kind {
-        Kind::BadInput
+        match self {
+            RulesError::File(error) => error.kind(),
+            _ => Kind::BadInput,
+        }
     }
 }
 
@@ -102,17 +105,8 @@ pub enum RuleProblem {
     NotSupportedYet { key: &'static str },
 }
 
-/// Reads and validates an images file.
-pub fn load_rules(
-    path: &Path,
-    defaults: &Defaults,
-    env: &dyn Env,
-) -> Result<Vec<Rule>, RulesError> {
-    let document = read_document(path)?;
-    rules_from_value(path, &document, defaults, env)
-}
-
-/// Validates an images map already read from `file` (the legacy config's `images` key).
+/// Validates an images map read from `file` (an images file, or the legacy config's `images`
+/// key); `file` names it in messages and in each rule.
 pub fn rules_from_value(
     file: &Path,
     value: &Value,

@@ -48,6 +48,7 @@ use crate::job::{new_plan_id, Job};
 use crate::platform::PlatformFilter;
 use crate::queue::{Queue, QueueError};
 use crate::rules::Rule;
+use crate::s3::S3;
 
 /// Bodies larger than this are refused with 413: no registry's notification comes close,
 /// and the whole body is parsed in memory.
@@ -220,9 +221,10 @@ impl Webhook {
 
     /// From the environment: `FERRY_WEBHOOK_SECRET` (surrounding whitespace dropped, as a
     /// secret pasted with a newline is still meant), `FERRY_WEBHOOK_REGISTRY`, the rules
-    /// (`FERRY_IMAGES` or `FERRY_IMAGES_FILE`, required) and `FERRY_OS`/`FERRY_ARCH`.
-    pub fn from_env(env: &dyn Env) -> Result<Webhook, WebhookConfigError> {
-        let inputs = load_inputs_from_env(env, true)?;
+    /// (`FERRY_IMAGES` or `FERRY_IMAGES_FILE`, required; a file in S3 read through `s3`) and
+    /// `FERRY_OS`/`FERRY_ARCH`.
+    pub async fn from_env(env: &dyn Env, s3: &S3) -> Result<Webhook, WebhookConfigError> {
+        let inputs = load_inputs_from_env(env, true, s3).await?;
         let settings = service_settings_from_env(env)?;
         Webhook::new(
             inputs.rules,
@@ -576,7 +578,7 @@ mod tests {
             ("FERRY_WEBHOOK_SECRET", "new-secret"),
             ("FERRY_WEBHOOK_SECRET_PREVIOUS", "old-secret"),
         ]);
-        let webhook = Webhook::from_env(&env).unwrap();
+        let webhook = Webhook::from_env(&env, &S3::new()).await.unwrap();
         let bearer = |secret: &str| vec![("Authorization".to_string(), format!("Bearer {secret}"))];
         for secret in ["new-secret", "old-secret"] {
             assert!(
@@ -638,15 +640,15 @@ mod tests {
         assert!(matches!(outcome, Outcome::Ignored { .. }));
     }
 
-    #[test]
-    fn configuration_from_the_environment() {
+    #[tokio::test]
+    async fn configuration_from_the_environment() {
         let env = MapEnv::new([
             ("FERRY_IMAGES", "quay.io/a/b: mirror.io/b"),
             ("FERRY_WEBHOOK_SECRET", "  pasted-with-newline\n"),
             ("FERRY_WEBHOOK_REGISTRY", "Hub.Example.com/"),
             ("FERRY_ARCH", "arm64"),
         ]);
-        let webhook = Webhook::from_env(&env).unwrap();
+        let webhook = Webhook::from_env(&env, &S3::new()).await.unwrap();
         assert_eq!(webhook.rules.len(), 1);
         assert_eq!(
             webhook.secret.as_ref().map(Secret::expose),
@@ -661,11 +663,14 @@ mod tests {
             ("FERRY_IMAGES", "quay.io/a/b: mirror.io/b"),
             ("FERRY_WEBHOOK_REGISTRY", "https://hub.example.com"),
         ]);
-        let err = Webhook::from_env(&bad).unwrap_err().to_string();
+        let err = Webhook::from_env(&bad, &S3::new())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("FERRY_WEBHOOK_REGISTRY: "), "{err}");
         let no_rules = MapEnv::new([("FERRY_WEBHOOK_SECRET", "x")]);
         assert!(matches!(
-            Webhook::from_env(&no_rules),
+            Webhook::from_env(&no_rules, &S3::new()).await,
             Err(WebhookConfigError::Input(InputError::NoImagesInEnvironment))
         ));
     }
