@@ -12,12 +12,11 @@ use ::ferry::ecr::Ecr;
 use ::ferry::env::MapEnv;
 use ::ferry::files::MAX_DOCUMENT_BYTES;
 use ::ferry::job::Job;
-use aws_lambda_events::event::sqs::SqsEvent;
 use copier::CopierFunction;
 use planner::Planner;
-use serde_json::Value;
 use support::{assert_same_raw, free_port, run_ferry, ImageSpec, Mode, Moto, Registry, BASIC_USER};
 
+use crate::serverless::sqs_event;
 use crate::{fixture, receive_at_least};
 
 /// Rules in the images file: each tag of one repository, so a few hundred rules cost one
@@ -212,23 +211,6 @@ async fn the_planner_and_copier_functions_read_their_files_from_s3() {
         error.contains("s3://ferry-rules/rules/gone.yaml: no such object"),
         "{error}"
     );
-}
-
-/// An SQS event as Lambda delivers it, one record per delivery, built from the fixture.
-fn sqs_event(deliveries: &[(String, String)]) -> SqsEvent {
-    let mut event = fixture("sqs-event.json");
-    let template = event["Records"][0].clone();
-    let records: Vec<Value> = deliveries
-        .iter()
-        .map(|(id, body)| {
-            let mut record = template.clone();
-            record["messageId"] = Value::from(id.as_str());
-            record["body"] = Value::from(body.as_str());
-            record
-        })
-        .collect();
-    event["Records"] = Value::from(records);
-    serde_json::from_value(event).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,7 +32,7 @@ fn function_env(rules: &str, registries: &[&Registry]) -> MapEnv {
 }
 
 /// An SQS event as Lambda delivers it, one record per delivery, built from the fixture.
-fn sqs_event(deliveries: &[(String, String)]) -> SqsEvent {
+pub(crate) fn sqs_event(deliveries: &[(String, String)]) -> SqsEvent {
     let mut event = fixture("sqs-event.json");
     let template = event["Records"][0].clone();
     let records: Vec<Value> = deliveries
