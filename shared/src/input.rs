@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::auth::{AuthConfig, AuthError};
@@ -173,30 +174,80 @@ pub async fn load_inputs_from_env(
     rules_required: bool,
     s3: &S3,
 ) -> Result<Inputs, InputError> {
-    let defaults = Defaults {
-        registry: non_empty(env, "FERRY_REGISTRY"),
-        namespace: non_empty(env, "FERRY_NAMESPACE"),
-    };
-    let images = document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE", s3).await?;
-    let auth = document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE", s3).await?;
-    let from_s3 = [&images, &auth]
-        .into_iter()
-        .flatten()
-        .any(|(file, _)| !is_local(file));
-    let rules = match images {
-        Some((file, value)) => rules_from_value(&file, &value, &defaults, env)?,
-        None if rules_required => return Err(InputError::NoImagesInEnvironment),
-        None => Vec::new(),
-    };
-    let auth = match auth {
-        Some((file, value)) => AuthConfig::from_value(&file, &value, env)?,
-        None => AuthConfig::empty(),
-    };
-    Ok(Inputs {
-        auth,
-        rules,
-        from_s3,
-    })
+    EnvDocuments::read(env, s3)
+        .await?
+        .into_inputs(env, rules_required)
+}
+
+/// The functions' two documents as read, before validation: `FERRY_IMAGES` or
+/// `FERRY_IMAGES_FILE`, and `FERRY_AUTH` or `FERRY_AUTH_FILE`, each with the label its
+/// errors name. A function that reads them again (a warm one, files in S3) compares
+/// [`EnvDocuments::fingerprint`]s and builds only when they differ.
+#[derive(Debug, Clone)]
+pub struct EnvDocuments {
+    images: Option<(PathBuf, serde_json::Value)>,
+    auth: Option<(PathBuf, serde_json::Value)>,
+}
+
+impl EnvDocuments {
+    /// Reads both documents (files in S3 through `s3`); nothing is validated yet.
+    pub async fn read(env: &dyn Env, s3: &S3) -> Result<EnvDocuments, InputError> {
+        Ok(EnvDocuments {
+            images: document_from_env(env, "FERRY_IMAGES", "FERRY_IMAGES_FILE", s3).await?,
+            auth: document_from_env(env, "FERRY_AUTH", "FERRY_AUTH_FILE", s3).await?,
+        })
+    }
+
+    /// Whether a document came from S3, so it may change without a redeploy or a restart.
+    pub fn from_s3(&self) -> bool {
+        [&self.images, &self.auth]
+            .into_iter()
+            .flatten()
+            .any(|(file, _)| !is_local(file))
+    }
+
+    /// SHA-256 over the documents' JSON, each after a marker of whether it is there (so an
+    /// images file moved to the auth slot is not taken for the same inputs). `${NAME}`
+    /// references are hashed as written: a function's environment does not change.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        for document in [&self.images, &self.auth] {
+            match document {
+                Some((_, value)) => {
+                    hasher.update(b"+");
+                    // Serialising a `Value` cannot fail; its maps keep the document's order.
+                    hasher.update(serde_json::to_vec(value).unwrap_or_default());
+                    hasher.update(b"\n");
+                }
+                None => hasher.update(b"-\n"),
+            }
+        }
+        hasher.finalize().into()
+    }
+
+    /// The documents validated: rules (`FERRY_REGISTRY`/`FERRY_NAMESPACE` the defaults for
+    /// empty targets), and credentials with their `${NAME}` references filled from `env`.
+    pub fn into_inputs(self, env: &dyn Env, rules_required: bool) -> Result<Inputs, InputError> {
+        let from_s3 = self.from_s3();
+        let defaults = Defaults {
+            registry: non_empty(env, "FERRY_REGISTRY"),
+            namespace: non_empty(env, "FERRY_NAMESPACE"),
+        };
+        let rules = match self.images {
+            Some((file, value)) => rules_from_value(&file, &value, &defaults, env)?,
+            None if rules_required => return Err(InputError::NoImagesInEnvironment),
+            None => Vec::new(),
+        };
+        let auth = match self.auth {
+            Some((file, value)) => AuthConfig::from_value(&file, &value, env)?,
+            None => AuthConfig::empty(),
+        };
+        Ok(Inputs {
+            auth,
+            rules,
+            from_s3,
+        })
+    }
 }
 
 /// Rules given inline (an invocation's `"images"` override), validated like a file's.

@@ -41,6 +41,8 @@ pub mod ecr;
 pub mod auth;
 /// Which input files to read, and the functions' settings from their environment.
 pub mod input;
+/// A warm function's configuration read again when its files in S3 change.
+pub mod reload;
 /// `ferry discover`: the images file from a Kubernetes cluster's workloads or its manifests.
 pub mod discover;
 

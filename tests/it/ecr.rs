@@ -374,10 +374,13 @@ async fn the_copier_function_copies_into_ecr_with_no_configured_credential() {
     ]);
     let mut aws = api.moto.sdk_config().into_builder();
     aws.set_endpoint_url(Some(api.front.base_url()));
-    let function =
-        CopierFunction::with_aws(&env, Arc::new(Ecr::with_config(aws.build())), &S3::new())
-            .await
-            .unwrap();
+    let function = CopierFunction::with_aws(
+        Arc::new(env.clone()),
+        Arc::new(Ecr::with_config(aws.build())),
+        Arc::new(S3::new()),
+    )
+    .await
+    .unwrap();
 
     let job = serde_json::json!({
         "v": 1,

@@ -95,7 +95,7 @@ fn rules_yaml(src: &Registry, dst: &Registry, digest: &str) -> String {
 /// Issue 18's test: fan-out of several hundred rules gives exactly the copy jobs a single
 /// plan gives (no duplicates, none missing), copied byte-exact; redelivered plan jobs
 /// enqueue nothing once the copies exist. Planner and copier run under the Runtime API
-/// emulator (`cargo lambda watch`).
+/// emulator (`cargo lambda watch`), their images and auth files in S3 (moto).
 #[tokio::test(flavor = "multi_thread")]
 async fn fan_out_gives_the_single_plan_s_copy_jobs_under_the_lambda_emulator() {
     let src = Registry::start(Mode::Http);
@@ -146,30 +146,29 @@ async fn fan_out_gives_the_single_plan_s_copy_jobs_under_the_lambda_emulator() {
     // r0..r7 every tag, r8 every tag (one twice renamed), r9 t1x and t20, r0 by digest.
     assert_eq!(expected.len(), (REPOS - 1) * TAGS + 11 + 1, "{expected:?}");
 
-    // The fan-out, through the emulator, on moto.
+    // The fan-out, through the emulator, on moto: the rules and the auth file in a moto
+    // bucket, as a migration too large for the environment deploys them.
     let moto = Moto::start();
     let (url, _) = moto.create_queue("ferry-jobs", None).await;
     let queue = moto.queue(&url);
     let dir = temp_dir();
-    let endpoint = moto.endpoint();
-    let auth_json = format!(
-        "{{\"{}\": {{\"insecure\": true}}, \"{}\": {{\"insecure\": true}}}}",
-        src.host(),
-        dst.host()
-    );
-    let emulator = support::LambdaEmulator::start(
-        &[
-            ("FERRY_QUEUE_URL", &url),
-            ("FERRY_IMAGES", &rules),
-            ("FERRY_AUTH", &auth_json),
-            ("FERRY_FAN_OUT", FAN_OUT),
-            ("AWS_ENDPOINT_URL_SQS", &endpoint),
-            ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
-            ("AWS_REGION", MOTO_REGION),
-        ],
-        dir.path(),
-    );
+    moto.create_bucket("ferry-migration").await;
+    let images_uri = moto
+        .put_object("ferry-migration", "rules/images.yaml", rules.as_str())
+        .await;
+    let auth_uri = moto
+        .put_object("ferry-migration", "rules/auth.yaml", auth(&[&src, &dst]))
+        .await;
+    let mut function_env = moto.cli_env();
+    function_env.extend([
+        ("FERRY_QUEUE_URL", url.clone()),
+        ("FERRY_IMAGES_FILE", images_uri),
+        ("FERRY_AUTH_FILE", auth_uri),
+        ("FERRY_FAN_OUT", FAN_OUT.to_string()),
+    ]);
+    let function_env: Vec<(&str, &str)> =
+        function_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let emulator = support::LambdaEmulator::start(&function_env, dir.path());
     let schedule = support::workspace_root().join("tests/fixtures/schedule-event.json");
     let summary = emulator.invoke("planner", &schedule);
     // More than FAN_OUT requests to resolve: cut before any registry request.
@@ -343,7 +342,7 @@ async fn bad_and_foreign_plan_jobs_are_refused() {
         ("FERRY_AUTH", &auth(&[&src, &dst])),
     ]);
     let queue = Arc::new(MemoryQueue::default());
-    let copier = CopierFunction::from_env(&env)
+    let copier = CopierFunction::from_env(Arc::new(env.clone()))
         .await
         .unwrap()
         .with_queue(queue.clone());
@@ -448,7 +447,7 @@ async fn a_failing_plan_job_retries_and_dead_letters() {
         .unwrap();
     let summary = planner.handle(&serde_json::json!({})).await.unwrap();
     assert_eq!((summary.plan_jobs_enqueued, summary.jobs_enqueued), (1, 0));
-    let copier = CopierFunction::from_env(&env)
+    let copier = CopierFunction::from_env(Arc::new(env.clone()))
         .await
         .unwrap()
         .with_queue(queue.clone());

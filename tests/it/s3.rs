@@ -156,7 +156,7 @@ async fn the_planner_and_copier_functions_read_their_files_from_s3() {
     // The copier reads the same files: the credentials come from S3's auth file and the
     // environment, and the rules from S3 admit the jobs.
     let deliveries = receive_at_least(queue.as_ref(), 3).await;
-    let copier = CopierFunction::with_aws(&env, Arc::new(Ecr::new()), &s3)
+    let copier = CopierFunction::with_aws(Arc::new(env.clone()), Arc::new(Ecr::new()), s3.clone())
         .await
         .unwrap();
     let event = sqs_event(
@@ -315,4 +315,99 @@ async fn unusable_objects_are_named_by_their_uri() {
             .contains(&format!("{images}: S3 could not be reached")),
         "{out}"
     );
+}
+
+/// Warm copier and webhook functions (issue 18): with files in S3 they read them again
+/// between batches (`FERRY_RELOAD_SECONDS`, 0 here so every batch reads), so an uploaded
+/// images file admits jobs and pushes without a restart; an upload that does not parse
+/// leaves the last good rules in use.
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_copier_and_webhook_functions_use_an_uploaded_images_file() {
+    use ::ferry::queue::{MemoryQueue, Queue as _};
+    use webhook::WebhookFunction;
+
+    let rules = Rules::start().await;
+    let [(user_var, user), (password_var, password)] = rules.secrets();
+    let env = MapEnv::new([
+        ("FERRY_IMAGES_FILE", rules.images.as_str()),
+        ("FERRY_AUTH_FILE", rules.auth.as_str()),
+        (user_var, user.as_str()),
+        (password_var, password.as_str()),
+        ("FERRY_RETRY_BASE_MS", "5"),
+        ("FERRY_RELOAD_SECONDS", "0"),
+        ("FERRY_WEBHOOK_SECRET", "reload-secret"),
+    ]);
+    let s3 = Arc::new(rules.moto.s3());
+    let copier = CopierFunction::with_aws(Arc::new(env.clone()), Arc::new(Ecr::new()), s3.clone())
+        .await
+        .unwrap();
+    let renamed = |tag: &str| {
+        format!(
+            r#"{{"v":1,"source":"{}/team/app:{tag}","targets":["{}/renamed/app:{tag}"]}}"#,
+            rules.src.host(),
+            rules.dst.host()
+        )
+    };
+    let deadline = || {
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(60);
+        Some(at.as_millis() as u64)
+    };
+    // No rule copies to renamed/: refused (left to redeliver, and in the end to the dead-letter
+    // queue), nothing written.
+    let response = copier
+        .handle(sqs_event(&[("m1".into(), renamed("v1"))]), deadline())
+        .await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(rules
+        .dst
+        .fetch_manifest("renamed/app", "v1")
+        .await
+        .is_none());
+
+    // The webhook, on the same files: a push to a repository no rule names is ignored.
+    let queue = Arc::new(MemoryQueue::default());
+    let webhook = WebhookFunction::with_s3(Arc::new(env.clone()), queue.clone(), s3.clone())
+        .await
+        .unwrap();
+    let ecr_push = fixture("webhook/ecr.json");
+    let outcome = webhook.handle(ecr_push.clone()).await.unwrap();
+    let ignored = outcome["ignored"].as_str().unwrap_or_default();
+    assert!(ignored.starts_with("no rule selects"), "{outcome}");
+
+    // A new images file: the same job and the same push are now the rules'.
+    let ecr_source = "123456789012.dkr.ecr.us-west-2.amazonaws.com/my-repository-name";
+    let new_rules = format!(
+        "{src}/team/app: {dst}/renamed/app\n{ecr_source}: {dst}/mirror/ecr\n",
+        src = rules.src.host(),
+        dst = rules.dst.host()
+    );
+    rules
+        .moto
+        .put_object(BUCKET, "rules/images.yaml", new_rules)
+        .await;
+    let response = copier
+        .handle(sqs_event(&[("m2".into(), renamed("v1"))]), deadline())
+        .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    assert_same_raw(&rules.src, "team/app:v1", &rules.dst, "renamed/app:v1");
+    let outcome = webhook.handle(ecr_push.clone()).await.unwrap();
+    assert_eq!(outcome["queued"], 1, "{outcome}");
+
+    // An upload that does not parse: the last good rules stay in use.
+    rules
+        .moto
+        .put_object(BUCKET, "rules/images.yaml", "{ not: [yaml")
+        .await;
+    let response = copier
+        .handle(sqs_event(&[("m3".into(), renamed("v2"))]), deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_same_raw(&rules.src, "team/app:v2", &rules.dst, "renamed/app:v2");
+    let outcome = webhook.handle(ecr_push).await.unwrap();
+    assert_eq!(outcome["queued"], 1, "{outcome}");
+    assert_eq!(queue.receive(10, Duration::ZERO).await.unwrap().len(), 2);
 }

@@ -115,7 +115,9 @@ async fn planner_enqueues_what_is_stale_and_copiers_copy_it() {
         assert!(!d.body.contains("insecure") && !d.body.contains("password"));
     }
 
-    let copier = CopierFunction::from_env(&env).await.unwrap();
+    let copier = CopierFunction::from_env(Arc::new(env.clone()))
+        .await
+        .unwrap();
     let event = sqs_event(&ids_and_bodies(&deliveries));
     let response = copier
         .handle(event.clone(), Some(deadline_in_a_minute()))
@@ -228,7 +230,9 @@ async fn failed_jobs_are_reported_alone_and_end_in_the_dead_letter_queue() {
     // The copier runs only jobs its rules select (issue 12, row 5): these do.
     let rules = format!("{}/team/app: {}/mirror/app", src.host(), dst.host());
     let env = function_env(&rules, &[&src, &dst]);
-    let copier = CopierFunction::from_env(&env).await.unwrap();
+    let copier = CopierFunction::from_env(Arc::new(env.clone()))
+        .await
+        .unwrap();
 
     let deliveries = receive_at_least(&queue, 2).await;
     let mut records = ids_and_bodies(&deliveries);

@@ -236,7 +236,7 @@ async fn webhook_function_queues_a_function_url_delivery_and_an_ecr_event() {
         ),
         ("FERRY_WEBHOOK_SECRET", SECRET),
     ]);
-    let function = WebhookFunction::from_env(&env, queue.clone())
+    let function = WebhookFunction::from_env(Arc::new(env.clone()), queue.clone())
         .await
         .unwrap();
 

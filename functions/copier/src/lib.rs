@@ -12,7 +12,9 @@
 //! (blobs already copied are skipped). `FERRY_PROC` bounds transfers in flight, and with them
 //! memory. Credentials come from the function's own configuration (`FERRY_AUTH` or
 //! `FERRY_AUTH_FILE`), never from the messages, and a job runs only if the stack's rules
-//! select its source and every target (unless `FERRY_ALLOW_INLINE_RULES` is true).
+//! select its source and every target (unless `FERRY_ALLOW_INLINE_RULES` is true). Files
+//! in S3 are read again between batches, at most every `FERRY_RELOAD_SECONDS` (60), so an
+//! uploaded images or auth file reaches warm copiers too (`ferry::reload`).
 //!
 //! Each job's outcome is one line on standard output in CloudWatch's Embedded Metric Format
 //! (`ferry::metrics::job_line`): images copied, skipped and failed, bytes and seconds, for
@@ -28,47 +30,65 @@ use ferry::dispatch::{fan_out_from_env, DispatchOptions};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
 use ferry::image::ImageOptions;
-use ferry::input::{load_inputs_from_env, service_settings_from_env};
+use ferry::input::{service_settings_from_env, Inputs};
 use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
+use ferry::reload::Reloading;
 use ferry::s3::S3;
 use ferry::worker::{run_messages, Deadline, JobPolicy, Message, PlanExpander};
 use tokio::time::Instant;
 
-/// What outlives one invocation: the registry clients, with their cached tokens.
+/// What outlives one invocation: the registry clients, with their cached tokens, and the
+/// stack's rules; both rebuilt when the files in S3 they come from change.
 pub struct CopierFunction {
-    registries: Arc<Registries>,
+    configured: Reloading<Configured, anyhow::Error>,
     proc: usize,
-    /// The stack's rules: a job none of them selects is refused.
-    policy: JobPolicy,
     /// The dimensions of its metrics.
     metrics: MetricSource,
-    /// How plan jobs are expanded: set by [`CopierFunction::with_queue`].
-    plans: Option<PlanExpander>,
+    /// Where plan jobs' copy jobs go: set by [`CopierFunction::with_queue`]; without it, plan
+    /// jobs are refused.
+    queue: Option<Arc<dyn Queue>>,
     /// The planner's settings for expanding plan jobs.
     dispatch: DispatchOptions,
 }
 
+/// What the function's files make: registry clients, and the policy of the stack's rules.
+struct Configured {
+    registries: Arc<Registries>,
+    /// The stack's rules: a job none of them selects is refused.
+    policy: JobPolicy,
+}
+
 impl CopierFunction {
-    pub async fn from_env(env: &dyn Env) -> anyhow::Result<CopierFunction> {
-        CopierFunction::with_aws(env, Arc::new(Ecr::new()), &S3::new()).await
+    pub async fn from_env(env: Arc<dyn Env>) -> anyhow::Result<CopierFunction> {
+        CopierFunction::with_aws(env, Arc::new(Ecr::new()), Arc::new(S3::new())).await
     }
 
     /// As `from_env`, asking ECR through `ecr` and reading files in S3 through `s3` (tests
     /// give ones with an explicit AWS configuration; `from_env`'s read the process
-    /// environment, as every AWS SDK does).
-    pub async fn with_aws(env: &dyn Env, ecr: Arc<Ecr>, s3: &S3) -> anyhow::Result<CopierFunction> {
-        let inputs = load_inputs_from_env(env, false, s3).await?;
-        let settings = service_settings_from_env(env)?;
-        let auth = inputs.auth.with_ecr(ecr);
-        let fan_out = fan_out_from_env(env).map_err(anyhow::Error::msg)?;
+    /// environment, as every AWS SDK does). Files in S3 are read again between batches
+    /// (`ferry::reload`).
+    pub async fn with_aws(
+        env: Arc<dyn Env>,
+        ecr: Arc<Ecr>,
+        s3: Arc<S3>,
+    ) -> anyhow::Result<CopierFunction> {
+        let settings = service_settings_from_env(env.as_ref())?;
+        let fan_out = fan_out_from_env(env.as_ref()).map_err(anyhow::Error::msg)?;
+        let inline_rules = settings.inline_rules;
+        let build = move |inputs: Inputs, env: &dyn Env| {
+            let auth = inputs.auth.with_ecr(Arc::clone(&ecr));
+            Ok(Configured {
+                registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
+                policy: JobPolicy::for_service(inputs.rules, inline_rules),
+            })
+        };
         Ok(CopierFunction {
-            registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
+            configured: Reloading::load(Arc::clone(&env), s3, false, Box::new(build)).await?,
             proc: settings.proc,
-            policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
-            metrics: MetricSource::from_env(env, "copier"),
-            plans: None,
+            metrics: MetricSource::from_env(env.as_ref(), "copier"),
+            queue: None,
             dispatch: DispatchOptions {
                 image: ImageOptions::default(),
                 concurrency: settings.concurrency,
@@ -79,11 +99,7 @@ impl CopierFunction {
 
     /// Plan jobs are expanded, their copy jobs sent to `queue` (the function's own).
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> CopierFunction {
-        self.plans = Some(PlanExpander {
-            queue,
-            registries: Arc::clone(&self.registries),
-            options: self.dispatch.clone(),
-        });
+        self.queue = Some(queue);
         self
     }
 
@@ -100,9 +116,15 @@ impl CopierFunction {
                 body: record.body.unwrap_or_default(),
             })
             .collect();
+        let configured = self.configured.current().await;
+        let plans = self.queue.as_ref().map(|queue| PlanExpander {
+            queue: Arc::clone(queue),
+            registries: Arc::clone(&configured.registries),
+            options: self.dispatch.clone(),
+        });
         // A copier per invocation: its stop (at the deadline) must not outlive this batch.
         let copier = Copier::new(
-            Arc::clone(&self.registries),
+            Arc::clone(&configured.registries),
             CopyOptions {
                 proc: self.proc,
                 ..CopyOptions::default()
@@ -122,8 +144,8 @@ impl CopierFunction {
             &copier,
             messages,
             deadline,
-            &self.policy,
-            self.plans.as_ref(),
+            &configured.policy,
+            plans.as_ref(),
         )
         .await;
         let mut response = SqsBatchResponse::default();

@@ -14,7 +14,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 async fn main() -> Result<(), Error> {
     // Plain text locally, JSON when the function's LoggingConfig says LogFormat: JSON.
     tracing::init_default_subscriber();
-    let mut function = CopierFunction::from_env(&ProcessEnv)
+    let mut function = CopierFunction::from_env(Arc::new(ProcessEnv))
         .await
         .map_err(|e| format!("configuration: {e:#}"))?;
     // The queue plan jobs' copy jobs go to; without it, plan jobs are refused.

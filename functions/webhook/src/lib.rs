@@ -10,23 +10,40 @@ use aws_lambda_events::event::lambda_function_urls::{
 };
 use base64::{DecodeError, Engine as _};
 use ferry::env::Env;
+use ferry::input::Inputs;
 use ferry::queue::Queue;
+use ferry::reload::Reloading;
 use ferry::s3::S3;
 use ferry::webhook::{Format, HttpRequest, HttpResponse, Webhook};
 use serde_json::Value;
 
-/// What outlives one invocation.
+/// What outlives one invocation: the webhook (rules and secret), rebuilt when its images
+/// file in S3 changes.
 pub struct WebhookFunction {
-    webhook: Webhook,
+    webhook: Reloading<Webhook, anyhow::Error>,
     queue: Arc<dyn Queue>,
 }
 
 impl WebhookFunction {
     /// Reads the configuration; a `FERRY_IMAGES_FILE` in S3 is read with the AWS
-    /// configuration of the process environment.
-    pub async fn from_env(env: &dyn Env, queue: Arc<dyn Queue>) -> anyhow::Result<WebhookFunction> {
+    /// configuration of the process environment, and again between invocations, at most
+    /// every `FERRY_RELOAD_SECONDS` (`ferry::reload`).
+    pub async fn from_env(
+        env: Arc<dyn Env>,
+        queue: Arc<dyn Queue>,
+    ) -> anyhow::Result<WebhookFunction> {
+        WebhookFunction::with_s3(env, queue, Arc::new(S3::new())).await
+    }
+
+    /// As `from_env`, reading files in S3 through `s3`.
+    pub async fn with_s3(
+        env: Arc<dyn Env>,
+        queue: Arc<dyn Queue>,
+        s3: Arc<S3>,
+    ) -> anyhow::Result<WebhookFunction> {
+        let build = |inputs: Inputs, env: &dyn Env| Ok(Webhook::from_inputs(inputs, env)?);
         Ok(WebhookFunction {
-            webhook: Webhook::from_env(env, &S3::new()).await?,
+            webhook: Reloading::load(env, s3, true, Box::new(build)).await?,
             queue,
         })
     }
@@ -34,22 +51,16 @@ impl WebhookFunction {
     /// One invocation: a Function URL request answers an HTTP response; an ECR event answers
     /// what was queued. Anything else is refused.
     pub async fn handle(&self, payload: Value) -> anyhow::Result<Value> {
+        let webhook = self.webhook.current().await;
         if Format::detect(&payload) == Some(Format::Ecr) {
-            let outcome = self
-                .webhook
-                .handle_event(&payload, self.queue.as_ref())
-                .await?;
+            let outcome = webhook.handle_event(&payload, self.queue.as_ref()).await?;
             return Ok(outcome.to_json());
         }
         let request: LambdaFunctionUrlRequest = serde_json::from_value(payload).map_err(|e| {
             anyhow::anyhow!("neither a Function URL request nor an ECR Image Action event: {e}")
         })?;
         let response = match http_request(request) {
-            Ok(request) => {
-                self.webhook
-                    .handle_http(&request, self.queue.as_ref())
-                    .await
-            }
+            Ok(request) => webhook.handle_http(&request, self.queue.as_ref()).await,
             Err(error) => HttpResponse::error(400, format!("body is not valid base64: {error}")),
         };
         Ok(serde_json::to_value(function_url_response(response))?)
@@ -110,7 +121,7 @@ mod tests {
             ("FERRY_IMAGES", "quay.io/a/b: mirror.io/b"),
             ("FERRY_WEBHOOK_SECRET", "s3cret"),
         ]);
-        let function = WebhookFunction::from_env(&env, Arc::new(MemoryQueue::default()))
+        let function = WebhookFunction::from_env(Arc::new(env), Arc::new(MemoryQueue::default()))
             .await
             .unwrap();
         let mut request: Value = serde_json::from_str(include_str!(concat!(

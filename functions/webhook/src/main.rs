@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let queue_url = queue_url_from_env(&ProcessEnv)?;
     let queue = Arc::new(SqsQueue::from_env(queue_url).await);
-    let function = WebhookFunction::from_env(&ProcessEnv, queue)
+    let function = WebhookFunction::from_env(Arc::new(ProcessEnv), queue)
         .await
         .map_err(|e| format!("configuration: {e:#}"))?;
     let function = &function;

@@ -43,7 +43,7 @@ use crate::credentials::Secret;
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
 use crate::image::ImageOptions;
-use crate::input::{load_inputs_from_env, service_settings_from_env, InputError};
+use crate::input::{load_inputs_from_env, service_settings_from_env, InputError, Inputs};
 use crate::job::{new_plan_id, Job};
 use crate::platform::PlatformFilter;
 use crate::queue::{Queue, QueueError};
@@ -224,7 +224,12 @@ impl Webhook {
     /// (`FERRY_IMAGES` or `FERRY_IMAGES_FILE`, required; a file in S3 read through `s3`) and
     /// `FERRY_OS`/`FERRY_ARCH`.
     pub async fn from_env(env: &dyn Env, s3: &S3) -> Result<Webhook, WebhookConfigError> {
-        let inputs = load_inputs_from_env(env, true, s3).await?;
+        Webhook::from_inputs(load_inputs_from_env(env, true, s3).await?, env)
+    }
+
+    /// As `from_env`, with the rules already read (a function that reads its files in S3
+    /// again builds a new webhook from them).
+    pub fn from_inputs(inputs: Inputs, env: &dyn Env) -> Result<Webhook, WebhookConfigError> {
         let settings = service_settings_from_env(env)?;
         Webhook::new(
             inputs.rules,
