@@ -76,6 +76,21 @@ impl Rules {
         ]
     }
 
+    /// A function's environment: both files in S3, the secrets, fast retries, and `extra`.
+    fn function_env(&self, extra: &[(&str, &str)]) -> MapEnv {
+        let mut env = MapEnv::new([
+            ("FERRY_IMAGES_FILE", self.images.as_str()),
+            ("FERRY_AUTH_FILE", self.auth.as_str()),
+            ("FERRY_RETRY_BASE_MS", "5"),
+        ]);
+        let secrets = self
+            .secrets()
+            .map(|(name, value)| (name.to_string(), value));
+        let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        env.0.extend(secrets.into_iter().chain(extra));
+        env
+    }
+
     /// `ferry ARGS` with the AWS environment aimed at moto, the secrets, and `extra`.
     fn ferry(&self, args: &[&str], secrets: bool, extra: &[(&str, String)]) -> support::Output {
         let mut envs: Vec<(&str, String)> = self.moto.cli_env();
@@ -134,14 +149,7 @@ async fn the_planner_and_copier_functions_read_their_files_from_s3() {
     let rules = Rules::start().await;
     let (url, _) = rules.moto.create_queue("ferry-jobs", None).await;
     let queue = Arc::new(rules.moto.queue(&url));
-    let [(user_var, user), (password_var, password)] = rules.secrets();
-    let env = MapEnv::new([
-        ("FERRY_IMAGES_FILE", rules.images.as_str()),
-        ("FERRY_AUTH_FILE", rules.auth.as_str()),
-        (user_var, user.as_str()),
-        (password_var, password.as_str()),
-        ("FERRY_RETRY_BASE_MS", "5"),
-    ]);
+    let env = rules.function_env(&[]);
     let s3 = Arc::new(rules.moto.s3());
     let planner = Planner::with_s3(Arc::new(env.clone()), queue.clone(), s3.clone())
         .await
@@ -327,13 +335,7 @@ async fn warm_copier_and_webhook_functions_use_an_uploaded_images_file() {
     use webhook::WebhookFunction;
 
     let rules = Rules::start().await;
-    let [(user_var, user), (password_var, password)] = rules.secrets();
-    let env = MapEnv::new([
-        ("FERRY_IMAGES_FILE", rules.images.as_str()),
-        ("FERRY_AUTH_FILE", rules.auth.as_str()),
-        (user_var, user.as_str()),
-        (password_var, password.as_str()),
-        ("FERRY_RETRY_BASE_MS", "5"),
+    let env = rules.function_env(&[
         ("FERRY_RELOAD_SECONDS", "0"),
         ("FERRY_WEBHOOK_SECRET", "reload-secret"),
     ]);
