@@ -38,6 +38,9 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
         return enqueue(image, fan_out, url, &rules, &registries).await;
     }
     let plan = resolve(&rules, &registries, &PlanOptions::default()).await;
+    if let Some(collision) = plan.collision {
+        return Err((*collision).into());
+    }
     let mut out = std::io::stdout().lock();
     for (image, target) in plan.pairs() {
         let line = PlanLine {

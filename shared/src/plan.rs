@@ -15,10 +15,10 @@ use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::image::PlannedImage;
+use crate::image::{PlannedImage, RuleOptions};
 use crate::reference::{Digest, Locator, Reference};
 use crate::registry::{Registries, RegistryError};
-use crate::rules::{Rule, Selector};
+use crate::rules::{Rule, Selector, TargetClaims, TargetCollision};
 
 /// A rule that could not be resolved.
 #[derive(Debug, Error)]
@@ -60,6 +60,9 @@ pub struct Plan {
     pub failures: Vec<RuleFailure>,
     /// Rules that resolved to no image at all (empty repository, regex matching nothing).
     pub empty_rules: Vec<String>,
+    /// Two rules would write different sources to one target tag: nothing may be copied
+    /// (bad input, exit 2). Set, the plan holds no images.
+    pub collision: Option<Box<TargetCollision>>,
 }
 
 impl Plan {
@@ -133,6 +136,12 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
             }
         }
     }
+    // Before any HEAD: two rules writing different sources to one target stop the run.
+    selected.sort_by(|a, b| (a.rule, &a.source).cmp(&(b.rule, &b.source)));
+    if let Err(collision) = claim_targets(rules, &selected) {
+        plan.collision = Some(collision);
+        return plan;
+    }
     let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
         .map(|s| async move {
             let head = match source_heads {
@@ -150,13 +159,25 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut images: BTreeMap<Reference, (Option<Digest>, BTreeSet<Reference>)> = BTreeMap::new();
+    // One image per source and rule options: rules asking different platforms or force of
+    // one source make separate copies.
+    type Groups = Vec<(RuleOptions, Option<Digest>, BTreeSet<Reference>)>;
+    let mut images: BTreeMap<Reference, Groups> = BTreeMap::new();
     for (s, result) in checked {
         match result {
             Ok(digest) => {
-                let entry = images.entry(s.source).or_default();
-                entry.0 = entry.0.take().or(digest);
-                entry.1.extend(s.targets);
+                let options = &rules[s.rule].options;
+                let groups = images.entry(s.source).or_default();
+                let at = match groups.iter().position(|(o, _, _)| o == options) {
+                    Some(at) => at,
+                    None => {
+                        groups.push((options.clone(), None, BTreeSet::new()));
+                        groups.len() - 1
+                    }
+                };
+                let entry = &mut groups[at];
+                entry.1 = entry.1.take().or(digest);
+                entry.2.extend(s.targets);
             }
             Err(error) => {
                 failed_rules.insert(s.rule);
@@ -166,15 +187,31 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     }
     plan.images = images
         .into_iter()
-        .map(|(source, (digest, targets))| PlannedImage {
-            source,
-            digest,
-            targets: targets.into_iter().collect(),
+        .flat_map(|(source, groups)| {
+            groups
+                .into_iter()
+                .map(move |(rule_options, digest, targets)| PlannedImage {
+                    source: source.clone(),
+                    digest,
+                    targets: targets.into_iter().collect(),
+                    rule_options,
+                })
         })
         .collect();
     plan.failures.sort_by(|a, b| a.rule.cmp(&b.rule));
     plan.empty_rules.sort();
     plan
+}
+
+/// The first target tag two selected images of different sources would both be written to.
+fn claim_targets(rules: &[Rule], selected: &[Selected]) -> Result<(), Box<TargetCollision>> {
+    let mut claims = TargetClaims::default();
+    for s in selected {
+        for target in &s.targets {
+            claims.claim(&rules[s.rule], &s.source, target)?;
+        }
+    }
+    Ok(())
 }
 
 fn failure(rule: &Rule, error: PlanError) -> RuleFailure {

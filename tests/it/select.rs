@@ -187,3 +187,156 @@ async fn bad_long_forms_are_named_and_nothing_is_contacted() {
         );
     }
 }
+
+/// image-syncer v1.0–v1.4 keep the path below the first namespace for an empty target, so
+/// two repositories of the same name in different namespaces stay apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_targets_keep_the_path_below_the_first_namespace() {
+    let reg = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(21, 1, 256);
+    for repo in [
+        "knative-releases/github.com/knative/build/cmd/creds-init",
+        "a/x/app",
+        "a/y/app",
+    ] {
+        reg.seed_image(repo, "v1", &image).await;
+    }
+    let work = Workdir::trusting(&[&reg]);
+    let src = reg.host();
+    let images = work.images(format!(
+        "{src}/knative-releases/github.com/knative/build/cmd/creds-init:v1: ''\n\
+         {src}/a/x/app:v1: ''\n{src}/a/y/app:v1:\n"
+    ));
+    let out = work.plan(
+        &images,
+        &["--registry", "d.example.com", "--namespace", "ns"],
+        &[],
+    );
+    out.assert_success();
+    let mut expected = vec![
+        (
+            format!("{src}/knative-releases/github.com/knative/build/cmd/creds-init:v1"),
+            "d.example.com/ns/github.com/knative/build/cmd/creds-init:v1".to_string(),
+        ),
+        (
+            format!("{src}/a/x/app:v1"),
+            "d.example.com/ns/x/app:v1".into(),
+        ),
+        (
+            format!("{src}/a/y/app:v1"),
+            "d.example.com/ns/y/app:v1".into(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(out.pairs(), expected, "{out}");
+}
+
+/// Two rules writing different sources to one target tag: refused as bad input (exit 2)
+/// naming both rules and the file. Named tags are refused before any request; rules that
+/// list tags once listed, before any manifest is read or copied.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_writing_one_target_tag_are_refused() {
+    let src = Registry::start(Mode::Http);
+    let dst = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(22, 1, 256);
+    let other = ImageSpec::with_layers(23, 1, 256);
+    src.seed_image("a/app", "1", &image).await;
+    src.seed_image("b/app", "1", &other).await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let (s, d) = (src.host(), dst.host());
+
+    // Known from the file: nothing contacted, by plan or sync.
+    let images = work.images(format!(
+        "{s}/a/app:1: {d}/x/app\n{s}/b/app:0,1: {d}/x/app\n"
+    ));
+    src.clear_requests();
+    dst.clear_requests();
+    for out in [work.plan(&images, &[], &[]), work.sync(&images, &[])] {
+        out.assert_code(2);
+        for needle in [
+            "images.yaml: rule \"",
+            &format!("{s}/a/app:1\""),
+            &format!("{s}/b/app:0,1\""),
+            &format!("{d}/x/app:1 would be written twice"),
+        ] {
+            assert!(out.stderr.contains(needle), "missing {needle:?}\n{out}");
+        }
+    }
+    assert!(src.requests().is_empty(), "{:?}", src.requests());
+    assert!(dst.requests().is_empty(), "{:?}", dst.requests());
+
+    // Found by listing: refused after the listings, before any manifest or copy.
+    let images = work.images(format!("{s}/a/app: {d}/x/app\n{s}/b/app: {d}/x/app\n"));
+    src.clear_requests();
+    dst.clear_requests();
+    for out in [work.plan(&images, &[], &[]), work.sync(&images, &[])] {
+        out.assert_code(2);
+        for needle in [
+            &format!("rule \"{s}/a/app\""),
+            &format!("rule \"{s}/b/app\""),
+            &format!("{d}/x/app:1 would be written twice"),
+        ] {
+            assert!(out.stderr.contains(needle), "missing {needle:?}\n{out}");
+        }
+    }
+    assert_eq!(src.count("GET", "/manifests/"), 0);
+    assert_eq!(src.count("HEAD", "/manifests/"), 0);
+    assert!(dst.requests().is_empty(), "{:?}", dst.requests());
+
+    // The same source twice to one target is not a collision; a tag filtered out is none.
+    let images = work.images(format!(
+        "{s}/a/app:1: {d}/x/app\n{s}/a/app:/1/: {d}/x/app\n\
+         {s}/b/app:\n  to: {d}/x/app\n  tags: {{exclude: ['1']}}\n"
+    ));
+    work.sync(&images, &[]).assert_success();
+    assert_same_raw(&src, "a/app:1", &dst, "x/app:1");
+}
+
+/// A rule's own `platforms:` and `force:` replace the run's flags for what it selects, and
+/// only for that: another rule on the same image copies every platform and skips when in
+/// sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_platforms_and_force_are_honoured() {
+    let src = Registry::start(Mode::Http);
+    let dst = Registry::start(Mode::Http);
+    src.seed_index(
+        "team/app",
+        "multi",
+        &[
+            ("linux", "amd64", None),
+            ("linux", "arm64", Some("v8")),
+            ("linux", "arm", Some("v7")),
+        ],
+        true,
+    )
+    .await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let (s, d) = (src.host(), dst.host());
+    let images = work.images(format!(
+        "{s}/team/app:multi:\n  to: {d}/arm/app\n  platforms: [linux/arm64/v8]\n\
+         {s}/team/app:/^multi$/: {d}/all/app\n\
+         {s}/team/app:\n  to: {d}/forced/app\n  force: true\n"
+    ));
+    work.sync(&images, &[]).assert_success();
+    let filtered: serde_json::Value =
+        serde_json::from_slice(&support::skopeo_inspect_raw(&dst, "arm/app:multi")).unwrap();
+    let entries = filtered["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{filtered}");
+    assert_eq!(entries[0]["platform"]["architecture"], "arm64");
+    assert_same_raw(&src, "team/app:multi", &dst, "all/app:multi");
+    assert_same_raw(&src, "team/app:multi", &dst, "forced/app:multi");
+
+    // Again: only the forced rule pushes; the others are in sync.
+    dst.clear_requests();
+    work.sync(&images, &[]).assert_success();
+    assert!(
+        dst.count("PUT", "/v2/forced/app/manifests/") >= 1,
+        "{:?}",
+        dst.requests()
+    );
+    assert_eq!(dst.count("PUT", "/v2/all/app/manifests/"), 0);
+    assert_eq!(dst.count("PUT", "/v2/arm/app/manifests/"), 0);
+    // The run's --arch does not reach the rule with its own platforms.
+    let out = work.plan(&images, &["--arch", "amd64"], &[]);
+    out.assert_success();
+}

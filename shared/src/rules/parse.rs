@@ -3,17 +3,21 @@
 //! `$VAR` expansion. Every problem names the file, the rule and the value. What a rule is
 //! and selects is `rules/mod.rs`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::collisions::{static_collisions, TargetCollision};
 use super::tags::{bad, parse_tag_filter, TagFilter};
 use super::{Defaults, Naming, Rule, Selector, Target};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
 use crate::files::FileError;
+use crate::image::RuleOptions;
+use crate::platform::PlatformFilter;
 use crate::reference::{split_reference, validate_tag, Digest, ReferenceError, Repository, Suffix};
 
 /// Why an images file or one of its rules is unusable.
@@ -29,6 +33,9 @@ pub enum RulesError {
         rule: String,
         problem: RuleProblem,
     },
+    /// Two rules write different sources to one target tag (the message names both).
+    #[error(transparent)]
+    Collision(#[from] Box<TargetCollision>),
 }
 
 impl HasKind for RulesError {
@@ -101,8 +108,6 @@ pub enum RuleProblem {
     EmptyTo,
     #[error("tags.{key}: a digest source selects no tags")]
     TagsWithDigest { key: &'static str },
-    #[error("{key}: per-rule {key} is not supported yet; use the --os/--arch/--force flags")]
-    NotSupportedYet { key: &'static str },
 }
 
 /// Validates an images map read from `file` (an images file, or the legacy config's `images`
@@ -123,10 +128,11 @@ pub fn rules_from_value(
             })
         }
     };
-    map.iter()
+    let rules = map
+        .iter()
         .map(|(text, targets)| {
-            let (source, selector, targets, tags) = parse_rule(text, targets, defaults, env)
-                .map_err(|problem| RulesError::Rule {
+            let parsed =
+                parse_rule(text, targets, defaults, env).map_err(|problem| RulesError::Rule {
                     file: file.to_path_buf(),
                     rule: text.clone(),
                     problem,
@@ -134,13 +140,17 @@ pub fn rules_from_value(
             Ok(Rule {
                 file: file.to_path_buf(),
                 text: text.clone(),
-                source,
-                selector,
-                targets,
-                tags,
+                source: parsed.source,
+                selector: parsed.selector,
+                targets: parsed.targets,
+                tags: parsed.tags,
+                options: parsed.options,
+                long_form: parsed.long_form,
             })
         })
-        .collect()
+        .collect::<Result<Vec<Rule>, RulesError>>()?;
+    static_collisions(&rules)?;
+    Ok(rules)
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -154,7 +164,14 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-type ParsedRule = (Repository, Selector, Vec<Target>, TagFilter);
+struct ParsedRule {
+    source: Repository,
+    selector: Selector,
+    targets: Vec<Target>,
+    tags: TagFilter,
+    options: RuleOptions,
+    long_form: serde_json::Map<String, Value>,
+}
 
 /// The keys a long-form rule may have.
 const RULE_KEYS: [&str; 4] = ["to", "tags", "platforms", "force"];
@@ -166,10 +183,21 @@ fn parse_rule(
     env: &dyn Env,
 ) -> Result<ParsedRule, RuleProblem> {
     let (repository, selector) = parse_source(source)?;
-    let (targets, tags) = match value {
+    let long = match value {
         Value::Object(map) => parse_long_form(map, &selector)?,
-        short => (target_strings(short)?, TagFilter::default()),
+        short => LongForm {
+            targets: target_strings(short)?,
+            tags: TagFilter::default(),
+            options: RuleOptions::default(),
+            written: serde_json::Map::new(),
+        },
     };
+    let LongForm {
+        targets,
+        tags,
+        options,
+        written,
+    } = long;
     let mut parsed = Vec::new();
     for text in targets {
         let target = parse_target(&text, &repository, &selector, defaults, env)?;
@@ -177,7 +205,23 @@ fn parse_rule(
             parsed.push(target);
         }
     }
-    Ok((repository, selector, parsed, tags))
+    Ok(ParsedRule {
+        source: repository,
+        selector,
+        targets: parsed,
+        tags,
+        options,
+        long_form: written,
+    })
+}
+
+/// A long-form rule's parts: its targets (as written), filters, options, and its keys but
+/// `to` as written, so the rule can be written again (a plan job carries it whole).
+struct LongForm {
+    targets: Vec<String>,
+    tags: TagFilter,
+    options: RuleOptions,
+    written: serde_json::Map<String, Value>,
 }
 
 /// The long form: `{to, tags, platforms, force}`. `to` takes exactly the short forms but must
@@ -185,7 +229,7 @@ fn parse_rule(
 fn parse_long_form(
     map: &serde_json::Map<String, Value>,
     selector: &Selector,
-) -> Result<(Vec<String>, TagFilter), RuleProblem> {
+) -> Result<LongForm, RuleProblem> {
     if let Some(key) = map.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
         return Err(RuleProblem::UnknownKey {
             key: key.clone(),
@@ -220,17 +264,54 @@ fn parse_long_form(
             return Err(RuleProblem::TagsWithDigest { key });
         }
     }
-    if let Some(platforms) = map.get("platforms") {
-        check_platforms(platforms)?;
-        return Err(RuleProblem::NotSupportedYet { key: "platforms" });
+    let options = RuleOptions {
+        platforms: map.get("platforms").map(parse_platforms).transpose()?,
+        force: match map.get("force") {
+            None => None,
+            Some(Value::Bool(force)) => Some(*force),
+            Some(other) => return Err(bad("force", other, "expected true or false")),
+        },
+    };
+    let mut written = map.clone();
+    written.remove("to");
+    Ok(LongForm {
+        targets,
+        tags,
+        options,
+        written,
+    })
+}
+
+/// `platforms:` as the `--os`/`--arch` filter it means. The filter takes every os with
+/// every arch, so the list must be exactly such a product (`[linux/amd64, linux/arm64/v8]`,
+/// not `[linux/amd64, windows/arm64]`, which would also take windows/amd64).
+fn parse_platforms(value: &Value) -> Result<PlatformFilter, RuleProblem> {
+    check_platforms(value)?;
+    let listed: BTreeSet<(String, String)> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|text| {
+            let (os, arch) = text.split_once('/')?;
+            Some((os.to_string(), arch.replacen('/', ":", 1)))
+        })
+        .collect();
+    if listed.is_empty() {
+        return Err(bad("platforms", value, "expected at least one os/arch"));
     }
-    if let Some(force) = map.get("force") {
-        if !force.is_boolean() {
-            return Err(bad("force", force, "expected true or false"));
-        }
-        return Err(RuleProblem::NotSupportedYet { key: "force" });
+    let os: BTreeSet<&String> = listed.iter().map(|(os, _)| os).collect();
+    let arch: BTreeSet<&String> = listed.iter().map(|(_, arch)| arch).collect();
+    if os.len() * arch.len() != listed.len() {
+        return Err(bad(
+            "platforms",
+            value,
+            "every os must come with every arch listed (ferry filters by os and by arch)",
+        ));
     }
-    Ok((targets, tags))
+    let strings = |set: BTreeSet<&String>| set.into_iter().cloned().collect::<Vec<String>>();
+    PlatformFilter::parse(&strings(os), &strings(arch))
+        .map_err(|error| bad("platforms", value, &error.to_string()))
 }
 
 /// `platforms:` entries are `os/arch` or `os/arch/variant` of `[A-Za-z0-9._-]`.
@@ -423,7 +504,10 @@ fn check_naming(target: &str, naming: &Naming, selector: &Selector) -> Result<()
     }
 }
 
-/// An empty target: `<registry>/<namespace>/<last segment of the source repository>`.
+/// An empty target: `<registry>/<namespace>/<the source path below its first segment>`, as
+/// image-syncer v1.0–v1.4 (`client.go`) names it: `src/knative-releases/github.com/x/app`
+/// goes to `D/ns/github.com/x/app`. A one-segment path is kept whole. Keeping the rest of
+/// the path, not only the last segment, keeps `gcr.io/a/x/app` and `gcr.io/a/y/app` apart.
 fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, RuleProblem> {
     let registry = defaults
         .registry
@@ -433,9 +517,10 @@ fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, Ru
         .namespace
         .as_deref()
         .ok_or(RuleProblem::MissingDefault { what: "namespace" })?;
-    let text = format!("{registry}/{namespace}/{}", source.name());
+    let below = below_first_namespace(source.path());
+    let text = format!("{registry}/{namespace}/{below}");
     let repository =
-        Repository::new(registry, &format!("{namespace}/{}", source.name())).map_err(|reason| {
+        Repository::new(registry, &format!("{namespace}/{below}")).map_err(|reason| {
             RuleProblem::InvalidTarget {
                 value: text,
                 reason,
@@ -445,6 +530,12 @@ fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, Ru
         repository,
         naming: Naming::Keep,
     })
+}
+
+/// A repository path without its first segment (the namespace), or the path itself when it
+/// has a single segment.
+fn below_first_namespace(path: &str) -> &str {
+    path.split_once('/').map_or(path, |(_, rest)| rest)
 }
 
 /// Expands `$NAME` and `${NAME}`; an unset variable is an error, not an empty string,
@@ -649,6 +740,22 @@ mod tests {
             .unwrap()
             .remove(0);
         assert_eq!(rule.targets[0].repository.to_string(), "flag.io/envns/etcd");
+        // image-syncer v1.0–v1.4 keep the path below the first namespace.
+        let rule = rules(
+            "src.io/knative-releases/github.com/knative/build/cmd/creds-init:v1: ''\n\
+             src.io/app: ''\n",
+            &defaults,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            rule[0].targets[0].repository.to_string(),
+            "flag.io/envns/github.com/knative/build/cmd/creds-init"
+        );
+        assert_eq!(
+            rule[1].targets[0].repository.to_string(),
+            "flag.io/envns/app"
+        );
         let err = rules("a/b: ''", &Defaults::default(), &env).unwrap_err();
         assert!(err.to_string().contains("no default registry"), "{err}");
         let only_registry = Defaults {
@@ -657,6 +764,30 @@ mod tests {
         };
         let err = rules("a/b: []", &only_registry, &env).unwrap_err();
         assert!(err.to_string().contains("DEFAULT_NAMESPACE"), "{err}");
+    }
+
+    #[test]
+    fn named_images_written_to_one_target_tag_collide() {
+        let err = |yaml: &str| rules(yaml, &Defaults::default(), &MapEnv::default()).err();
+        let collision = err("a.io/x/app:1: m.io/app\na.io/y/app:0,1: m.io/app\n")
+            .expect("a collision")
+            .to_string();
+        assert!(
+            collision.starts_with(
+                "m.io/app:1 would be written twice: images.yaml: rule \"a.io/x/app:1\""
+            ),
+            "{collision}"
+        );
+        assert!(collision.contains("rule \"a.io/y/app:0,1\" copies a.io/y/app:1"));
+        // One rule renaming two tags onto one.
+        assert!(err("a.io/x:1,2: m.io/x:y,y").is_some());
+        // The same source twice, a tag filtered out, digests and listings (planning's) pass.
+        assert!(err("a.io/x:1: m.io/x\na.io/x:1,2: m.io/x\n").is_none());
+        let filtered =
+            err("a.io/x:1: m.io/x\na.io/y:1,2: {to: 'm.io/x:1,2', tags: {exclude: ['1']}}\n");
+        assert!(filtered.is_none(), "{filtered:?}");
+        assert!(err(&format!("a.io/x@{D1}: m.io/x\na.io/y@{D1}: m.io/x\n")).is_none());
+        assert!(err("a.io/x: m.io/x\na.io/y: m.io/x\n").is_none());
     }
 
     #[test]
@@ -717,10 +848,10 @@ mod tests {
             ("a/b: {to: x.io/c, platforms: linux/amd64}", "platforms"),
             ("a/b: {to: x.io/c, force: 'yes'}", "force: \"yes\""),
             (
-                "a/b: {to: x.io/c, platforms: [linux/arm64/v8]}",
-                "not supported yet",
+                "a/b: {to: x.io/c, platforms: [linux/amd64, windows/arm64]}",
+                "every os must come with every arch",
             ),
-            ("a/b: {to: x.io/c, force: true}", "not supported yet"),
+            ("a/b: {to: x.io/c, platforms: []}", "at least one"),
             ("a/b: {to: 'x.io/c:1'}", "names tags"),
         ] {
             let err = rules(yaml, &Defaults::default(), &MapEnv::default())
