@@ -340,3 +340,57 @@ async fn rule_platforms_and_force_are_honoured() {
     let out = work.plan(&images, &["--arch", "amd64"], &[]);
     out.assert_success();
 }
+
+/// `ferry plan` names the rules behind each line; `--explain` prints, per rule, every tag
+/// seen and why each was dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_explains_what_each_rule_dropped() {
+    let reg = seeded().await;
+    let work = Workdir::trusting(&[&reg]);
+    let src = reg.host();
+    let images = work.images(format!(
+        "{src}/lib/nginx:\n  to: dst.example.com/n\n  tags:\n    \
+         include: ['/^v?[12]\\./']\n    semver: '>=1.24, <3'\n    exclude: ['2.0.0']\n    latest: 2\n\
+         {src}/lib/nginx:latest: dst.example.com/n\n"
+    ));
+    let out = work.plan(&images, &["--explain"], &[]);
+    out.assert_success();
+    let long = format!("{src}/lib/nginx");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules_of = |tag: &str| {
+        lines
+            .iter()
+            .find(|l| l["source"] == format!("{long}:{tag}"))
+            .map(|l| l["rules"].clone())
+    };
+    assert_eq!(
+        rules_of("v1.27.1"),
+        Some(serde_json::json!([long])),
+        "{out}"
+    );
+    assert_eq!(
+        rules_of("latest"),
+        Some(serde_json::json!([format!("{long}:latest")])),
+        "{out}"
+    );
+    for expected in [
+        format!("rule \"{long}\": 2 image(s) selected; 2 of 7 tag(s) seen taken"),
+        "  1.25.3: selected".to_string(),
+        "  v1.27.1: selected".to_string(),
+        "  1.24.0: dropped, beyond latest".to_string(),
+        "  1.26.0-rc1: dropped, outside the semver range".to_string(),
+        "  latest: dropped, not included".to_string(),
+        "  2.0.0: dropped, excluded".to_string(),
+        "  1.25: dropped, not semver".to_string(),
+        format!("rule \"{long}:latest\": 1 image(s) selected; 1 of 1 tag(s) seen taken"),
+    ] {
+        assert!(
+            out.stderr.contains(&expected),
+            "missing {expected:?}\n{out}"
+        );
+    }
+}

@@ -37,7 +37,7 @@ pub use collisions::{static_collisions, TargetClaims, TargetCollision};
 pub use parse::{
     expand_variables, is_variable_name, parse_source, rules_from_value, RuleProblem, RulesError,
 };
-pub use tags::{parse_semver_tag, TagFilter, TagPattern};
+pub use tags::{parse_semver_tag, Dropped, TagFilter, TagPattern};
 
 /// Which images of the source repository a rule selects.
 #[derive(Debug, Clone)]
@@ -134,6 +134,31 @@ impl Rule {
                 .collect(),
         };
         self.tags.newest(candidates)
+    }
+
+    /// Every tag the rule considered (its named tags, or `listed`), in that order, each with
+    /// why it was left out, or `None` when `select_from` takes it: `ferry plan --explain`.
+    pub fn explain(&self, listed: &[String]) -> Vec<(String, Option<Dropped>)> {
+        let seen: Vec<&String> = match &self.selector {
+            Selector::Digest(_) => Vec::new(),
+            Selector::Tags(tags) => tags.iter().collect(),
+            Selector::All | Selector::Regex(_) => listed.iter().collect(),
+        };
+        let taken: BTreeSet<String> = self
+            .select_from(listed)
+            .into_iter()
+            .map(|(_, tag)| tag)
+            .collect();
+        seen.into_iter()
+            .map(|tag| {
+                let dropped = match &self.selector {
+                    _ if taken.contains(tag) => None,
+                    Selector::Regex(regex) if !regex.is_match(tag) => Some(Dropped::NotMatched),
+                    _ => Some(self.tags.drops(tag).unwrap_or(Dropped::BeyondLatest)),
+                };
+                (tag.clone(), dropped)
+            })
+            .collect()
     }
 
     /// Whether `select_from` needs the repository's tag list.

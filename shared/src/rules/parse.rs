@@ -828,6 +828,44 @@ mod tests {
     }
 
     #[test]
+    fn explain_gives_each_tag_its_reason() {
+        use super::super::Dropped::*;
+        let rule = one(
+            "a/b:/^v?1/:\n  to: x.io/c\n  tags: {include: ['/\\./'], semver: '>=1.1, <2', \
+             exclude: ['/-rc/'], latest: 1}\n",
+        );
+        let listed: Vec<String> = ["2.0.0", "1", "1.0.0", "1.2.0-rc1", "1.5.0", "1.3.0", "v1.4"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let explained = rule.explain(&listed);
+        assert_eq!(
+            explained,
+            [
+                ("2.0.0".to_string(), Some(NotMatched)),
+                ("1".to_string(), Some(NotIncluded)),
+                ("1.0.0".to_string(), Some(OutsideRange)),
+                ("1.2.0-rc1".to_string(), Some(OutsideRange)),
+                ("1.5.0".to_string(), None),
+                ("1.3.0".to_string(), Some(BeyondLatest)),
+                ("v1.4".to_string(), Some(NotSemver)),
+            ]
+        );
+        // What explain takes is what select_from takes.
+        let taken: Vec<String> = rule
+            .select_from(&listed)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(taken, ["1.5.0"]);
+        let excluded = one("a/b:\n  to: x.io/c\n  tags: {exclude: [latest]}\n");
+        assert_eq!(
+            excluded.explain(&["latest".to_string()]),
+            [("latest".to_string(), Some(Excluded))]
+        );
+    }
+
+    #[test]
     fn long_form_bad_values_are_named() {
         for (yaml, needle) in [
             ("a/b: {to: x.io/c, tag: {}}", "unknown key \"tag\""),
