@@ -394,3 +394,63 @@ async fn plan_explains_what_each_rule_dropped() {
         );
     }
 }
+
+/// Webhooks through a real `ferry serve`, fed by a real registry's notifications, select
+/// with the same long form: a push of a release candidate the rule excludes is ignored, a
+/// release it includes is copied, and nothing already on the target is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_serve_filters_pushes_by_the_long_form() {
+    use crate::webhook::{came_true, serve, SECRET};
+    let port = support::free_port();
+    let src = Registry::start_with(
+        Mode::Http,
+        support::Options {
+            notify: Some((
+                format!("http://127.0.0.1:{port}/hook"),
+                vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+            )),
+            ..support::Options::default()
+        },
+    );
+    let dst = Registry::start(Mode::Http);
+    // On the target already, outside any newest 5 once more arrive: it stays.
+    dst.seed_image(
+        "mirror/nginx",
+        "0.9.0",
+        &ImageSpec::with_layers(330, 1, 256),
+    )
+    .await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "{}/lib/nginx:\n  to: {}/mirror/nginx\n  tags: {{exclude: ['/-rc/'], latest: 5}}\n",
+        src.host(),
+        dst.host()
+    ));
+    let mut served = serve(&work, &images, port).await;
+    src.seed_image(
+        "lib/nginx",
+        "1.27.0-rc1",
+        &ImageSpec::with_layers(331, 1, 512),
+    )
+    .await;
+    src.seed_image("lib/nginx", "1.27.0", &ImageSpec::with_layers(332, 1, 512))
+        .await;
+    let copied =
+        came_true(async || dst.fetch_manifest("mirror/nginx", "1.27.0").await.is_some()).await;
+    if !copied {
+        panic!("1.27.0 was not copied\n{}", served.terminate());
+    }
+    let out = served.terminate();
+    out.assert_success();
+    assert_same_raw(&src, "lib/nginx:1.27.0", &dst, "mirror/nginx:1.27.0");
+    assert_eq!(
+        dst.list_tags("mirror/nginx").await,
+        ["0.9.0", "1.27.0"],
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("ferry: serve: 1 jobs succeeded, 0 failed"),
+        "{out}"
+    );
+}
