@@ -454,3 +454,49 @@ async fn ferry_serve_filters_pushes_by_the_long_form() {
         "{out}"
     );
 }
+
+/// Wildcard sources are checked before anything is contacted: a wildcard in the middle of a
+/// path, on Docker Hub, with a tag, or in a target is bad input naming file, rule and value;
+/// a well-formed one is refused as not supported yet (listing repositories is not wired).
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_are_bad_input_before_any_request() {
+    let reg = Registry::start(Mode::Http);
+    let src = reg.host();
+    let work = Workdir::trusting(&[&reg]);
+    for (rule, target, needle) in [
+        (
+            format!("{src}/team/*/app"),
+            "x.example.com/t",
+            "whole last segment",
+        ),
+        (
+            "docker.io/library/*".to_string(),
+            "x.example.com/t",
+            "Docker Hub (docker.io)",
+        ),
+        (
+            format!("{src}/team/app"),
+            "x.example.com/*",
+            "target cannot be a wildcard",
+        ),
+        (
+            format!("{src}/team/**"),
+            "x.example.com/t",
+            "not supported yet",
+        ),
+    ] {
+        let images = work.images(format!(
+            "{src}/team/app:v1: x.example.com/ok\n{rule}: {target}\n"
+        ));
+        reg.clear_requests();
+        let out = work.plan(&images, &[], &[]);
+        out.assert_code(2);
+        for expected in ["images.yaml", &format!("rule {rule:?}"), needle] {
+            assert!(
+                out.stderr.contains(expected),
+                "{rule}: missing {expected:?}\n{out}"
+            );
+        }
+        assert!(reg.requests().is_empty(), "{rule}: {:?}", reg.requests());
+    }
+}

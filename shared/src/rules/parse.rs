@@ -18,7 +18,10 @@ use crate::error::{HasKind, Kind};
 use crate::files::FileError;
 use crate::image::RuleOptions;
 use crate::platform::PlatformFilter;
-use crate::reference::{split_reference, validate_tag, Digest, ReferenceError, Repository, Suffix};
+use crate::reference::{
+    canonical_registry, is_registry_segment, split_reference, validate_tag, Digest, ReferenceError,
+    Repository, Suffix,
+};
 
 /// Why an images file or one of its rules is unusable.
 #[derive(Debug, Error)]
@@ -106,6 +109,10 @@ pub enum RuleProblem {
     },
     #[error("the long form needs a non-empty `to` (a target or a list of targets)")]
     EmptyTo,
+    #[error("wildcard {value:?}: {reason}")]
+    BadWildcard { value: String, reason: &'static str },
+    #[error("{what} are not supported yet")]
+    NotSupportedYet { what: &'static str },
     #[error("tags.{key}: a digest source selects no tags")]
     TagsWithDigest { key: &'static str },
 }
@@ -366,6 +373,9 @@ pub fn parse_source(text: &str) -> Result<(Repository, Selector), RuleProblem> {
     if text.is_empty() {
         return Err(RuleProblem::EmptySource);
     }
+    if text.contains('*') {
+        return Err(wildcard_problem(text));
+    }
     let invalid = |reason| RuleProblem::InvalidSource {
         value: text.to_string(),
         reason,
@@ -403,6 +413,46 @@ fn parse_single_digest(text: &str, digest: &str) -> Result<Digest, RuleProblem> 
         value: text.to_string(),
         reason,
     })
+}
+
+/// What is wrong with a source holding `*`. Only a last segment of `*` (direct children) or
+/// `**` (any depth) is a wildcard, never on Docker Hub (no catalogue), and never with a tag
+/// or digest (a `tags:` map filters instead). Well-formed wildcards are refused as not yet
+/// supported: listing repositories (`_catalog`) is not wired into planning.
+fn wildcard_problem(text: &str) -> RuleProblem {
+    let value = text.to_string();
+    let base = match text.strip_suffix("/**").or_else(|| text.strip_suffix("/*")) {
+        Some(base) if !base.contains('*') => base,
+        _ => {
+            return RuleProblem::BadWildcard {
+                value,
+                reason: "a wildcard must be the whole last segment, `/*` or `/**`",
+            }
+        }
+    };
+    let first = base.split('/').next().unwrap_or(base);
+    let registry = if is_registry_segment(first) {
+        canonical_registry(first)
+    } else {
+        canonical_registry("docker.io")
+    };
+    if registry == canonical_registry("docker.io") {
+        return RuleProblem::BadWildcard {
+            value,
+            reason:
+                "Docker Hub (docker.io) has no repository catalogue to list; name its repositories",
+        };
+    }
+    let last = base.rsplit('/').next().unwrap_or(base);
+    if base.contains('@') || (base.contains('/') && last.contains(':')) {
+        return RuleProblem::BadWildcard {
+            value,
+            reason: "a wildcard source takes no tag or digest; use a `tags:` map",
+        };
+    }
+    RuleProblem::NotSupportedYet {
+        what: "wildcard sources (listing a registry's repositories)",
+    }
 }
 
 /// `/…/` → a regex. `/a/,/b/` is two regexes, which image-syncer does not support either.
@@ -447,6 +497,12 @@ fn parse_target(
         return default_target(source, defaults);
     }
     let text = expand_variables(raw, env)?;
+    if text.contains('*') {
+        return Err(RuleProblem::BadWildcard {
+            value: text,
+            reason: "a target cannot be a wildcard; a wildcard source keeps each repository's path under its target",
+        });
+    }
     let invalid = |reason| RuleProblem::InvalidTarget {
         value: text.clone(),
         reason,
@@ -825,6 +881,35 @@ mod tests {
         );
         let target = listed.targets_for(2, &Locator::Tag("2.0.0".into()));
         assert_eq!(target[0].to_string(), "x.io/c:three");
+    }
+
+    #[test]
+    fn wildcards_are_checked_before_anything() {
+        for (yaml, needle) in [
+            ("h.io/a/*/b: x.io/c", "whole last segment"),
+            ("h.io/a/b*: x.io/c", "whole last segment"),
+            ("h.io/a/**/*: x.io/c", "whole last segment"),
+            ("docker.io/library/*: x.io/c", "Docker Hub (docker.io)"),
+            (
+                "registry-1.docker.io/team/**: x.io/c",
+                "Docker Hub (docker.io)",
+            ),
+            ("team/*: x.io/c", "Docker Hub"),
+            ("h.io/a:v1/*: x.io/c", "no tag or digest"),
+            ("h.io/a: x.io/*", "target cannot be a wildcard"),
+            ("h.io/team/*: x.io/c", "not supported yet"),
+            ("h.io:5000/**: x.io/c", "not supported yet"),
+        ] {
+            let err = rules(yaml, &Defaults::default(), &MapEnv::default())
+                .unwrap_err()
+                .to_string();
+            let rule = yaml.split(": ").next().unwrap();
+            assert!(
+                err.starts_with(&format!("images.yaml: rule {rule:?}: ")),
+                "{err}"
+            );
+            assert!(err.contains(needle), "{yaml}: {err}");
+        }
     }
 
     #[test]
