@@ -232,6 +232,10 @@ pub struct PlanArgs {
         value_parser = parse_fan_out
     )]
     pub fan_out: Option<FanOut>,
+    /// Also print on standard error, per rule, every tag it saw and why each was dropped
+    /// (not matched, not included, not semver, outside the range, excluded, beyond latest).
+    #[arg(long, conflicts_with = "queue_url")]
+    pub explain: bool,
 }
 
 fn parse_fan_out(text: &str) -> Result<FanOut, String> {

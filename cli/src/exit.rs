@@ -14,6 +14,7 @@ use ferry::job::JobError;
 use ferry::platform::PlatformError;
 use ferry::queue::QueueError;
 use ferry::registry::RegistryError;
+use ferry::rules::TargetCollision;
 use ferry::webhook::WebhookConfigError;
 use thiserror::Error;
 
@@ -85,6 +86,7 @@ fn kind_of(error: &anyhow::Error) -> Option<Kind> {
             .or_else(|| kind::<CopyError>(cause))
             .or_else(|| kind::<WebhookConfigError>(cause))
             .or_else(|| kind::<DiscoverError>(cause))
+            .or_else(|| kind::<TargetCollision>(cause))
     })
 }
 

@@ -1,8 +1,11 @@
 //! `ferry plan`: load and validate the inputs, resolve the rules against the live source
-//! registries, print one JSON object per copy on standard output, sorted. With `--queue-url`
+//! registries, print one JSON object per copy on standard output, sorted, naming the rules
+//! that selected it; with `--explain`, per rule, every tag seen and why each was dropped, on
+//! standard error. With `--queue-url`
 //! it is the planner Lambda from a machine: copy jobs (or, with `--fan-out`, plan jobs for
 //! the workers to expand) sent to the queue, and the summary printed.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use serde::Serialize;
@@ -10,8 +13,9 @@ use std::sync::Arc;
 
 use ferry::dispatch::{dispatch, DispatchOptions, FanOut};
 use ferry::image::ImageOptions;
-use ferry::plan::{resolve, PlanOptions};
+use ferry::plan::{resolve, PlanOptions, RuleSelection};
 use ferry::queue::SqsQueue;
+use ferry::reference::Reference;
 use ferry::registry::Registries;
 use ferry::rules::Rule;
 
@@ -25,6 +29,8 @@ struct PlanLine<'a> {
     target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<&'a str>,
+    /// The rules (as written) that send this source to this target.
+    rules: Vec<&'a str>,
 }
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
@@ -37,18 +43,43 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
         let fan_out = args.fan_out.unwrap_or(FanOut::Never);
         return enqueue(image, fan_out, url, &rules, &registries).await;
     }
-    let plan = resolve(&rules, &registries, &PlanOptions::default()).await;
+    let options = PlanOptions {
+        explain: args.explain,
+        ..PlanOptions::default()
+    };
+    let plan = resolve(&rules, &registries, &options).await;
+    if let Some(collision) = plan.collision {
+        return Err((*collision).into());
+    }
+    let mut by_pair: BTreeMap<(&Reference, &Reference), Vec<&str>> = BTreeMap::new();
+    for selection in &plan.selections {
+        for (source, targets) in &selection.images {
+            for target in targets {
+                by_pair
+                    .entry((source, target))
+                    .or_default()
+                    .push(&selection.rule);
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     for (image, target) in plan.pairs() {
         let line = PlanLine {
             source: image.source.to_string(),
             target: target.to_string(),
             digest: image.digest.as_ref().map(|d| d.as_str()),
+            rules: by_pair
+                .get(&(&image.source, target))
+                .cloned()
+                .unwrap_or_default(),
         };
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    if args.explain {
+        explain(&plan.selections)?;
+    }
     for rule in &plan.empty_rules {
         tracing::warn!(rule = %rule, "rule selects no image");
     }
@@ -60,6 +91,33 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     } else {
         Status::Failed
     })
+}
+
+/// `--explain`: per rule, what it selected of the tags it saw, then each tag and its fate.
+fn explain(selections: &[RuleSelection]) -> std::io::Result<()> {
+    let mut err = std::io::stderr().lock();
+    for selection in selections {
+        let taken = selection
+            .explained
+            .iter()
+            .filter(|(_, dropped)| dropped.is_none())
+            .count();
+        writeln!(
+            err,
+            "{}: rule {:?}: {} image(s) selected; {taken} of {} tag(s) seen taken",
+            selection.file.display(),
+            selection.rule,
+            selection.images.len(),
+            selection.explained.len(),
+        )?;
+        for (tag, dropped) in &selection.explained {
+            match dropped {
+                None => writeln!(err, "  {tag}: selected")?,
+                Some(reason) => writeln!(err, "  {tag}: dropped, {reason}")?,
+            }
+        }
+    }
+    err.flush()
 }
 
 /// `--queue-url`: enqueue jobs for the images not yet in sync (or plan jobs, fanning out)

@@ -12,7 +12,7 @@ use ferry::image::PlannedImage;
 use ferry::plan::{resolve, PlanOptions, RuleFailure, SourceHeads};
 use ferry::registry::Registries;
 use ferry::report::Report;
-use ferry::rules::Rule;
+use ferry::rules::{Rule, TargetCollision};
 
 use crate::args::SyncArgs;
 use crate::exit::Status;
@@ -34,7 +34,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
         progress.clone(),
     ));
     let mut interrupts = interrupt::watch(Arc::clone(&copier));
-    let (images, unresolved) = plan(&rules, &registries, &mut interrupts).await;
+    let (images, unresolved) = plan(&rules, &registries, &mut interrupts).await?;
     let images = copier.copy_all(images, settings.retries).await;
     progress.finish();
     let report = Report::new(images, started.elapsed()).with_registries(registries.usage());
@@ -52,12 +52,13 @@ struct Unresolved {
 }
 
 /// Resolves the rules without HEADing sources (the copier does), unless Ctrl-C comes first:
-/// then planning is abandoned, as nothing has been copied yet.
+/// then planning is abandoned, as nothing has been copied yet. Two rules writing one target
+/// tag stop the run here, before any copy.
 async fn plan(
     rules: &[Rule],
     registries: &Arc<Registries>,
     interrupts: &mut Interrupts,
-) -> (Vec<PlannedImage>, Unresolved) {
+) -> Result<(Vec<PlannedImage>, Unresolved), TargetCollision> {
     let options = PlanOptions {
         source_heads: SourceHeads::None,
         ..PlanOptions::default()
@@ -68,6 +69,9 @@ async fn plan(
     };
     let interrupted = plan.is_none();
     let plan = plan.unwrap_or_default();
+    if let Some(collision) = plan.collision {
+        return Err(*collision);
+    }
     for rule in &plan.empty_rules {
         tracing::warn!(rule = %rule, "rule selects no image");
     }
@@ -75,7 +79,7 @@ async fn plan(
         rule_failures: plan.failures,
         interrupted,
     };
-    (plan.images, unresolved)
+    Ok((plan.images, unresolved))
 }
 
 /// Prints the summary, writes the output files, and decides the exit status.

@@ -241,11 +241,18 @@ async fn dispatch_as(
             } else {
                 SourceHeads::Named
             },
+            explain: false,
         },
     )
     .await;
     summary.tags_seen = plan.images.len();
     summary.errors = plan.failures.iter().map(Failure::of).collect();
+    if let Some(collision) = &plan.collision {
+        // Bad input: no copy job for any of it.
+        summary.errors.push(Failure::of(collision.as_ref()));
+        log_planned(&summary, started.elapsed(), started.elapsed());
+        return Ok(summary);
+    }
     for rule in &plan.empty_rules {
         tracing::warn!(rule = %rule, "rule selects no image");
     }
@@ -288,13 +295,15 @@ async fn check_and_send(
 ) -> (CheckOutcome, Result<usize, QueueError>) {
     let started = std::time::Instant::now();
     let concurrency = options.concurrency.max(1);
-    let compare = !options.image.force && options.image.platforms.is_empty();
+    let run = &options.image;
     let (jobs, ready) = mpsc::channel::<Job>(JOBS_AHEAD);
     let check = async move {
         let mut jobs = jobs;
         let mut outcome = CheckOutcome::default();
         let mut checked = stream::iter(images)
             .map(|image| async move {
+                let own = image.rule_options.over(run);
+                let compare = !own.force && own.platforms.is_empty();
                 let stale = stale_targets_of(&image, compare, registries).await;
                 (image, stale)
             })
@@ -373,11 +382,13 @@ fn rule_slices(
     let mut packer = Packer::new(per_job, plan_id, image, false);
     for group in by_repository.values() {
         if group.iter().any(|rule| rule.selector.lists()) {
-            let mut entries = Map::new();
+            let mut entries = Vec::new();
             for rule in group {
                 add_rule(&mut entries, rule, None);
             }
-            packer.alone(entries);
+            for part in entries {
+                packer.alone(part);
+            }
             continue;
         }
         // The images this repository's rules name, in the order first named.
@@ -390,30 +401,44 @@ fn rule_slices(
             }
         }
         for slice in locators.chunks(per_job) {
-            let mut entries = Map::new();
+            let mut entries = Vec::new();
             for rule in group {
                 add_rule(&mut entries, rule, Some(slice));
             }
-            let size = body_size(&entries);
-            packer.add(entries, slice.len(), size);
+            // Rarely more than one part: two long-form rules written alike (see `add_entry`).
+            for (i, part) in entries.into_iter().enumerate() {
+                if i == 0 {
+                    let size = body_size(&part);
+                    packer.add(part, slice.len(), size);
+                } else {
+                    packer.alone(part);
+                }
+            }
         }
     }
     packer.finish()
 }
 
-/// What a rule that names its images names, in position order.
+/// What a rule that names its images names and selects (its `tags:` filters applied), in
+/// position order.
 fn named(rule: &Rule) -> Vec<Locator> {
     match &rule.selector {
-        Selector::Tags(tags) => tags.iter().cloned().map(Locator::Tag).collect(),
+        Selector::Tags(_) => rule
+            .select_from(&[])
+            .into_iter()
+            .map(|(_, tag)| Locator::Tag(tag))
+            .collect(),
         Selector::Digest(digest) => vec![Locator::Digest(digest.clone())],
         Selector::All | Selector::Regex(_) => Vec::new(),
     }
 }
 
-/// Adds `rule` to a plan job's rules: whole, or (a rule naming tags) only the positions whose
-/// image is in `only`. A rule that lists tags is written as its source was, so a worker can
-/// find the rule it came from; the others as normalised references.
-fn add_rule(entries: &mut Map<String, Value>, rule: &Rule, only: Option<&[Locator]>) {
+/// Adds `rule` to a plan job's rules: whole, or (a rule naming tags) only the positions it
+/// selects whose image is in `only`. A rule that lists tags is written as its source was, so
+/// a worker can find the rule it came from; the others as normalised references. A long-form
+/// rule keeps its keys (filters, platforms, force, …) as written, so the worker's selection
+/// is the planner's.
+fn add_rule(entries: &mut Vec<Map<String, Value>>, rule: &Rule, only: Option<&[Locator]>) {
     let (key, targets): (String, Vec<String>) = match &rule.selector {
         Selector::All | Selector::Regex(_) => (
             rule.text.clone(),
@@ -429,7 +454,10 @@ fn add_rule(entries: &mut Map<String, Value>, rule: &Rule, only: Option<&[Locato
             )
         }
         Selector::Tags(tags) => {
-            let positions: Vec<usize> = (0..tags.len())
+            let positions: Vec<usize> = rule
+                .select_from(&[])
+                .into_iter()
+                .map(|(i, _)| i)
                 .filter(|&i| only.is_none_or(|o| o.contains(&Locator::Tag(tags[i].clone()))))
                 .collect();
             if positions.is_empty() {
@@ -453,21 +481,50 @@ fn add_rule(entries: &mut Map<String, Value>, rule: &Rule, only: Option<&[Locato
             (format!("{}:{}", rule.source, pick(tags)), targets)
         }
     };
-    add_entry(entries, key, targets);
+    add_entry(entries, key, rule_value(targets, &rule.long_form));
 }
 
-/// Adds `source → targets`, merging with an entry of the same source.
-fn add_entry(entries: &mut Map<String, Value>, key: String, targets: Vec<String>) {
-    let entry = entries
-        .entry(key)
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if let Value::Array(list) = entry {
-        for target in targets {
-            let target = Value::String(target);
-            if !list.contains(&target) {
-                list.push(target);
-            }
+/// A rule's value in an images map: its targets, or the long form with them as `to`.
+fn rule_value(targets: Vec<String>, long_form: &Map<String, Value>) -> Value {
+    let targets = Value::Array(targets.into_iter().map(Value::String).collect());
+    if long_form.is_empty() {
+        return targets;
+    }
+    let mut map = long_form.clone();
+    map.insert("to".into(), targets);
+    Value::Object(map)
+}
+
+/// Adds `source → value` to the first part that can take it: targets merge with an entry of
+/// the same source, as a worker would; a long-form entry whose key another rule already
+/// has goes to a later part (a plan job of its own), as one map cannot hold both.
+fn add_entry(entries: &mut Vec<Map<String, Value>>, key: String, value: Value) {
+    for part in entries.iter_mut() {
+        if merge_entry(part, &key, &value) {
+            return;
         }
+    }
+    let mut part = Map::new();
+    part.insert(key, value);
+    entries.push(part);
+}
+
+/// Puts `key → value` in `part` (merging target lists) if it fits there.
+fn merge_entry(part: &mut Map<String, Value>, key: &str, value: &Value) -> bool {
+    match (part.get_mut(key), value) {
+        (None, _) => {
+            part.insert(key.to_string(), value.clone());
+            true
+        }
+        (Some(Value::Array(list)), Value::Array(more)) => {
+            for target in more {
+                if !list.contains(target) {
+                    list.push(target.clone());
+                }
+            }
+            true
+        }
+        (Some(existing), _) => existing == value,
     }
 }
 
@@ -482,10 +539,13 @@ fn image_slices(
 ) -> Vec<PlanJob> {
     let mut packer = Packer::new(per_job, plan_id, image, true);
     for slice in images.chunks(per_job) {
-        let mut kept: BTreeMap<(&Repository, Vec<String>), Vec<String>> = BTreeMap::new();
-        let mut entries = Map::new();
+        // Keyed by the rule options too (written as JSON), which travel as the long form.
+        type Kept<'a> = BTreeMap<(&'a Repository, Vec<String>, String), Vec<String>>;
+        let mut kept: Kept = BTreeMap::new();
+        let mut entries = Vec::new();
         for planned in slice {
             let source = &planned.source;
+            let options = planned.rule_options.long_form();
             let keeps = planned.targets.iter().all(|t| t.locator == source.locator);
             match (&source.locator, keeps) {
                 (Locator::Tag(tag), true) => {
@@ -494,26 +554,34 @@ fn image_slices(
                         .iter()
                         .map(|t| t.repository.to_string())
                         .collect();
-                    kept.entry((&source.repository, repositories))
+                    let options = Value::Object(options).to_string();
+                    kept.entry((&source.repository, repositories, options))
                         .or_default()
                         .push(tag.clone());
                 }
                 _ => add_entry(
                     &mut entries,
                     source.to_string(),
-                    planned.targets.iter().map(ToString::to_string).collect(),
+                    rule_value(
+                        planned.targets.iter().map(ToString::to_string).collect(),
+                        &options,
+                    ),
                 ),
             }
         }
-        for ((repository, targets), tags) in kept {
+        for ((repository, targets, options), tags) in kept {
+            let options = match serde_json::from_str(&options) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
             add_entry(
                 &mut entries,
                 format!("{repository}:{}", tags.join(",")),
-                targets,
+                rule_value(targets, &options),
             );
         }
         // A job per slice, cut by size too: long names and many targets make a large body.
-        for part in split_by_size(entries) {
+        for part in entries.into_iter().flat_map(split_by_size) {
             packer.alone(part);
         }
     }
@@ -583,22 +651,18 @@ impl<'a> Packer<'a> {
         if full && !self.open.is_empty() {
             self.close();
         }
+        // The same source written by two slices merges, as a worker would; a long-form rule
+        // another has written differently waits for the next job.
+        let clashes = entries.iter().any(|(key, value)| {
+            self.open
+                .get(key)
+                .is_some_and(|open| open != value && !(open.is_array() && value.is_array()))
+        });
+        if clashes {
+            self.close();
+        }
         for (key, value) in entries {
-            match self.open.get_mut(&key) {
-                // The same source written by two slices: merged, as a worker would.
-                Some(Value::Array(list)) => {
-                    if let Value::Array(more) = value {
-                        for target in more {
-                            if !list.contains(&target) {
-                                list.push(target);
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    self.open.insert(key, value);
-                }
-            }
+            merge_entry(&mut self.open, &key, &value);
         }
         self.images += images;
         self.size += size;
@@ -762,6 +826,60 @@ mod tests {
     }
 
     #[test]
+    fn long_form_rules_travel_whole_in_plan_jobs() {
+        let configured = rules(
+            "a.io/x:\n  to: b.io/x\n  tags: {semver: '>=1', exclude: ['/-rc/']}\n  \
+             platforms: [linux/arm64/v8]\n  force: true\n\
+             a.io/y:1.0.0,2.0.0,3.0.0-rc1,0.9.0:\n  to: b.io/y\n  tags: {semver: '>=1', latest: 2}\n\
+             a.io/y:1.0.0: b.io/short\n",
+        );
+        let jobs = rule_slices(&configured, 1, "p", &ImageOptions::default());
+        let all: Vec<Rule> = parsed(&jobs, &configured).into_iter().flatten().collect();
+        // The listing rule keeps its filters and options.
+        let x = all.iter().find(|r| r.text == "a.io/x").expect("a.io/x");
+        assert_eq!(x.long_form, configured[0].long_form);
+        assert_eq!(x.options.force, Some(true));
+        assert!(x.select("1.2.0-rc1").is_empty() && !x.select("1.2.0").is_empty());
+        // The named tags: only what the filters select, sliced one a job; the same key
+        // written once short, once long, in separate jobs.
+        let mut y: Vec<(String, bool)> = all
+            .iter()
+            .filter(|r| r.source.path() == "y")
+            .map(|r| (r.text.clone(), r.long_form.is_empty()))
+            .collect();
+        y.sort();
+        assert_eq!(
+            y,
+            [
+                ("a.io/y:1.0.0".to_string(), false),
+                ("a.io/y:1.0.0".to_string(), true),
+                ("a.io/y:2.0.0".to_string(), false),
+            ]
+        );
+        // A listed image slice carries its rule's options.
+        let image = PlannedImage {
+            source: Reference::parse("a.io/x:1.2.0").unwrap(),
+            digest: None,
+            targets: vec![Reference::parse("b.io/x:1.2.0").unwrap()],
+            rule_options: configured[0].options.clone(),
+        };
+        let jobs = image_slices(&[image], 10, "p", &ImageOptions::default());
+        let again = &parsed_unchecked(&jobs)[0][0];
+        assert_eq!(again.options, configured[0].options);
+    }
+
+    fn parsed_unchecked(jobs: &[PlanJob]) -> Vec<Vec<Rule>> {
+        jobs.iter()
+            .map(|job| {
+                let QueuedJob::Plan(again) = QueuedJob::parse(&job.to_body()).unwrap() else {
+                    panic!("not a plan job");
+                };
+                again.work().unwrap().0
+            })
+            .collect()
+    }
+
+    #[test]
     fn fan_out_settings_parse() {
         assert_eq!("auto".parse(), Ok(FanOut::Auto));
         assert_eq!(" Always".parse(), Ok(FanOut::Always));
@@ -848,6 +966,7 @@ mod tests {
                 targets: targets_of(&configured, &source).into_iter().collect(),
                 source,
                 digest: None,
+                rule_options: Default::default(),
             });
         }
         let q = Reference::parse("a.io/y:q").unwrap();
@@ -855,6 +974,7 @@ mod tests {
             targets: targets_of(&configured, &q).into_iter().collect(),
             source: q,
             digest: None,
+            rule_options: Default::default(),
         });
         images.sort_by(|a, b| a.source.cmp(&b.source));
         let jobs = image_slices(&images, 10, "p", &ImageOptions::default());

@@ -155,8 +155,10 @@ impl HasKind for JobError {
 }
 
 impl Job {
-    /// The job for one planned image, copied with `options`.
+    /// The job for one planned image, copied with `options` (the run's) or what its rule
+    /// asks instead (`platforms:`/`force:`).
     pub fn from_planned(image: &PlannedImage, plan_id: &str, options: &ImageOptions) -> Job {
+        let options = &image.rule_options.over(options);
         Job {
             v: JOB_VERSION,
             plan_id: plan_id.to_string(),
@@ -229,10 +231,12 @@ impl Job {
                 targets.push(target);
             }
         }
+        // The job's own os/arch/force are its options (`options`), a rule's already in them.
         Ok(PlannedImage {
             source,
             digest,
             targets,
+            rule_options: Default::default(),
         })
     }
 
@@ -528,6 +532,7 @@ mod tests {
                 Reference::parse("127.0.0.1:5000/mirror/etcd:v3.5.0").unwrap(),
                 Reference::parse("backup.example.com/etcd:v3.5.0").unwrap(),
             ],
+            rule_options: Default::default(),
         }
     }
 
@@ -838,6 +843,29 @@ mod tests {
             PlanJob::parse(&job.to_body()),
             Err(JobError::TooManyRules(MAX_PLAN_RULES + 1))
         );
+    }
+
+    #[test]
+    fn a_rules_options_replace_the_runs_in_its_jobs() {
+        let mut image = planned();
+        image.rule_options = crate::image::RuleOptions {
+            force: Some(true),
+            platforms: Some(
+                PlatformFilter::parse(&strings(&["linux"]), &strings(&["arm64:v8"])).unwrap(),
+            ),
+        };
+        let run = ImageOptions {
+            force: false,
+            platforms: PlatformFilter::parse(&[], &strings(&["amd64"])).unwrap(),
+        };
+        let job = Job::parse(&Job::from_planned(&image, "p", &run).to_body()).unwrap();
+        assert!(job.force);
+        assert_eq!(job.os, ["linux"]);
+        assert_eq!(job.arch, ["arm64:v8"]);
+        // Without options of its own, the run's.
+        let job = Job::from_planned(&planned(), "p", &run);
+        assert!(!job.force);
+        assert_eq!(job.arch, ["amd64"]);
     }
 
     #[test]

@@ -15,10 +15,10 @@ use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::image::PlannedImage;
+use crate::image::{PlannedImage, RuleOptions};
 use crate::reference::{Digest, Locator, Reference};
 use crate::registry::{Registries, RegistryError};
-use crate::rules::{Rule, Selector};
+use crate::rules::{Dropped, Rule, Selector, TargetClaims, TargetCollision};
 
 /// A rule that could not be resolved.
 #[derive(Debug, Error)]
@@ -60,6 +60,11 @@ pub struct Plan {
     pub failures: Vec<RuleFailure>,
     /// Rules that resolved to no image at all (empty repository, regex matching nothing).
     pub empty_rules: Vec<String>,
+    /// What each rule selected (and, with `explain`, what it saw and dropped), by rule.
+    pub selections: Vec<RuleSelection>,
+    /// Two rules would write different sources to one target tag: nothing may be copied
+    /// (bad input, exit 2). Set, the plan holds no images.
+    pub collision: Option<Box<TargetCollision>>,
 }
 
 impl Plan {
@@ -71,6 +76,17 @@ impl Plan {
     }
 }
 
+/// What one rule selected.
+#[derive(Debug, Clone)]
+pub struct RuleSelection {
+    pub file: PathBuf,
+    pub rule: String,
+    /// Each selected source image with the targets this rule gives it.
+    pub images: Vec<(Reference, Vec<Reference>)>,
+    /// With `explain`: every tag the rule considered and why it was left out (`None`: taken).
+    pub explained: Vec<(String, Option<Dropped>)>,
+}
+
 /// How planning talks to registries.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -78,6 +94,8 @@ pub struct PlanOptions {
     pub concurrency: usize,
     /// Which sources are HEADed while resolving.
     pub source_heads: SourceHeads,
+    /// Keep, per rule, every tag seen and why it was left out (`ferry plan --explain`).
+    pub explain: bool,
 }
 
 /// Which sources `resolve` HEADs (which spends no pull quota).
@@ -97,6 +115,7 @@ impl Default for PlanOptions {
         PlanOptions {
             concurrency: crate::input::DEFAULT_CONCURRENCY,
             source_heads: SourceHeads::All,
+            explain: false,
         }
     }
 }
@@ -115,23 +134,41 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     let concurrency = options.concurrency.max(1);
     let source_heads = options.source_heads;
     let mut plan = Plan::default();
-    let listed: Vec<(usize, Result<Vec<Selected>, PlanError>)> =
-        stream::iter(rules.iter().enumerate())
-            .map(|(i, rule)| async move { (i, select(i, rule, registries).await) })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+    let listed: Vec<(usize, Result<Selection, PlanError>)> = stream::iter(rules.iter().enumerate())
+        .map(|(i, rule)| async move { (i, select(i, rule, registries, options.explain).await) })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let mut selected = Vec::new();
     let mut failed_rules = BTreeSet::new();
     for (i, result) in listed {
         match result {
-            Ok(images) if images.is_empty() => plan.empty_rules.push(rules[i].text.clone()),
-            Ok(images) => selected.extend(images),
+            Ok((images, explained)) => {
+                plan.selections.push(RuleSelection {
+                    file: rules[i].file.clone(),
+                    rule: rules[i].text.clone(),
+                    images: images
+                        .iter()
+                        .map(|s| (s.source.clone(), s.targets.clone()))
+                        .collect(),
+                    explained,
+                });
+                if images.is_empty() {
+                    plan.empty_rules.push(rules[i].text.clone());
+                }
+                selected.extend(images);
+            }
             Err(error) => {
                 failed_rules.insert(i);
                 plan.failures.push(failure(&rules[i], error));
             }
         }
+    }
+    // Before any HEAD: two rules writing different sources to one target stop the run.
+    selected.sort_by(|a, b| (a.rule, &a.source).cmp(&(b.rule, &b.source)));
+    if let Err(collision) = claim_targets(rules, &selected) {
+        plan.collision = Some(collision);
+        return plan;
     }
     let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
         .map(|s| async move {
@@ -150,13 +187,25 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut images: BTreeMap<Reference, (Option<Digest>, BTreeSet<Reference>)> = BTreeMap::new();
+    // One image per source and rule options: rules asking different platforms or force of
+    // one source make separate copies.
+    type Groups = Vec<(RuleOptions, Option<Digest>, BTreeSet<Reference>)>;
+    let mut images: BTreeMap<Reference, Groups> = BTreeMap::new();
     for (s, result) in checked {
         match result {
             Ok(digest) => {
-                let entry = images.entry(s.source).or_default();
-                entry.0 = entry.0.take().or(digest);
-                entry.1.extend(s.targets);
+                let options = &rules[s.rule].options;
+                let groups = images.entry(s.source).or_default();
+                let at = match groups.iter().position(|(o, _, _)| o == options) {
+                    Some(at) => at,
+                    None => {
+                        groups.push((options.clone(), None, BTreeSet::new()));
+                        groups.len() - 1
+                    }
+                };
+                let entry = &mut groups[at];
+                entry.1 = entry.1.take().or(digest);
+                entry.2.extend(s.targets);
             }
             Err(error) => {
                 failed_rules.insert(s.rule);
@@ -166,15 +215,32 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     }
     plan.images = images
         .into_iter()
-        .map(|(source, (digest, targets))| PlannedImage {
-            source,
-            digest,
-            targets: targets.into_iter().collect(),
+        .flat_map(|(source, groups)| {
+            groups
+                .into_iter()
+                .map(move |(rule_options, digest, targets)| PlannedImage {
+                    source: source.clone(),
+                    digest,
+                    targets: targets.into_iter().collect(),
+                    rule_options,
+                })
         })
         .collect();
     plan.failures.sort_by(|a, b| a.rule.cmp(&b.rule));
+    plan.selections.sort_by(|a, b| a.rule.cmp(&b.rule));
     plan.empty_rules.sort();
     plan
+}
+
+/// The first target tag two selected images of different sources would both be written to.
+fn claim_targets(rules: &[Rule], selected: &[Selected]) -> Result<(), Box<TargetCollision>> {
+    let mut claims = TargetClaims::default();
+    for s in selected {
+        for target in &s.targets {
+            claims.claim(&rules[s.rule], &s.source, target)?;
+        }
+    }
+    Ok(())
 }
 
 fn failure(rule: &Rule, error: PlanError) -> RuleFailure {
@@ -185,12 +251,17 @@ fn failure(rule: &Rule, error: PlanError) -> RuleFailure {
     }
 }
 
+/// A rule's selected images, and with `explain` every tag it saw and why each was dropped.
+type Selection = (Vec<Selected>, Vec<(String, Option<Dropped>)>);
+
 /// The source images a rule selects (listing tags when it needs them) and their targets.
 async fn select(
     index: usize,
     rule: &Rule,
     registries: &Registries,
-) -> Result<Vec<Selected>, PlanError> {
+    explain: bool,
+) -> Result<Selection, PlanError> {
+    let mut explained = Vec::new();
     let named = !rule.lists_tags();
     let sources: Vec<(usize, Locator)> = match &rule.selector {
         Selector::Digest(d) => vec![(0, Locator::Digest(d.clone()))],
@@ -201,13 +272,16 @@ async fn select(
             } else {
                 Vec::new()
             };
+            if explain {
+                explained = rule.explain(&listed);
+            }
             rule.select_from(&listed)
                 .into_iter()
                 .map(|(position, tag)| (position, Locator::Tag(tag)))
                 .collect()
         }
     };
-    Ok(sources
+    let selected = sources
         .into_iter()
         .map(|(position, locator)| Selected {
             rule: index,
@@ -215,7 +289,8 @@ async fn select(
             source: rule.source.at(locator),
             named,
         })
-        .collect())
+        .collect();
+    Ok((selected, explained))
 }
 
 /// The source's digest (`None` when the registry does not say); a missing source is an error.

@@ -110,6 +110,7 @@ proptest! {
             source: Reference::parse(&source).unwrap(),
             digest: None,
             targets: targets.iter().map(|t| Reference::parse(t).unwrap()).collect(),
+            rule_options: Default::default(),
         };
         let options = ImageOptions {
             force,

@@ -187,6 +187,7 @@ async fn row4_a_replayed_job_never_rolls_a_target_tag_back() {
         source: Reference::parse(&format!("{}/team/app:v1", src.host())).unwrap(),
         digest: Some(old.digest.parse().unwrap()),
         targets: vec![Reference::parse(&format!("{}/mirror/app:v1", dst.host())).unwrap()],
+        rule_options: Default::default(),
     };
     let (report, _) = copier
         .copy_image_with(&late, &ImageOptions::default())

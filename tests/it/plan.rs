@@ -69,7 +69,7 @@ async fn every_rule_form_resolves() {
         // anchored regex
         (s("v1.0"), "dst.example.com/anchored/app:v1.0".into()),
         (s("v1.1"), "dst.example.com/anchored/app:v1.1".into()),
-        // empty target: flag registry wins over env, env namespace, last segment of the source
+        // empty target: flag registry wins over env, env namespace, the source path below its first namespace
         (s("latest"), "flag.example.com/ns/app:latest".into()),
         // variables
         (s("v2.0"), "vars.example.com/team/expanded:v2.0".into()),

@@ -187,3 +187,316 @@ async fn bad_long_forms_are_named_and_nothing_is_contacted() {
         );
     }
 }
+
+/// image-syncer v1.0–v1.4 keep the path below the first namespace for an empty target, so
+/// two repositories of the same name in different namespaces stay apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_targets_keep_the_path_below_the_first_namespace() {
+    let reg = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(21, 1, 256);
+    for repo in [
+        "knative-releases/github.com/knative/build/cmd/creds-init",
+        "a/x/app",
+        "a/y/app",
+    ] {
+        reg.seed_image(repo, "v1", &image).await;
+    }
+    let work = Workdir::trusting(&[&reg]);
+    let src = reg.host();
+    let images = work.images(format!(
+        "{src}/knative-releases/github.com/knative/build/cmd/creds-init:v1: ''\n\
+         {src}/a/x/app:v1: ''\n{src}/a/y/app:v1:\n"
+    ));
+    let out = work.plan(
+        &images,
+        &["--registry", "d.example.com", "--namespace", "ns"],
+        &[],
+    );
+    out.assert_success();
+    let mut expected = vec![
+        (
+            format!("{src}/knative-releases/github.com/knative/build/cmd/creds-init:v1"),
+            "d.example.com/ns/github.com/knative/build/cmd/creds-init:v1".to_string(),
+        ),
+        (
+            format!("{src}/a/x/app:v1"),
+            "d.example.com/ns/x/app:v1".into(),
+        ),
+        (
+            format!("{src}/a/y/app:v1"),
+            "d.example.com/ns/y/app:v1".into(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(out.pairs(), expected, "{out}");
+}
+
+/// Two rules writing different sources to one target tag: refused as bad input (exit 2)
+/// naming both rules and the file. Named tags are refused before any request; rules that
+/// list tags once listed, before any manifest is read or copied.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_writing_one_target_tag_are_refused() {
+    let src = Registry::start(Mode::Http);
+    let dst = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(22, 1, 256);
+    let other = ImageSpec::with_layers(23, 1, 256);
+    src.seed_image("a/app", "1", &image).await;
+    src.seed_image("b/app", "1", &other).await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let (s, d) = (src.host(), dst.host());
+
+    // Known from the file: nothing contacted, by plan or sync.
+    let images = work.images(format!(
+        "{s}/a/app:1: {d}/x/app\n{s}/b/app:0,1: {d}/x/app\n"
+    ));
+    src.clear_requests();
+    dst.clear_requests();
+    for out in [work.plan(&images, &[], &[]), work.sync(&images, &[])] {
+        out.assert_code(2);
+        for needle in [
+            "images.yaml: rule \"",
+            &format!("{s}/a/app:1\""),
+            &format!("{s}/b/app:0,1\""),
+            &format!("{d}/x/app:1 would be written twice"),
+        ] {
+            assert!(out.stderr.contains(needle), "missing {needle:?}\n{out}");
+        }
+    }
+    assert!(src.requests().is_empty(), "{:?}", src.requests());
+    assert!(dst.requests().is_empty(), "{:?}", dst.requests());
+
+    // Found by listing: refused after the listings, before any manifest or copy.
+    let images = work.images(format!("{s}/a/app: {d}/x/app\n{s}/b/app: {d}/x/app\n"));
+    src.clear_requests();
+    dst.clear_requests();
+    for out in [work.plan(&images, &[], &[]), work.sync(&images, &[])] {
+        out.assert_code(2);
+        for needle in [
+            &format!("rule \"{s}/a/app\""),
+            &format!("rule \"{s}/b/app\""),
+            &format!("{d}/x/app:1 would be written twice"),
+        ] {
+            assert!(out.stderr.contains(needle), "missing {needle:?}\n{out}");
+        }
+    }
+    assert_eq!(src.count("GET", "/manifests/"), 0);
+    assert_eq!(src.count("HEAD", "/manifests/"), 0);
+    assert!(dst.requests().is_empty(), "{:?}", dst.requests());
+
+    // The same source twice to one target is not a collision; a tag filtered out is none.
+    let images = work.images(format!(
+        "{s}/a/app:1: {d}/x/app\n{s}/a/app:/1/: {d}/x/app\n\
+         {s}/b/app:\n  to: {d}/x/app\n  tags: {{exclude: ['1']}}\n"
+    ));
+    work.sync(&images, &[]).assert_success();
+    assert_same_raw(&src, "a/app:1", &dst, "x/app:1");
+}
+
+/// A rule's own `platforms:` and `force:` replace the run's flags for what it selects, and
+/// only for that: another rule on the same image copies every platform and skips when in
+/// sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_platforms_and_force_are_honoured() {
+    let src = Registry::start(Mode::Http);
+    let dst = Registry::start(Mode::Http);
+    src.seed_index(
+        "team/app",
+        "multi",
+        &[
+            ("linux", "amd64", None),
+            ("linux", "arm64", Some("v8")),
+            ("linux", "arm", Some("v7")),
+        ],
+        true,
+    )
+    .await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let (s, d) = (src.host(), dst.host());
+    let images = work.images(format!(
+        "{s}/team/app:multi:\n  to: {d}/arm/app\n  platforms: [linux/arm64/v8]\n\
+         {s}/team/app:/^multi$/: {d}/all/app\n\
+         {s}/team/app:\n  to: {d}/forced/app\n  force: true\n"
+    ));
+    work.sync(&images, &[]).assert_success();
+    let filtered: serde_json::Value =
+        serde_json::from_slice(&support::skopeo_inspect_raw(&dst, "arm/app:multi")).unwrap();
+    let entries = filtered["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{filtered}");
+    assert_eq!(entries[0]["platform"]["architecture"], "arm64");
+    assert_same_raw(&src, "team/app:multi", &dst, "all/app:multi");
+    assert_same_raw(&src, "team/app:multi", &dst, "forced/app:multi");
+
+    // Again: only the forced rule pushes; the others are in sync.
+    dst.clear_requests();
+    work.sync(&images, &[]).assert_success();
+    assert!(
+        dst.count("PUT", "/v2/forced/app/manifests/") >= 1,
+        "{:?}",
+        dst.requests()
+    );
+    assert_eq!(dst.count("PUT", "/v2/all/app/manifests/"), 0);
+    assert_eq!(dst.count("PUT", "/v2/arm/app/manifests/"), 0);
+    // The run's --arch does not reach the rule with its own platforms.
+    let out = work.plan(&images, &["--arch", "amd64"], &[]);
+    out.assert_success();
+}
+
+/// `ferry plan` names the rules behind each line; `--explain` prints, per rule, every tag
+/// seen and why each was dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_explains_what_each_rule_dropped() {
+    let reg = seeded().await;
+    let work = Workdir::trusting(&[&reg]);
+    let src = reg.host();
+    let images = work.images(format!(
+        "{src}/lib/nginx:\n  to: dst.example.com/n\n  tags:\n    \
+         include: ['/^v?[12]\\./']\n    semver: '>=1.24, <3'\n    exclude: ['2.0.0']\n    latest: 2\n\
+         {src}/lib/nginx:latest: dst.example.com/n\n"
+    ));
+    let out = work.plan(&images, &["--explain"], &[]);
+    out.assert_success();
+    let long = format!("{src}/lib/nginx");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules_of = |tag: &str| {
+        lines
+            .iter()
+            .find(|l| l["source"] == format!("{long}:{tag}"))
+            .map(|l| l["rules"].clone())
+    };
+    assert_eq!(
+        rules_of("v1.27.1"),
+        Some(serde_json::json!([long])),
+        "{out}"
+    );
+    assert_eq!(
+        rules_of("latest"),
+        Some(serde_json::json!([format!("{long}:latest")])),
+        "{out}"
+    );
+    for expected in [
+        format!("rule \"{long}\": 2 image(s) selected; 2 of 7 tag(s) seen taken"),
+        "  1.25.3: selected".to_string(),
+        "  v1.27.1: selected".to_string(),
+        "  1.24.0: dropped, beyond latest".to_string(),
+        "  1.26.0-rc1: dropped, outside the semver range".to_string(),
+        "  latest: dropped, not included".to_string(),
+        "  2.0.0: dropped, excluded".to_string(),
+        "  1.25: dropped, not semver".to_string(),
+        format!("rule \"{long}:latest\": 1 image(s) selected; 1 of 1 tag(s) seen taken"),
+    ] {
+        assert!(
+            out.stderr.contains(&expected),
+            "missing {expected:?}\n{out}"
+        );
+    }
+}
+
+/// Webhooks through a real `ferry serve`, fed by a real registry's notifications, select
+/// with the same long form: a push of a release candidate the rule excludes is ignored, a
+/// release it includes is copied, and nothing already on the target is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_serve_filters_pushes_by_the_long_form() {
+    use crate::webhook::{came_true, serve, SECRET};
+    let port = support::free_port();
+    let src = Registry::start_with(
+        Mode::Http,
+        support::Options {
+            notify: Some((
+                format!("http://127.0.0.1:{port}/hook"),
+                vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+            )),
+            ..support::Options::default()
+        },
+    );
+    let dst = Registry::start(Mode::Http);
+    // On the target already, outside any newest 5 once more arrive: it stays.
+    dst.seed_image(
+        "mirror/nginx",
+        "0.9.0",
+        &ImageSpec::with_layers(330, 1, 256),
+    )
+    .await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "{}/lib/nginx:\n  to: {}/mirror/nginx\n  tags: {{exclude: ['/-rc/'], latest: 5}}\n",
+        src.host(),
+        dst.host()
+    ));
+    let mut served = serve(&work, &images, port).await;
+    src.seed_image(
+        "lib/nginx",
+        "1.27.0-rc1",
+        &ImageSpec::with_layers(331, 1, 512),
+    )
+    .await;
+    src.seed_image("lib/nginx", "1.27.0", &ImageSpec::with_layers(332, 1, 512))
+        .await;
+    let copied =
+        came_true(async || dst.fetch_manifest("mirror/nginx", "1.27.0").await.is_some()).await;
+    if !copied {
+        panic!("1.27.0 was not copied\n{}", served.terminate());
+    }
+    let out = served.terminate();
+    out.assert_success();
+    assert_same_raw(&src, "lib/nginx:1.27.0", &dst, "mirror/nginx:1.27.0");
+    assert_eq!(
+        dst.list_tags("mirror/nginx").await,
+        ["0.9.0", "1.27.0"],
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("ferry: serve: 1 jobs succeeded, 0 failed"),
+        "{out}"
+    );
+}
+
+/// Wildcard sources are checked before anything is contacted: a wildcard in the middle of a
+/// path, on Docker Hub, with a tag, or in a target is bad input naming file, rule and value;
+/// a well-formed one is refused as not supported yet (listing repositories is not wired).
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_are_bad_input_before_any_request() {
+    let reg = Registry::start(Mode::Http);
+    let src = reg.host();
+    let work = Workdir::trusting(&[&reg]);
+    for (rule, target, needle) in [
+        (
+            format!("{src}/team/*/app"),
+            "x.example.com/t",
+            "whole last segment",
+        ),
+        (
+            "docker.io/library/*".to_string(),
+            "x.example.com/t",
+            "Docker Hub (docker.io)",
+        ),
+        (
+            format!("{src}/team/app"),
+            "x.example.com/*",
+            "target cannot be a wildcard",
+        ),
+        (
+            format!("{src}/team/**"),
+            "x.example.com/t",
+            "not supported yet",
+        ),
+    ] {
+        let images = work.images(format!(
+            "{src}/team/app:v1: x.example.com/ok\n{rule}: {target}\n"
+        ));
+        reg.clear_requests();
+        let out = work.plan(&images, &[], &[]);
+        out.assert_code(2);
+        for expected in ["images.yaml", &format!("rule {rule:?}"), needle] {
+            assert!(
+                out.stderr.contains(expected),
+                "{rule}: missing {expected:?}\n{out}"
+            );
+        }
+        assert!(reg.requests().is_empty(), "{rule}: {:?}", reg.requests());
+    }
+}

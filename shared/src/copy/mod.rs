@@ -196,8 +196,8 @@ impl Copier {
             let last_round = round == retries;
             let mut results = stream::iter(pending)
                 .map(|image| async move {
-                    let (report, retryable) =
-                        self.copy_image_once(&image, &self.options.image).await;
+                    let options = image.rule_options.over(&self.options.image);
+                    let (report, retryable) = self.copy_image_once(&image, &options).await;
                     (image, report, retryable)
                 })
                 .buffer_unordered(concurrency);
@@ -222,7 +222,8 @@ impl Copier {
 
     /// Copies one image to all its targets and says how it went.
     pub async fn copy_image(&self, image: &PlannedImage) -> ImageReport {
-        self.copy_image_once(image, &self.options.image).await.0
+        let options = image.rule_options.over(&self.options.image);
+        self.copy_image_once(image, &options).await.0
     }
 
     /// Copies one image with its own options (a queued job's) and says how it went, and

@@ -19,6 +19,7 @@
 //! target forms above, `tags` filters the source's selection (`tags.rs`): include → semver →
 //! exclude → latest, after the source's own tag list or regex.
 
+mod collisions;
 mod parse;
 mod tags;
 
@@ -29,12 +30,14 @@ use std::path::PathBuf;
 use regex::Regex;
 
 use crate::env::Env;
+use crate::image::RuleOptions;
 use crate::reference::{Digest, Locator, Reference, Repository};
 
+pub use collisions::{static_collisions, TargetClaims, TargetCollision};
 pub use parse::{
     expand_variables, is_variable_name, parse_source, rules_from_value, RuleProblem, RulesError,
 };
-pub use tags::{parse_semver_tag, TagFilter, TagPattern};
+pub use tags::{parse_semver_tag, Dropped, TagFilter, TagPattern};
 
 /// Which images of the source repository a rule selects.
 #[derive(Debug, Clone)]
@@ -79,6 +82,11 @@ pub struct Rule {
     pub targets: Vec<Target>,
     /// The long form's `tags:` filters; empty for the short forms.
     pub tags: TagFilter,
+    /// The long form's `platforms:`/`force:`, replacing the run's flags for this rule.
+    pub options: RuleOptions,
+    /// The long form's keys but `to`, as written (validated): what a plan job writes back
+    /// with the rule's targets, so a worker reads the same rule. Empty for the short forms.
+    pub long_form: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Rule {
@@ -126,6 +134,31 @@ impl Rule {
                 .collect(),
         };
         self.tags.newest(candidates)
+    }
+
+    /// Every tag the rule considered (its named tags, or `listed`), in that order, each with
+    /// why it was left out, or `None` when `select_from` takes it: `ferry plan --explain`.
+    pub fn explain(&self, listed: &[String]) -> Vec<(String, Option<Dropped>)> {
+        let seen: Vec<&String> = match &self.selector {
+            Selector::Digest(_) => Vec::new(),
+            Selector::Tags(tags) => tags.iter().collect(),
+            Selector::All | Selector::Regex(_) => listed.iter().collect(),
+        };
+        let taken: BTreeSet<String> = self
+            .select_from(listed)
+            .into_iter()
+            .map(|(_, tag)| tag)
+            .collect();
+        seen.into_iter()
+            .map(|tag| {
+                let dropped = match &self.selector {
+                    _ if taken.contains(tag) => None,
+                    Selector::Regex(regex) if !regex.is_match(tag) => Some(Dropped::NotMatched),
+                    _ => Some(self.tags.drops(tag).unwrap_or(Dropped::BeyondLatest)),
+                };
+                (tag.clone(), dropped)
+            })
+            .collect()
     }
 
     /// Whether `select_from` needs the repository's tag list.
@@ -177,8 +210,8 @@ pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
 
 /// Whether every copy `rule` makes is one `rules` make too, so a rule from elsewhere (a plan
 /// job off a queue) may be resolved with this stack's credentials. A rule that lists tags
-/// (every tag, or a regex) needs a rule of `rules` with the same source and selection and at
-/// least its targets; a rule naming tags or a digest needs each named image's targets among
+/// (every tag, or a regex) needs a rule of `rules` with the same source, selection and
+/// long-form keys (filters, platforms, force) and at least its targets; a rule naming tags or a digest needs each named image's targets among
 /// those `rules` give that image ([`targets_of`]).
 pub fn within(rules: &[Rule], rule: &Rule) -> bool {
     let named = |position: usize, locator: Locator| {
@@ -196,6 +229,7 @@ pub fn within(rules: &[Rule], rule: &Rule) -> bool {
         Selector::All | Selector::Regex(_) => rules.iter().any(|configured| {
             configured.source == rule.source
                 && configured.selector.lists_as(&rule.selector)
+                && configured.long_form == rule.long_form
                 && rule.targets.iter().all(|t| configured.targets.contains(t))
         }),
     }

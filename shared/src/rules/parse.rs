@@ -3,18 +3,25 @@
 //! `$VAR` expansion. Every problem names the file, the rule and the value. What a rule is
 //! and selects is `rules/mod.rs`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::collisions::{static_collisions, TargetCollision};
 use super::tags::{bad, parse_tag_filter, TagFilter};
 use super::{Defaults, Naming, Rule, Selector, Target};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
 use crate::files::FileError;
-use crate::reference::{split_reference, validate_tag, Digest, ReferenceError, Repository, Suffix};
+use crate::image::RuleOptions;
+use crate::platform::PlatformFilter;
+use crate::reference::{
+    canonical_registry, is_registry_segment, split_reference, validate_tag, Digest, ReferenceError,
+    Repository, Suffix,
+};
 
 /// Why an images file or one of its rules is unusable.
 #[derive(Debug, Error)]
@@ -29,6 +36,9 @@ pub enum RulesError {
         rule: String,
         problem: RuleProblem,
     },
+    /// Two rules write different sources to one target tag (the message names both).
+    #[error(transparent)]
+    Collision(#[from] Box<TargetCollision>),
 }
 
 impl HasKind for RulesError {
@@ -99,10 +109,12 @@ pub enum RuleProblem {
     },
     #[error("the long form needs a non-empty `to` (a target or a list of targets)")]
     EmptyTo,
+    #[error("wildcard {value:?}: {reason}")]
+    BadWildcard { value: String, reason: &'static str },
+    #[error("{what} are not supported yet")]
+    NotSupportedYet { what: &'static str },
     #[error("tags.{key}: a digest source selects no tags")]
     TagsWithDigest { key: &'static str },
-    #[error("{key}: per-rule {key} is not supported yet; use the --os/--arch/--force flags")]
-    NotSupportedYet { key: &'static str },
 }
 
 /// Validates an images map read from `file` (an images file, or the legacy config's `images`
@@ -123,10 +135,11 @@ pub fn rules_from_value(
             })
         }
     };
-    map.iter()
+    let rules = map
+        .iter()
         .map(|(text, targets)| {
-            let (source, selector, targets, tags) = parse_rule(text, targets, defaults, env)
-                .map_err(|problem| RulesError::Rule {
+            let parsed =
+                parse_rule(text, targets, defaults, env).map_err(|problem| RulesError::Rule {
                     file: file.to_path_buf(),
                     rule: text.clone(),
                     problem,
@@ -134,13 +147,17 @@ pub fn rules_from_value(
             Ok(Rule {
                 file: file.to_path_buf(),
                 text: text.clone(),
-                source,
-                selector,
-                targets,
-                tags,
+                source: parsed.source,
+                selector: parsed.selector,
+                targets: parsed.targets,
+                tags: parsed.tags,
+                options: parsed.options,
+                long_form: parsed.long_form,
             })
         })
-        .collect()
+        .collect::<Result<Vec<Rule>, RulesError>>()?;
+    static_collisions(&rules)?;
+    Ok(rules)
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -154,7 +171,14 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-type ParsedRule = (Repository, Selector, Vec<Target>, TagFilter);
+struct ParsedRule {
+    source: Repository,
+    selector: Selector,
+    targets: Vec<Target>,
+    tags: TagFilter,
+    options: RuleOptions,
+    long_form: serde_json::Map<String, Value>,
+}
 
 /// The keys a long-form rule may have.
 const RULE_KEYS: [&str; 4] = ["to", "tags", "platforms", "force"];
@@ -166,10 +190,21 @@ fn parse_rule(
     env: &dyn Env,
 ) -> Result<ParsedRule, RuleProblem> {
     let (repository, selector) = parse_source(source)?;
-    let (targets, tags) = match value {
+    let long = match value {
         Value::Object(map) => parse_long_form(map, &selector)?,
-        short => (target_strings(short)?, TagFilter::default()),
+        short => LongForm {
+            targets: target_strings(short)?,
+            tags: TagFilter::default(),
+            options: RuleOptions::default(),
+            written: serde_json::Map::new(),
+        },
     };
+    let LongForm {
+        targets,
+        tags,
+        options,
+        written,
+    } = long;
     let mut parsed = Vec::new();
     for text in targets {
         let target = parse_target(&text, &repository, &selector, defaults, env)?;
@@ -177,7 +212,23 @@ fn parse_rule(
             parsed.push(target);
         }
     }
-    Ok((repository, selector, parsed, tags))
+    Ok(ParsedRule {
+        source: repository,
+        selector,
+        targets: parsed,
+        tags,
+        options,
+        long_form: written,
+    })
+}
+
+/// A long-form rule's parts: its targets (as written), filters, options, and its keys but
+/// `to` as written, so the rule can be written again (a plan job carries it whole).
+struct LongForm {
+    targets: Vec<String>,
+    tags: TagFilter,
+    options: RuleOptions,
+    written: serde_json::Map<String, Value>,
 }
 
 /// The long form: `{to, tags, platforms, force}`. `to` takes exactly the short forms but must
@@ -185,7 +236,7 @@ fn parse_rule(
 fn parse_long_form(
     map: &serde_json::Map<String, Value>,
     selector: &Selector,
-) -> Result<(Vec<String>, TagFilter), RuleProblem> {
+) -> Result<LongForm, RuleProblem> {
     if let Some(key) = map.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
         return Err(RuleProblem::UnknownKey {
             key: key.clone(),
@@ -220,17 +271,54 @@ fn parse_long_form(
             return Err(RuleProblem::TagsWithDigest { key });
         }
     }
-    if let Some(platforms) = map.get("platforms") {
-        check_platforms(platforms)?;
-        return Err(RuleProblem::NotSupportedYet { key: "platforms" });
+    let options = RuleOptions {
+        platforms: map.get("platforms").map(parse_platforms).transpose()?,
+        force: match map.get("force") {
+            None => None,
+            Some(Value::Bool(force)) => Some(*force),
+            Some(other) => return Err(bad("force", other, "expected true or false")),
+        },
+    };
+    let mut written = map.clone();
+    written.remove("to");
+    Ok(LongForm {
+        targets,
+        tags,
+        options,
+        written,
+    })
+}
+
+/// `platforms:` as the `--os`/`--arch` filter it means. The filter takes every os with
+/// every arch, so the list must be exactly such a product (`[linux/amd64, linux/arm64/v8]`,
+/// not `[linux/amd64, windows/arm64]`, which would also take windows/amd64).
+fn parse_platforms(value: &Value) -> Result<PlatformFilter, RuleProblem> {
+    check_platforms(value)?;
+    let listed: BTreeSet<(String, String)> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|text| {
+            let (os, arch) = text.split_once('/')?;
+            Some((os.to_string(), arch.replacen('/', ":", 1)))
+        })
+        .collect();
+    if listed.is_empty() {
+        return Err(bad("platforms", value, "expected at least one os/arch"));
     }
-    if let Some(force) = map.get("force") {
-        if !force.is_boolean() {
-            return Err(bad("force", force, "expected true or false"));
-        }
-        return Err(RuleProblem::NotSupportedYet { key: "force" });
+    let os: BTreeSet<&String> = listed.iter().map(|(os, _)| os).collect();
+    let arch: BTreeSet<&String> = listed.iter().map(|(_, arch)| arch).collect();
+    if os.len() * arch.len() != listed.len() {
+        return Err(bad(
+            "platforms",
+            value,
+            "every os must come with every arch listed (ferry filters by os and by arch)",
+        ));
     }
-    Ok((targets, tags))
+    let strings = |set: BTreeSet<&String>| set.into_iter().cloned().collect::<Vec<String>>();
+    PlatformFilter::parse(&strings(os), &strings(arch))
+        .map_err(|error| bad("platforms", value, &error.to_string()))
 }
 
 /// `platforms:` entries are `os/arch` or `os/arch/variant` of `[A-Za-z0-9._-]`.
@@ -285,6 +373,9 @@ pub fn parse_source(text: &str) -> Result<(Repository, Selector), RuleProblem> {
     if text.is_empty() {
         return Err(RuleProblem::EmptySource);
     }
+    if text.contains('*') {
+        return Err(wildcard_problem(text));
+    }
     let invalid = |reason| RuleProblem::InvalidSource {
         value: text.to_string(),
         reason,
@@ -322,6 +413,46 @@ fn parse_single_digest(text: &str, digest: &str) -> Result<Digest, RuleProblem> 
         value: text.to_string(),
         reason,
     })
+}
+
+/// What is wrong with a source holding `*`. Only a last segment of `*` (direct children) or
+/// `**` (any depth) is a wildcard, never on Docker Hub (no catalogue), and never with a tag
+/// or digest (a `tags:` map filters instead). Well-formed wildcards are refused as not yet
+/// supported: listing repositories (`_catalog`) is not wired into planning.
+fn wildcard_problem(text: &str) -> RuleProblem {
+    let value = text.to_string();
+    let base = match text.strip_suffix("/**").or_else(|| text.strip_suffix("/*")) {
+        Some(base) if !base.contains('*') => base,
+        _ => {
+            return RuleProblem::BadWildcard {
+                value,
+                reason: "a wildcard must be the whole last segment, `/*` or `/**`",
+            }
+        }
+    };
+    let first = base.split('/').next().unwrap_or(base);
+    let registry = if is_registry_segment(first) {
+        canonical_registry(first)
+    } else {
+        canonical_registry("docker.io")
+    };
+    if registry == canonical_registry("docker.io") {
+        return RuleProblem::BadWildcard {
+            value,
+            reason:
+                "Docker Hub (docker.io) has no repository catalogue to list; name its repositories",
+        };
+    }
+    let last = base.rsplit('/').next().unwrap_or(base);
+    if base.contains('@') || (base.contains('/') && last.contains(':')) {
+        return RuleProblem::BadWildcard {
+            value,
+            reason: "a wildcard source takes no tag or digest; use a `tags:` map",
+        };
+    }
+    RuleProblem::NotSupportedYet {
+        what: "wildcard sources (listing a registry's repositories)",
+    }
 }
 
 /// `/…/` → a regex. `/a/,/b/` is two regexes, which image-syncer does not support either.
@@ -366,6 +497,12 @@ fn parse_target(
         return default_target(source, defaults);
     }
     let text = expand_variables(raw, env)?;
+    if text.contains('*') {
+        return Err(RuleProblem::BadWildcard {
+            value: text,
+            reason: "a target cannot be a wildcard; a wildcard source keeps each repository's path under its target",
+        });
+    }
     let invalid = |reason| RuleProblem::InvalidTarget {
         value: text.clone(),
         reason,
@@ -423,7 +560,10 @@ fn check_naming(target: &str, naming: &Naming, selector: &Selector) -> Result<()
     }
 }
 
-/// An empty target: `<registry>/<namespace>/<last segment of the source repository>`.
+/// An empty target: `<registry>/<namespace>/<the source path below its first segment>`, as
+/// image-syncer v1.0–v1.4 (`client.go`) names it: `src/knative-releases/github.com/x/app`
+/// goes to `D/ns/github.com/x/app`. A one-segment path is kept whole. Keeping the rest of
+/// the path, not only the last segment, keeps `gcr.io/a/x/app` and `gcr.io/a/y/app` apart.
 fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, RuleProblem> {
     let registry = defaults
         .registry
@@ -433,9 +573,10 @@ fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, Ru
         .namespace
         .as_deref()
         .ok_or(RuleProblem::MissingDefault { what: "namespace" })?;
-    let text = format!("{registry}/{namespace}/{}", source.name());
+    let below = below_first_namespace(source.path());
+    let text = format!("{registry}/{namespace}/{below}");
     let repository =
-        Repository::new(registry, &format!("{namespace}/{}", source.name())).map_err(|reason| {
+        Repository::new(registry, &format!("{namespace}/{below}")).map_err(|reason| {
             RuleProblem::InvalidTarget {
                 value: text,
                 reason,
@@ -445,6 +586,12 @@ fn default_target(source: &Repository, defaults: &Defaults) -> Result<Target, Ru
         repository,
         naming: Naming::Keep,
     })
+}
+
+/// A repository path without its first segment (the namespace), or the path itself when it
+/// has a single segment.
+fn below_first_namespace(path: &str) -> &str {
+    path.split_once('/').map_or(path, |(_, rest)| rest)
 }
 
 /// Expands `$NAME` and `${NAME}`; an unset variable is an error, not an empty string,
@@ -649,6 +796,22 @@ mod tests {
             .unwrap()
             .remove(0);
         assert_eq!(rule.targets[0].repository.to_string(), "flag.io/envns/etcd");
+        // image-syncer v1.0–v1.4 keep the path below the first namespace.
+        let rule = rules(
+            "src.io/knative-releases/github.com/knative/build/cmd/creds-init:v1: ''\n\
+             src.io/app: ''\n",
+            &defaults,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            rule[0].targets[0].repository.to_string(),
+            "flag.io/envns/github.com/knative/build/cmd/creds-init"
+        );
+        assert_eq!(
+            rule[1].targets[0].repository.to_string(),
+            "flag.io/envns/app"
+        );
         let err = rules("a/b: ''", &Defaults::default(), &env).unwrap_err();
         assert!(err.to_string().contains("no default registry"), "{err}");
         let only_registry = Defaults {
@@ -657,6 +820,30 @@ mod tests {
         };
         let err = rules("a/b: []", &only_registry, &env).unwrap_err();
         assert!(err.to_string().contains("DEFAULT_NAMESPACE"), "{err}");
+    }
+
+    #[test]
+    fn named_images_written_to_one_target_tag_collide() {
+        let err = |yaml: &str| rules(yaml, &Defaults::default(), &MapEnv::default()).err();
+        let collision = err("a.io/x/app:1: m.io/app\na.io/y/app:0,1: m.io/app\n")
+            .expect("a collision")
+            .to_string();
+        assert!(
+            collision.starts_with(
+                "m.io/app:1 would be written twice: images.yaml: rule \"a.io/x/app:1\""
+            ),
+            "{collision}"
+        );
+        assert!(collision.contains("rule \"a.io/y/app:0,1\" copies a.io/y/app:1"));
+        // One rule renaming two tags onto one.
+        assert!(err("a.io/x:1,2: m.io/x:y,y").is_some());
+        // The same source twice, a tag filtered out, digests and listings (planning's) pass.
+        assert!(err("a.io/x:1: m.io/x\na.io/x:1,2: m.io/x\n").is_none());
+        let filtered =
+            err("a.io/x:1: m.io/x\na.io/y:1,2: {to: 'm.io/x:1,2', tags: {exclude: ['1']}}\n");
+        assert!(filtered.is_none(), "{filtered:?}");
+        assert!(err(&format!("a.io/x@{D1}: m.io/x\na.io/y@{D1}: m.io/x\n")).is_none());
+        assert!(err("a.io/x: m.io/x\na.io/y: m.io/x\n").is_none());
     }
 
     #[test]
@@ -697,6 +884,73 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_are_checked_before_anything() {
+        for (yaml, needle) in [
+            ("h.io/a/*/b: x.io/c", "whole last segment"),
+            ("h.io/a/b*: x.io/c", "whole last segment"),
+            ("h.io/a/**/*: x.io/c", "whole last segment"),
+            ("docker.io/library/*: x.io/c", "Docker Hub (docker.io)"),
+            (
+                "registry-1.docker.io/team/**: x.io/c",
+                "Docker Hub (docker.io)",
+            ),
+            ("team/*: x.io/c", "Docker Hub"),
+            ("h.io/a:v1/*: x.io/c", "no tag or digest"),
+            ("h.io/a: x.io/*", "target cannot be a wildcard"),
+            ("h.io/team/*: x.io/c", "not supported yet"),
+            ("h.io:5000/**: x.io/c", "not supported yet"),
+        ] {
+            let err = rules(yaml, &Defaults::default(), &MapEnv::default())
+                .unwrap_err()
+                .to_string();
+            let rule = yaml.split(": ").next().unwrap();
+            assert!(
+                err.starts_with(&format!("images.yaml: rule {rule:?}: ")),
+                "{err}"
+            );
+            assert!(err.contains(needle), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn explain_gives_each_tag_its_reason() {
+        use super::super::Dropped::*;
+        let rule = one(
+            "a/b:/^v?1/:\n  to: x.io/c\n  tags: {include: ['/\\./'], semver: '>=1.1, <2', \
+             exclude: ['/-rc/'], latest: 1}\n",
+        );
+        let listed: Vec<String> = ["2.0.0", "1", "1.0.0", "1.2.0-rc1", "1.5.0", "1.3.0", "v1.4"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let explained = rule.explain(&listed);
+        assert_eq!(
+            explained,
+            [
+                ("2.0.0".to_string(), Some(NotMatched)),
+                ("1".to_string(), Some(NotIncluded)),
+                ("1.0.0".to_string(), Some(OutsideRange)),
+                ("1.2.0-rc1".to_string(), Some(OutsideRange)),
+                ("1.5.0".to_string(), None),
+                ("1.3.0".to_string(), Some(BeyondLatest)),
+                ("v1.4".to_string(), Some(NotSemver)),
+            ]
+        );
+        // What explain takes is what select_from takes.
+        let taken: Vec<String> = rule
+            .select_from(&listed)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(taken, ["1.5.0"]);
+        let excluded = one("a/b:\n  to: x.io/c\n  tags: {exclude: [latest]}\n");
+        assert_eq!(
+            excluded.explain(&["latest".to_string()]),
+            [("latest".to_string(), Some(Excluded))]
+        );
+    }
+
+    #[test]
     fn long_form_bad_values_are_named() {
         for (yaml, needle) in [
             ("a/b: {to: x.io/c, tag: {}}", "unknown key \"tag\""),
@@ -717,10 +971,10 @@ mod tests {
             ("a/b: {to: x.io/c, platforms: linux/amd64}", "platforms"),
             ("a/b: {to: x.io/c, force: 'yes'}", "force: \"yes\""),
             (
-                "a/b: {to: x.io/c, platforms: [linux/arm64/v8]}",
-                "not supported yet",
+                "a/b: {to: x.io/c, platforms: [linux/amd64, windows/arm64]}",
+                "every os must come with every arch",
             ),
-            ("a/b: {to: x.io/c, force: true}", "not supported yet"),
+            ("a/b: {to: x.io/c, platforms: []}", "at least one"),
             ("a/b: {to: 'x.io/c:1'}", "names tags"),
         ] {
             let err = rules(yaml, &Defaults::default(), &MapEnv::default())

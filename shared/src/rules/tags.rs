@@ -35,6 +35,36 @@ impl TagPattern {
     }
 }
 
+/// Why a rule leaves a tag out, for `ferry plan --explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The source's regex does not match it.
+    NotMatched,
+    /// No `include` entry matches it.
+    NotIncluded,
+    /// Not semver, which `semver` and `latest` need.
+    NotSemver,
+    /// Semver, outside the `semver` range.
+    OutsideRange,
+    /// An `exclude` entry matches it.
+    Excluded,
+    /// Passed every filter, but is not among the newest `latest`.
+    BeyondLatest,
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dropped::NotMatched => "not matched by the source's regex",
+            Dropped::NotIncluded => "not included",
+            Dropped::NotSemver => "not semver",
+            Dropped::OutsideRange => "outside the semver range",
+            Dropped::Excluded => "excluded",
+            Dropped::BeyondLatest => "beyond latest",
+        })
+    }
+}
+
 /// A rule's `tags:` map; every part optional, an empty filter keeps everything.
 #[derive(Debug, Clone, Default)]
 pub struct TagFilter {
@@ -61,21 +91,30 @@ impl TagFilter {
     /// Whether `tag` passes include, semver and exclude (and, when `latest` is set, is semver
     /// at all, since `latest` keeps only ranked tags). Ranking needs the whole list: `newest`.
     pub fn passes(&self, tag: &str) -> bool {
+        self.drops(tag).is_none()
+    }
+
+    /// Why `tag` does not pass (the first filter, in order, that drops it), if it does not.
+    pub fn drops(&self, tag: &str) -> Option<Dropped> {
         if let Some(include) = &self.include {
             if !include.iter().any(|p| p.matches(tag)) {
-                return false;
+                return Some(Dropped::NotIncluded);
             }
         }
         if let Some(range) = &self.semver {
             match parse_semver_tag(tag) {
                 Some(version) if range.matches(&version) => {}
-                _ => return false,
+                Some(_) => return Some(Dropped::OutsideRange),
+                None => return Some(Dropped::NotSemver),
             }
         }
         if self.exclude.iter().any(|p| p.matches(tag)) {
-            return false;
+            return Some(Dropped::Excluded);
         }
-        self.latest.is_none() || parse_semver_tag(tag).is_some()
+        if self.latest.is_some() && parse_semver_tag(tag).is_none() {
+            return Some(Dropped::NotSemver);
+        }
+        None
     }
 
     /// Of `candidates` (each already passing), the ones `latest` keeps, in their order: the

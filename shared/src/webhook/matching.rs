@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::push::PushEvent;
-use crate::image::PlannedImage;
+use crate::image::{PlannedImage, RuleOptions};
 use crate::reference::{Digest, Locator, Reference};
 use crate::rules::{Rule, Selector};
 
@@ -29,12 +29,22 @@ use crate::rules::{Rule, Selector};
 /// or plus digest for digest rules) with every target the matching rules give it, sorted by
 /// source. Several events for one source (retries, two rules) become one image.
 pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
-    let mut images: BTreeMap<Reference, (SeenDigest, BTreeSet<Reference>)> = BTreeMap::new();
+    // Per source, one image per rule options (a rule's own platforms/force), as planning.
+    type Groups = Vec<(RuleOptions, SeenDigest, BTreeSet<Reference>)>;
+    let mut images: BTreeMap<Reference, Groups> = BTreeMap::new();
     for event in events {
         for rule in rules.iter().filter(|r| r.source == event.repository) {
             for (position, locator) in selected(rule, event) {
                 let targets = rule.targets_for(position, &locator);
-                let (digest, all_targets) = images.entry(rule.source.at(locator)).or_default();
+                let groups = images.entry(rule.source.at(locator)).or_default();
+                let at = match groups.iter().position(|(o, _, _)| *o == rule.options) {
+                    Some(at) => at,
+                    None => {
+                        groups.push((rule.options.clone(), SeenDigest::default(), BTreeSet::new()));
+                        groups.len() - 1
+                    }
+                };
+                let (_, digest, all_targets) = &mut groups[at];
                 digest.see(event.digest.as_ref());
                 all_targets.extend(targets);
             }
@@ -42,10 +52,15 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
     }
     images
         .into_iter()
-        .map(|(source, (digest, targets))| PlannedImage {
-            source,
-            digest: digest.into_digest(),
-            targets: targets.into_iter().collect(),
+        .flat_map(|(source, groups)| {
+            groups
+                .into_iter()
+                .map(move |(rule_options, digest, targets)| PlannedImage {
+                    source: source.clone(),
+                    digest: digest.into_digest(),
+                    targets: targets.into_iter().collect(),
+                    rule_options,
+                })
         })
         .collect()
 }
