@@ -241,6 +241,7 @@ async fn dispatch_as(
             } else {
                 SourceHeads::Named
             },
+            referrers: options.image.referrers.enabled,
         },
     )
     .await;

@@ -15,8 +15,8 @@ use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::image::PlannedImage;
-use crate::reference::{Digest, Locator, Reference};
+use crate::image::{is_referrer_tag, PlannedImage};
+use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Registries, RegistryError};
 use crate::rules::{Rule, Selector};
 
@@ -60,6 +60,9 @@ pub struct Plan {
     pub failures: Vec<RuleFailure>,
     /// Rules that resolved to no image at all (empty repository, regex matching nothing).
     pub empty_rules: Vec<String>,
+    /// Every tag of each source repository a rule listed, referrer tags included: the
+    /// copier finds its images' signatures in them without listing again.
+    pub listings: BTreeMap<Repository, Vec<String>>,
 }
 
 impl Plan {
@@ -78,6 +81,9 @@ pub struct PlanOptions {
     pub concurrency: usize,
     /// Which sources are HEADed while resolving.
     pub source_heads: SourceHeads,
+    /// Referrers travel with their images: referrer tags (`sha256-<hex>`, cosign's
+    /// `.sig`/`.att`/`.sbom`) are then no images of their own, whatever a rule's regex says.
+    pub referrers: bool,
 }
 
 /// Which sources `resolve` HEADs (which spends no pull quota).
@@ -97,6 +103,7 @@ impl Default for PlanOptions {
         PlanOptions {
             concurrency: crate::input::DEFAULT_CONCURRENCY,
             source_heads: SourceHeads::All,
+            referrers: true,
         }
     }
 }
@@ -115,18 +122,29 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     let concurrency = options.concurrency.max(1);
     let source_heads = options.source_heads;
     let mut plan = Plan::default();
-    let listed: Vec<(usize, Result<Vec<Selected>, PlanError>)> =
-        stream::iter(rules.iter().enumerate())
-            .map(|(i, rule)| async move { (i, select(i, rule, registries).await) })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+    let referrers = options.referrers;
+    #[allow(clippy::type_complexity)]
+    let listed: Vec<(
+        usize,
+        Result<(Vec<Selected>, Option<Vec<String>>), PlanError>,
+    )> = stream::iter(rules.iter().enumerate())
+        .map(|(i, rule)| async move { (i, select(i, rule, registries, referrers).await) })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let mut selected = Vec::new();
     let mut failed_rules = BTreeSet::new();
     for (i, result) in listed {
         match result {
-            Ok(images) if images.is_empty() => plan.empty_rules.push(rules[i].text.clone()),
-            Ok(images) => selected.extend(images),
+            Ok((images, listing)) => {
+                if let Some(tags) = listing {
+                    plan.listings.insert(rules[i].source.clone(), tags);
+                }
+                if images.is_empty() {
+                    plan.empty_rules.push(rules[i].text.clone());
+                }
+                selected.extend(images);
+            }
             Err(error) => {
                 failed_rules.insert(i);
                 plan.failures.push(failure(&rules[i], error));
@@ -185,19 +203,29 @@ fn failure(rule: &Rule, error: PlanError) -> RuleFailure {
     }
 }
 
-/// The source images a rule selects (listing tags when it needs them) and their targets.
+/// The source images a rule selects (listing tags when it needs them) and their targets,
+/// and the tags listed. With `referrers`, a referrer tag is never an image of its own.
 async fn select(
     index: usize,
     rule: &Rule,
     registries: &Registries,
-) -> Result<Vec<Selected>, PlanError> {
+    referrers: bool,
+) -> Result<(Vec<Selected>, Option<Vec<String>>), PlanError> {
     let named = !rule.lists_tags();
+    let mut listing = None;
     let sources: Vec<(usize, Locator)> = match &rule.selector {
         Selector::Digest(d) => vec![(0, Locator::Digest(d.clone()))],
         _ => {
             let listed = if rule.lists_tags() {
                 let client = registries.client(rule.source.registry())?;
-                client.tag_list(&rule.source).await?
+                let all = client.tag_list(&rule.source).await?;
+                let images = all
+                    .iter()
+                    .filter(|tag| !(referrers && is_referrer_tag(tag)))
+                    .cloned()
+                    .collect();
+                listing = Some(all);
+                images
             } else {
                 Vec::new()
             };
@@ -207,7 +235,7 @@ async fn select(
                 .collect()
         }
     };
-    Ok(sources
+    let selected = sources
         .into_iter()
         .map(|(position, locator)| Selected {
             rule: index,
@@ -215,7 +243,8 @@ async fn select(
             source: rule.source.at(locator),
             named,
         })
-        .collect())
+        .collect();
+    Ok((selected, listing))
 }
 
 /// The source's digest (`None` when the registry does not say); a missing source is an error.

@@ -27,7 +27,7 @@ use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::dispatch::{fan_out_from_env, DispatchOptions};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
-use ferry::image::ImageOptions;
+use ferry::image::{ImageOptions, Referrers};
 use ferry::input::{load_inputs_from_env, service_settings_from_env};
 use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
@@ -40,6 +40,8 @@ use tokio::time::Instant;
 pub struct CopierFunction {
     registries: Arc<Registries>,
     proc: usize,
+    /// `FERRY_REFERRERS=false` keeps referrers from every job, whatever the job says.
+    referrers: Referrers,
     /// The stack's rules: a job none of them selects is refused.
     policy: JobPolicy,
     /// The dimensions of its metrics.
@@ -66,11 +68,15 @@ impl CopierFunction {
         Ok(CopierFunction {
             registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
             proc: settings.proc,
+            referrers: settings.referrers.clone(),
             policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
             metrics: MetricSource::from_env(env, "copier"),
             plans: None,
             dispatch: DispatchOptions {
-                image: ImageOptions::default(),
+                image: ImageOptions {
+                    referrers: settings.referrers,
+                    ..ImageOptions::default()
+                },
                 concurrency: settings.concurrency,
                 fan_out,
             },
@@ -105,6 +111,10 @@ impl CopierFunction {
             Arc::clone(&self.registries),
             CopyOptions {
                 proc: self.proc,
+                image: ImageOptions {
+                    referrers: self.referrers.clone(),
+                    ..ImageOptions::default()
+                },
                 ..CopyOptions::default()
             },
             Arc::new(NoProgress),
