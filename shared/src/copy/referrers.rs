@@ -56,7 +56,7 @@ type ListingCell = (Instant, Arc<OnceCell<Listing>>);
 /// repository's tags.
 #[derive(Default)]
 pub(super) struct ReferrerMemory {
-    api: Mutex<HashMap<String, bool>>,
+    api: Mutex<HashMap<String, Arc<OnceCell<bool>>>>,
     listings: Mutex<HashMap<Repository, ListingCell>>,
 }
 
@@ -205,7 +205,7 @@ impl Copier {
         subject: &Digest,
     ) -> Result<Option<Found>, Trouble> {
         let listing = self.listing(source).await?;
-        let api = self.api_referrers(source, subject).await?;
+        let api = self.api_answer(source, subject).await?;
         let tag = fallback_tag(subject);
         let fallback_listed = api.is_none() && listing.contains(&tag);
         let mut cosign = Vec::new();
@@ -249,50 +249,42 @@ impl Copier {
         }))
     }
 
-    /// The source's API answer, `None` when it has no API (asked once per registry).
-    async fn api_referrers(
-        &self,
-        repository: &Repository,
-        subject: &Digest,
-    ) -> Result<Option<Vec<Value>>, Trouble> {
-        let Some(entries) = self.api_answer(repository, subject).await? else {
-            return Ok(None);
-        };
-        Ok(Some(entries))
-    }
-
-    /// `GET …/referrers/<subject>` unless the registry is known to have no API.
+    /// `GET …/referrers/<subject>` unless the registry is known to have no API. The first
+    /// answer from a registry decides for the run, and images starting at once wait for it
+    /// rather than each asking.
     async fn api_answer(
         &self,
         repository: &Repository,
         subject: &Digest,
     ) -> Result<Option<Vec<Value>>, Trouble> {
-        let registry = repository.registry().to_string();
-        let known = self
-            .referrer_memory
-            .api
-            .lock()
-            .expect("api map poisoned")
-            .get(&registry)
-            .copied();
-        if known == Some(false) {
+        let client = self.client(repository.registry())?;
+        let cell = Arc::clone(
+            self.referrer_memory
+                .api
+                .lock()
+                .expect("api map poisoned")
+                .entry(repository.registry().to_string())
+                .or_default(),
+        );
+        let mut first = None;
+        let supported = *cell
+            .get_or_try_init(|| async {
+                let answer = client.referrers(repository, subject).await?;
+                let supported = answer.is_some();
+                first = Some(answer);
+                Ok::<bool, Trouble>(supported)
+            })
+            .await?;
+        if let Some(answer) = first {
+            return Ok(answer);
+        }
+        if !supported {
             return Ok(None);
         }
-        let answer = self
-            .client(&registry)?
-            .referrers(repository, subject)
-            .await?;
-        if known == Some(true) {
-            // A registry with the API that answers 404 here (a repository it does not
-            // have yet) lists nothing.
-            return Ok(Some(answer.unwrap_or_default()));
-        }
-        self.referrer_memory
-            .api
-            .lock()
-            .expect("api map poisoned")
-            .insert(registry, answer.is_some());
-        Ok(answer)
+        // A registry with the API that answers 404 here (a repository it does not have
+        // yet) lists nothing.
+        let answer = client.referrers(repository, subject).await?;
+        Ok(Some(answer.unwrap_or_default()))
     }
 
     /// The source repository's tags, listed once per `LISTING_TTL`; a repository that does
