@@ -22,8 +22,8 @@ command -v skopeo >/dev/null
 
 # Python tools for ferry's serverless mode, in <repo>/.venv so nothing touches the system
 # Python: moto_server (a local SQS for the queue tests), cfn-lint (template checks),
-# cargo-lambda (Lambda builds) and the SAM CLI. Each is installed only when its binary is
-# missing, so a second run contacts no registry.
+# cargo-lambda (Lambda builds), the SAM CLI and the oras SDK (the referrers tests' client).
+# Each is installed only when missing, so a second run contacts no registry.
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$repo/.venv"
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -39,6 +39,7 @@ py_need=()
 [ -x "$venv/bin/cfn-lint" ] || py_need+=(cfn-lint)
 [ -x "$venv/bin/cargo-lambda" ] || py_need+=(cargo-lambda)
 [ -x "$venv/bin/sam" ] || py_need+=(aws-sam-cli)
+"$venv/bin/python" -c 'import oras' >/dev/null 2>&1 || py_need+=(oras)
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "installing into .venv: ${py_need[*]}"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${py_need[@]}"

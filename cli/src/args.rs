@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::dispatch::FanOut;
 use ferry::files::DocumentSource;
+use ferry::image::Referrers;
 use ferry::platform::{PlatformError, PlatformFilter};
 
 #[derive(Debug, Parser)]
@@ -217,6 +218,8 @@ pub struct PlanArgs {
     pub queue_url: Option<String>,
     #[command(flatten)]
     pub platforms: PlatformArgs,
+    #[command(flatten)]
+    pub referrer_args: ReferrerArgs,
     /// With --queue-url: enqueue images even when their targets are in sync, and push again.
     #[arg(long, requires = "queue_url")]
     pub force: bool,
@@ -276,6 +279,36 @@ impl PlatformArgs {
     }
 }
 
+/// `--referrers` and `--referrers-type`, shared by the commands that copy or plan copies.
+#[derive(Debug, Args)]
+pub struct ReferrerArgs {
+    /// Copy each image's referrers with it: signatures, SBOMs, attestations (OCI 1.1
+    /// referrers, the `sha256-<hex>` fallback tag, cosign's `.sig`/`.att`/`.sbom` tags).
+    /// `--referrers=false` copies none and asks for none.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub referrers: bool,
+    /// Copy only referrers of this artifact type (repeatable); a cosign tag's type is its
+    /// config's or its layers' media type.
+    #[arg(long = "referrers-type", value_name = "TYPE")]
+    pub referrers_type: Vec<String>,
+}
+
+impl ReferrerArgs {
+    pub fn options(&self) -> Referrers {
+        Referrers {
+            enabled: self.referrers,
+            types: self.referrers_type.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -287,6 +320,8 @@ pub struct ServeArgs {
     pub transfers: TransferArgs,
     #[command(flatten)]
     pub platforms: PlatformArgs,
+    #[command(flatten)]
+    pub referrer_args: ReferrerArgs,
     /// Registry of payloads that name none (Docker Hub's) [env: FERRY_WEBHOOK_REGISTRY].
     #[arg(long, value_name = "REGISTRY", env = "FERRY_WEBHOOK_REGISTRY")]
     pub webhook_registry: Option<String>,
@@ -317,6 +352,9 @@ pub struct WorkerArgs {
     pub images: Option<DocumentSource>,
     #[command(flatten)]
     pub transfers: TransferArgs,
+    /// `--referrers=false` copies no job's referrers.
+    #[command(flatten)]
+    pub referrer_args: ReferrerArgs,
     /// Jobs (images) kept in flight.
     #[arg(
         long,
@@ -352,6 +390,8 @@ pub struct SyncArgs {
     pub retries: u32,
     #[command(flatten)]
     pub platforms: PlatformArgs,
+    #[command(flatten)]
+    pub referrer_args: ReferrerArgs,
     /// Copy images even when their targets already have the source digest.
     #[arg(long)]
     pub force: bool,

@@ -8,6 +8,7 @@ use ferry::auth::AuthConfig;
 use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::env::ProcessEnv;
 use ferry::files::DocumentSource;
+use ferry::image::{ImageOptions, Referrers};
 use ferry::input::{load_auth_file, load_inputs, InputError, InputPaths};
 use ferry::registry::{ClientOptions, Registries};
 use ferry::rules::{Defaults, Rule};
@@ -50,12 +51,17 @@ fn registries(auth: AuthConfig, tags_page_size: Option<usize>) -> Arc<Registries
 }
 
 /// A copier for queued jobs (`ferry worker`, `ferry serve`): each job brings its own
-/// platform filter and `force`, so only the transfer bound is set here.
-pub fn job_copier(registries: Arc<Registries>, proc: usize) -> Arc<Copier> {
+/// platform filter and `force`, so only the transfer bound is set here, and whether
+/// referrers may be copied at all (`--referrers=false` overrules every job).
+pub fn job_copier(registries: Arc<Registries>, proc: usize, referrers: Referrers) -> Arc<Copier> {
     Arc::new(Copier::new(
         registries,
         CopyOptions {
             proc,
+            image: ImageOptions {
+                referrers,
+                ..ImageOptions::default()
+            },
             ..CopyOptions::default()
         },
         Arc::new(NoProgress),

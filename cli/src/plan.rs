@@ -37,6 +37,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     let image = ImageOptions {
         force: args.force,
         platforms: args.platforms.filter().map_err(UsageError::from)?,
+        referrers: args.referrer_args.options(),
     };
     let (rules, registries) = load(&args.input).await?;
     if let Some(url) = &args.queue_url {

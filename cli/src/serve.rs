@@ -32,6 +32,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
             previous_secret: previous_secret_from_env(&ProcessEnv),
             default_registry: args.webhook_registry.clone(),
             platforms,
+            referrers: args.referrer_args.options(),
         },
     )?;
     // Accepted jobs are durable either way: journaled here, or in SQS.
@@ -66,7 +67,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         eprintln!("ferry: serve: stopped; the queue's workers copy what was sent");
         return Ok(Status::Success);
     }
-    let copier = job_copier(registries, args.transfers.proc);
+    let copier = job_copier(
+        registries,
+        args.transfers.proc,
+        args.referrer_args.options(),
+    );
     // When the server stops (no more requests), what is queued is finished before leaving.
     let (served, worked) = work_alongside(queue, copier, options, server).await?;
     served?;

@@ -37,6 +37,7 @@ impl TryFrom<SyncArgs> for SyncSettings {
                 image: ImageOptions {
                     force: args.force,
                     platforms,
+                    referrers: args.referrer_args.options(),
                 },
                 ..CopyOptions::default()
             },

@@ -42,6 +42,18 @@ impl Summary<'_> {
             HumanBytes(totals.bytes),
             human_duration(Duration::from_millis(totals.duration_ms)),
         )?;
+        if totals.referrers_copied > 0 {
+            writeln!(
+                out,
+                "ferry: {} referrers (signatures, SBOMs, attestations) copied",
+                totals.referrers_copied
+            )?;
+        }
+        for image in &self.report.images {
+            for problem in &image.referrer_problems {
+                writeln!(out, "ferry: referrers of {}: {problem}", image.source)?;
+            }
+        }
         for registry in &self.report.registries {
             writeln!(out, "ferry: registry {}", describe_usage(registry))?;
         }

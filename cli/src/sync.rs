@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry::copy::Copier;
-use ferry::image::PlannedImage;
-use ferry::plan::{resolve, PlanOptions, RuleFailure, SourceHeads};
+use ferry::plan::{resolve, Plan, PlanOptions, RuleFailure, SourceHeads};
 use ferry::registry::Registries;
 use ferry::report::Report;
 use ferry::rules::{Rule, TargetCollision};
@@ -25,6 +24,7 @@ use crate::summary::Summary;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
     let settings = SyncSettings::try_from(args)?;
+    let referrers = settings.copy.image.referrers.enabled;
     let (rules, registries) = load(&settings.input).await?;
     let started = Instant::now();
     let progress = Arc::new(progress_for(&settings));
@@ -34,7 +34,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
         progress.clone(),
     ));
     let mut interrupts = interrupt::watch(Arc::clone(&copier));
-    let (images, unresolved) = plan(&rules, &registries, &mut interrupts).await?;
+    let (plan, unresolved) = plan(&rules, &registries, referrers, &mut interrupts).await?;
+    for (repository, tags) in &plan.listings {
+        copier.know_tags(repository, tags);
+    }
+    let images = plan.images;
     let images = copier.copy_all(images, settings.retries).await;
     progress.finish();
     let report = Report::new(images, started.elapsed()).with_registries(registries.usage());
@@ -57,10 +61,12 @@ struct Unresolved {
 async fn plan(
     rules: &[Rule],
     registries: &Arc<Registries>,
+    referrers: bool,
     interrupts: &mut Interrupts,
-) -> Result<(Vec<PlannedImage>, Unresolved), TargetCollision> {
+) -> Result<(Plan, Unresolved), TargetCollision> {
     let options = PlanOptions {
         source_heads: SourceHeads::None,
+        referrers,
         ..PlanOptions::default()
     };
     let plan = tokio::select! {
@@ -68,18 +74,18 @@ async fn plan(
         () = interrupts.stopped() => None,
     };
     let interrupted = plan.is_none();
-    let plan = plan.unwrap_or_default();
-    if let Some(collision) = plan.collision {
+    let mut plan = plan.unwrap_or_default();
+    if let Some(collision) = plan.collision.take() {
         return Err(*collision);
     }
     for rule in &plan.empty_rules {
         tracing::warn!(rule = %rule, "rule selects no image");
     }
     let unresolved = Unresolved {
-        rule_failures: plan.failures,
+        rule_failures: std::mem::take(&mut plan.failures),
         interrupted,
     };
-    Ok((plan.images, unresolved))
+    Ok((plan, unresolved))
 }
 
 /// Prints the summary, writes the output files, and decides the exit status.

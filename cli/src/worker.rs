@@ -25,7 +25,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
     let s3 = S3::new();
     let registries = load_auth(args.auth.as_ref(), &s3).await?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
-    let copier = job_copier(Arc::clone(&registries), args.transfers.proc);
+    let copier = job_copier(
+        Arc::clone(&registries),
+        args.transfers.proc,
+        args.referrer_args.options(),
+    );
     let policy = match &args.images {
         Some(images) => {
             let env = ProcessEnv;

@@ -242,6 +242,7 @@ async fn dispatch_as(
                 SourceHeads::Named
             },
             explain: false,
+            referrers: options.image.referrers.enabled,
         },
     )
     .await;

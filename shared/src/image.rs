@@ -24,6 +24,70 @@ pub struct ImageOptions {
     /// Push even when a target already has the source digest.
     pub force: bool,
     pub platforms: PlatformFilter,
+    /// Which of the manifests' referrers (signatures, SBOMs, attestations) go along.
+    pub referrers: Referrers,
+}
+
+/// Which referrers travel with their images: all of them by default (`--referrers=false`
+/// turns it off), or only those of the artifact types named (`--referrers-type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrers {
+    pub enabled: bool,
+    /// Empty: every type.
+    pub types: Vec<String>,
+}
+
+impl Default for Referrers {
+    fn default() -> Self {
+        Referrers {
+            enabled: true,
+            types: Vec::new(),
+        }
+    }
+}
+
+impl Referrers {
+    /// None at all (`--referrers=false`).
+    pub fn off() -> Self {
+        Referrers {
+            enabled: false,
+            types: Vec::new(),
+        }
+    }
+
+    /// Whether a referrer of these types (see `ManifestBody::artifact_types`) is copied;
+    /// one whose type is unknown (`None`) is, unless types were named.
+    pub fn wants<'a>(&self, mut types: impl Iterator<Item = &'a str>) -> bool {
+        self.types.is_empty() || types.any(|t| self.types.iter().any(|w| w == t))
+    }
+}
+
+/// Cosign's tags next to an image: `sha256-<hex>.sig`, `.att`, `.sbom`.
+pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// The referrers tag schema's tag for `digest` (OCI distribution 1.1): `<alg>-<hex>`, cut
+/// to the 128 characters a tag may have. Cosign's tags add `.sig`, `.att` or `.sbom`.
+pub fn fallback_tag(digest: &Digest) -> String {
+    let mut tag = digest.as_str().replacen(':', "-", 1);
+    tag.truncate(128);
+    tag
+}
+
+/// Whether `tag` is one of the referrer tags (a fallback index, or cosign's): copied with
+/// the image it refers to, not as an image of its own.
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let base = match tag.rsplit_once('.') {
+        Some((base, suffix)) if COSIGN_SUFFIXES.contains(&suffix) => base,
+        _ => tag,
+    };
+    base.strip_prefix("sha256-")
+        .or_else(|| base.strip_prefix("sha512-"))
+        .is_some_and(|hex| {
+            hex.len() >= 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 /// A rule's own copy options (the long form's `platforms:` and `force:`), each replacing
@@ -43,6 +107,7 @@ impl RuleOptions {
                 .platforms
                 .clone()
                 .unwrap_or_else(|| run.platforms.clone()),
+            referrers: run.referrers.clone(),
         }
     }
 
@@ -84,4 +149,33 @@ pub fn stale<'a>(
         .filter(|(_, seen)| *seen != Some(digest))
         .map(|(target, _)| target.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referrer_tags() {
+        let digest = Digest::sha256(b"x");
+        let tag = fallback_tag(&digest);
+        assert_eq!(tag, format!("sha256-{}", digest.hex()));
+        assert!(is_referrer_tag(&tag));
+        for suffix in COSIGN_SUFFIXES {
+            assert!(is_referrer_tag(&format!("{tag}.{suffix}")));
+        }
+        assert!(!is_referrer_tag(&format!("{tag}.txt")));
+        assert!(!is_referrer_tag("sha256-abc"));
+        assert!(!is_referrer_tag("v1.0"));
+        assert!(!is_referrer_tag(&format!("sha256-{}", "G".repeat(64))));
+        let long = Digest::of(crate::reference::Algorithm::Sha512, b"x");
+        assert_eq!(fallback_tag(&long).len(), 128);
+        let wants = Referrers {
+            enabled: true,
+            types: vec!["a".into()],
+        };
+        assert!(wants.wants(["b", "a"].into_iter()));
+        assert!(!wants.wants(std::iter::empty()));
+        assert!(Referrers::default().wants(std::iter::empty()));
+    }
 }

@@ -13,6 +13,7 @@ use crate::auth::{AuthConfig, AuthError};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
 use crate::files::{load_document, local_directory, parse_inline, DocumentSource, FileError};
+use crate::image::Referrers;
 use crate::platform::{PlatformError, PlatformFilter};
 use crate::rules::{rules_from_value, Defaults, Rule, RulesError};
 use crate::s3::S3;
@@ -281,6 +282,9 @@ pub struct ServiceSettings {
     pub inline_rules: bool,
     pub proc: usize,
     pub concurrency: usize,
+    /// `FERRY_REFERRERS` (`false` turns referrers off) and `FERRY_REFERRERS_TYPE`
+    /// (comma-separated artifact types), as `--referrers`/`--referrers-type`.
+    pub referrers: Referrers,
 }
 
 pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, InputError> {
@@ -298,6 +302,13 @@ pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, Input
         inline_rules: flag(env, "FERRY_ALLOW_INLINE_RULES")?,
         proc: positive(env, "FERRY_PROC", DEFAULT_PROC)?,
         concurrency: positive(env, "FERRY_CONCURRENCY", DEFAULT_CONCURRENCY)?,
+        referrers: Referrers {
+            enabled: env
+                .var("FERRY_REFERRERS")
+                .is_none_or(|v| v.trim().is_empty())
+                || flag(env, "FERRY_REFERRERS")?,
+            types: list("FERRY_REFERRERS_TYPE"),
+        },
     })
 }
 

@@ -43,7 +43,7 @@ use thiserror::Error;
 use crate::env::MapEnv;
 use crate::error::truncate;
 use crate::error::{HasKind, Kind};
-use crate::image::{ImageOptions, PlannedImage};
+use crate::image::{ImageOptions, PlannedImage, Referrers};
 use crate::platform::{PlatformError, PlatformFilter};
 use crate::reference::{Digest, Locator, Reference, ReferenceError};
 use crate::rules::{rules_from_value, Defaults, Rule};
@@ -56,8 +56,17 @@ pub const JOB_VERSION: u64 = 1;
 pub const MAX_PLAN_RULES: usize = 10_000;
 
 /// The fields a plan job may have.
-const PLAN_FIELDS: [&str; 8] = [
-    "kind", "v", "plan_id", "rules", "os", "arch", "force", "listed",
+const PLAN_FIELDS: [&str; 10] = [
+    "kind",
+    "v",
+    "plan_id",
+    "rules",
+    "os",
+    "arch",
+    "force",
+    "listed",
+    "referrers",
+    "referrer_types",
 ];
 
 /// Values quoted in errors are cut to this many characters: a garbage message must not
@@ -90,10 +99,24 @@ pub struct Job {
     pub arch: Vec<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub force: bool,
+    /// `false`: the image's referrers (signatures, SBOMs) are not copied (`--referrers=false`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub referrers: bool,
+    /// Only referrers of these artifact types (`--referrers-type`); empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrer_types: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why a message body is not a usable job.
@@ -168,6 +191,8 @@ impl Job {
             os: options.platforms.os_entries(),
             arch: options.platforms.arch_entries(),
             force: options.force,
+            referrers: options.referrers.enabled,
+            referrer_types: options.referrers.types.clone(),
         }
     }
 
@@ -191,6 +216,8 @@ impl Job {
             os: string_list(map, "os")?.unwrap_or_default(),
             arch: string_list(map, "arch")?.unwrap_or_default(),
             force: optional_bool(map, "force")?.unwrap_or(false),
+            referrers: optional_bool(map, "referrers")?.unwrap_or(true),
+            referrer_types: string_list(map, "referrer_types")?.unwrap_or_default(),
         };
         job.work()?;
         Ok(job)
@@ -203,6 +230,10 @@ impl Job {
             ImageOptions {
                 force: self.force,
                 platforms: self.platform_filter()?,
+                referrers: Referrers {
+                    enabled: self.referrers,
+                    types: self.referrer_types.clone(),
+                },
             },
         ))
     }
@@ -285,6 +316,10 @@ pub struct PlanJob {
     /// into slices): they are not HEADed again to see they exist, and not cut again.
     #[serde(default, skip_serializing_if = "is_false")]
     pub listed: bool,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub referrers: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrer_types: Vec<String>,
 }
 
 impl PlanJob {
@@ -303,6 +338,8 @@ impl PlanJob {
             arch: options.platforms.arch_entries(),
             force: options.force,
             listed,
+            referrers: options.referrers.enabled,
+            referrer_types: options.referrers.types.clone(),
         }
     }
 
@@ -333,6 +370,8 @@ impl PlanJob {
             arch: string_list(map, "arch")?.unwrap_or_default(),
             force: optional_bool(map, "force")?.unwrap_or(false),
             listed: optional_bool(map, "listed")?.unwrap_or(false),
+            referrers: optional_bool(map, "referrers")?.unwrap_or(true),
+            referrer_types: string_list(map, "referrer_types")?.unwrap_or_default(),
         };
         job.work()?;
         Ok(job)
@@ -367,6 +406,10 @@ impl PlanJob {
         let options = ImageOptions {
             force: self.force,
             platforms: PlatformFilter::parse(&self.os, &self.arch)?,
+            referrers: Referrers {
+                enabled: self.referrers,
+                types: self.referrer_types.clone(),
+            },
         };
         Ok((rules, options))
     }
@@ -546,9 +589,20 @@ mod tests {
             force: true,
             platforms: PlatformFilter::parse(&strings(&["linux"]), &strings(&["amd64,arm64:v8"]))
                 .unwrap(),
+            referrers: Referrers {
+                enabled: false,
+                types: strings(&["application/spdx+json"]),
+            },
         };
         let job = Job::from_planned(&planned(), "p1", &options);
         let body = job.to_body();
+        assert!(body.contains(r#""referrers":false,"referrer_types":["application/spdx+json"]"#));
+        assert_eq!(job.work().unwrap().1, options);
+        let defaults = Job::from_planned(&planned(), "p1", &ImageOptions::default()).to_body();
+        assert!(
+            !defaults.contains("referrer"),
+            "the default is not written: {defaults}"
+        );
         assert!(body.starts_with(r#"{"v":1,"plan_id":"p1","source":"quay.io/coreos/etcd:v3.5.0""#));
         let parsed = Job::parse(&body).unwrap();
         assert_eq!(parsed, job);
@@ -735,6 +789,7 @@ mod tests {
                 &strings(&["amd64", "arm64:v8"]),
             )
             .unwrap(),
+            ..ImageOptions::default()
         };
         let body = Job::from_planned(&image, &new_plan_id(), &options).to_body();
         assert!(body.len() < 16 * 1024, "{} bytes", body.len());
@@ -857,6 +912,7 @@ mod tests {
         let run = ImageOptions {
             force: false,
             platforms: PlatformFilter::parse(&[], &strings(&["amd64"])).unwrap(),
+            ..ImageOptions::default()
         };
         let job = Job::parse(&Job::from_planned(&image, "p", &run).to_body()).unwrap();
         assert!(job.force);

@@ -66,6 +66,9 @@ pub struct Descriptor {
     /// An index entry's platform.
     #[serde(default, deserialize_with = "lenient")]
     pub platform: Option<PlatformSpec>,
+    /// A referrer's type, as a referrers index lists it.
+    #[serde(default, rename = "artifactType", deserialize_with = "lenient")]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -116,6 +119,11 @@ pub struct ImageManifest {
     pub config: Option<Descriptor>,
     #[serde(default, deserialize_with = "lenient_list")]
     pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (a signature's, an SBOM's image): OCI 1.1.
+    #[serde(default, deserialize_with = "lenient")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, rename = "artifactType", deserialize_with = "lenient")]
+    pub artifact_type: Option<String>,
 }
 
 /// A Docker manifest list or OCI index: one entry per platform (or other artifact).
@@ -123,6 +131,10 @@ pub struct ImageManifest {
 pub struct Index {
     #[serde(default, deserialize_with = "lenient_list")]
     pub manifests: Vec<Descriptor>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, rename = "artifactType", deserialize_with = "lenient")]
+    pub artifact_type: Option<String>,
 }
 
 /// A Docker schema 1 manifest, signed or not: layers by `blobSum`, no config.
@@ -182,6 +194,34 @@ pub enum ManifestBody {
 }
 
 impl ManifestBody {
+    /// The manifest this one refers to (`subject`), for an image manifest or an index.
+    pub fn subject(&self) -> Option<&Descriptor> {
+        match self {
+            ManifestBody::Image(image) => image.subject.as_ref(),
+            ManifestBody::Index(index) => index.subject.as_ref(),
+            ManifestBody::Schema1(_) => None,
+        }
+    }
+
+    /// The types a `--referrers-type` filter matches this manifest by: its `artifactType`,
+    /// else its config's media type (what OCI 1.1 says an artifact's type falls back to),
+    /// and its layers' media types (cosign's signatures are told apart by their layer).
+    pub fn artifact_types(&self) -> Vec<&str> {
+        match self {
+            ManifestBody::Image(image) => {
+                let main = image
+                    .artifact_type
+                    .as_deref()
+                    .or_else(|| image.config.as_ref()?.media_type.as_deref());
+                main.into_iter()
+                    .chain(image.layers.iter().filter_map(|l| l.media_type.as_deref()))
+                    .collect()
+            }
+            ManifestBody::Index(index) => index.artifact_type.as_deref().into_iter().collect(),
+            ManifestBody::Schema1(_) => Vec::new(),
+        }
+    }
+
     /// Reads `bytes` as the format `media_type` names; an error only for text that is not
     /// JSON.
     pub fn parse(media_type: &str, bytes: &[u8]) -> Result<ManifestBody, serde_json::Error> {

@@ -170,6 +170,7 @@ pub fn job_line(source: &MetricSource, outcome: &Outcome, timestamp_ms: u64) -> 
         properties.insert("blobs_mounted".into(), report.blobs_mounted.into());
         properties.insert("blobs_existing".into(), report.blobs_existing.into());
         properties.insert("manifests_pushed".into(), report.manifests_pushed.into());
+        properties.insert("referrers_copied".into(), report.referrers_copied.into());
         properties.insert("duration_ms".into(), report.duration_ms.into());
     }
     if let Some(failure) = &outcome.failure {

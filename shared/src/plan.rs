@@ -15,8 +15,8 @@ use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::image::{PlannedImage, RuleOptions};
-use crate::reference::{Digest, Locator, Reference};
+use crate::image::{is_referrer_tag, PlannedImage, RuleOptions};
+use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Registries, RegistryError};
 use crate::rules::{Dropped, Rule, Selector, TargetClaims, TargetCollision};
 
@@ -65,6 +65,9 @@ pub struct Plan {
     /// Two rules would write different sources to one target tag: nothing may be copied
     /// (bad input, exit 2). Set, the plan holds no images.
     pub collision: Option<Box<TargetCollision>>,
+    /// Every tag of each source repository a rule listed, referrer tags included: the
+    /// copier finds its images' signatures in them without listing again.
+    pub listings: BTreeMap<Repository, Vec<String>>,
 }
 
 impl Plan {
@@ -96,6 +99,9 @@ pub struct PlanOptions {
     pub source_heads: SourceHeads,
     /// Keep, per rule, every tag seen and why it was left out (`ferry plan --explain`).
     pub explain: bool,
+    /// Referrers travel with their images: referrer tags (`sha256-<hex>`, cosign's
+    /// `.sig`/`.att`/`.sbom`) are then no images of their own, whatever a rule's regex says.
+    pub referrers: bool,
 }
 
 /// Which sources `resolve` HEADs (which spends no pull quota).
@@ -116,6 +122,7 @@ impl Default for PlanOptions {
             concurrency: crate::input::DEFAULT_CONCURRENCY,
             source_heads: SourceHeads::All,
             explain: false,
+            referrers: true,
         }
     }
 }
@@ -135,7 +142,7 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     let source_heads = options.source_heads;
     let mut plan = Plan::default();
     let listed: Vec<(usize, Result<Selection, PlanError>)> = stream::iter(rules.iter().enumerate())
-        .map(|(i, rule)| async move { (i, select(i, rule, registries, options.explain).await) })
+        .map(|(i, rule)| async move { (i, select(i, rule, registries, options).await) })
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -143,7 +150,14 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     let mut failed_rules = BTreeSet::new();
     for (i, result) in listed {
         match result {
-            Ok((images, explained)) => {
+            Ok(Selection {
+                images,
+                explained,
+                listing,
+            }) => {
+                if let Some(tags) = listing {
+                    plan.listings.insert(rules[i].source.clone(), tags);
+                }
                 plan.selections.push(RuleSelection {
                     file: rules[i].file.clone(),
                     rule: rules[i].text.clone(),
@@ -251,24 +265,40 @@ fn failure(rule: &Rule, error: PlanError) -> RuleFailure {
     }
 }
 
-/// A rule's selected images, and with `explain` every tag it saw and why each was dropped.
-type Selection = (Vec<Selected>, Vec<(String, Option<Dropped>)>);
+/// What one rule selected.
+struct Selection {
+    images: Vec<Selected>,
+    /// With `explain`, every tag it saw and why each was dropped.
+    explained: Vec<(String, Option<Dropped>)>,
+    /// Every tag listed (referrer tags included), when the rule listed them.
+    listing: Option<Vec<String>>,
+}
 
-/// The source images a rule selects (listing tags when it needs them) and their targets.
+/// The source images a rule selects (listing tags when it needs them) and their targets,
+/// and the tags listed. With `referrers`, a referrer tag is never an image of its own.
 async fn select(
     index: usize,
     rule: &Rule,
     registries: &Registries,
-    explain: bool,
+    options: &PlanOptions,
 ) -> Result<Selection, PlanError> {
+    let (explain, referrers) = (options.explain, options.referrers);
     let mut explained = Vec::new();
     let named = !rule.lists_tags();
+    let mut listing = None;
     let sources: Vec<(usize, Locator)> = match &rule.selector {
         Selector::Digest(d) => vec![(0, Locator::Digest(d.clone()))],
         _ => {
             let listed = if rule.lists_tags() {
                 let client = registries.client(rule.source.registry())?;
-                client.tag_list(&rule.source).await?
+                let all = client.tag_list(&rule.source).await?;
+                let images = all
+                    .iter()
+                    .filter(|tag| !(referrers && is_referrer_tag(tag)))
+                    .cloned()
+                    .collect();
+                listing = Some(all);
+                images
             } else {
                 Vec::new()
             };
@@ -290,7 +320,11 @@ async fn select(
             named,
         })
         .collect();
-    Ok((selected, explained))
+    Ok(Selection {
+        images: selected,
+        explained,
+        listing,
+    })
 }
 
 /// The source's digest (`None` when the registry does not say); a missing source is an error.

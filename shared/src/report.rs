@@ -55,6 +55,12 @@ pub struct ImageReport {
     pub blobs_mounted: u64,
     pub blobs_existing: u64,
     pub manifests_pushed: u64,
+    /// Referrers (signatures, SBOMs, attestations) pushed to a target, each once per target.
+    pub referrers_copied: u64,
+    /// What was wrong with the image's referrers (a fallback tag not an index, a loop, a
+    /// referrer missing at the source): the image itself was still copied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrer_problems: Vec<String>,
     pub duration_ms: u64,
     /// Rounds this image took (1 unless `--retries` had to try it again).
     pub attempts: u32,
@@ -74,6 +80,8 @@ impl ImageReport {
             blobs_mounted: 0,
             blobs_existing: 0,
             manifests_pushed: 0,
+            referrers_copied: 0,
+            referrer_problems: Vec::new(),
             duration_ms: 0,
             attempts: 1,
         }
@@ -97,6 +105,7 @@ pub struct Totals {
     pub blobs_mounted: u64,
     pub blobs_existing: u64,
     pub manifests_pushed: u64,
+    pub referrers_copied: u64,
     pub duration_ms: u64,
 }
 
@@ -155,6 +164,7 @@ impl Report {
             totals.blobs_mounted += image.blobs_mounted;
             totals.blobs_existing += image.blobs_existing;
             totals.manifests_pushed += image.manifests_pushed;
+            totals.referrers_copied += image.referrers_copied;
         }
         Report {
             images,

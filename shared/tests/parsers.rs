@@ -115,6 +115,7 @@ proptest! {
         let options = ImageOptions {
             force,
             platforms: PlatformFilter::parse(&["linux".into()], &["arm64:v8".into()]).unwrap(),
+            ..ImageOptions::default()
         };
         let job = Job::from_planned(&image, "p", &options);
         let parsed = Job::parse(&job.to_body()).unwrap();

@@ -25,6 +25,7 @@ pub mod lambda;
 pub mod moto;
 pub mod net;
 pub mod proxy;
+pub mod referrers;
 pub mod registry;
 pub mod seed;
 pub mod skopeo;

@@ -29,7 +29,7 @@ use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::dispatch::{fan_out_from_env, DispatchOptions};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
-use ferry::image::ImageOptions;
+use ferry::image::{ImageOptions, Referrers};
 use ferry::input::{service_settings_from_env, Inputs};
 use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
@@ -44,6 +44,8 @@ use tokio::time::Instant;
 pub struct CopierFunction {
     configured: Reloading<Configured, anyhow::Error>,
     proc: usize,
+    /// `FERRY_REFERRERS=false` keeps referrers from every job, whatever the job says.
+    referrers: Referrers,
     /// The dimensions of its metrics.
     metrics: MetricSource,
     /// Where plan jobs' copy jobs go: set by [`CopierFunction::with_queue`]; without it, plan
@@ -87,10 +89,14 @@ impl CopierFunction {
         Ok(CopierFunction {
             configured: Reloading::load(Arc::clone(&env), s3, false, Box::new(build)).await?,
             proc: settings.proc,
+            referrers: settings.referrers.clone(),
             metrics: MetricSource::from_env(env.as_ref(), "copier"),
             queue: None,
             dispatch: DispatchOptions {
-                image: ImageOptions::default(),
+                image: ImageOptions {
+                    referrers: settings.referrers,
+                    ..ImageOptions::default()
+                },
                 concurrency: settings.concurrency,
                 fan_out,
             },
@@ -127,6 +133,10 @@ impl CopierFunction {
             Arc::clone(&configured.registries),
             CopyOptions {
                 proc: self.proc,
+                image: ImageOptions {
+                    referrers: self.referrers.clone(),
+                    ..ImageOptions::default()
+                },
                 ..CopyOptions::default()
             },
             Arc::new(NoProgress),

@@ -71,6 +71,7 @@ impl Planner {
                 image: ImageOptions {
                     force: false,
                     platforms: settings.platforms,
+                    referrers: settings.referrers,
                 },
                 concurrency: settings.concurrency,
                 fan_out,

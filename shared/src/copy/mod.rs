@@ -20,6 +20,7 @@
 
 mod blob;
 mod permits;
+mod referrers;
 mod scheduler;
 mod tree;
 mod verify;
@@ -32,13 +33,14 @@ use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::image::{stale, ImageOptions, PlannedImage};
+use crate::image::{stale, ImageOptions, PlannedImage, Referrers};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{
     Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
 };
 use crate::report::{ImageReport, Status};
 use blob::BlobOutcome;
+use referrers::ReferrerMemory;
 use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
 use tree::ManifestTree;
 
@@ -135,11 +137,14 @@ pub struct Copier {
     progress: Arc<dyn Progress>,
     scheduler: Scheduler<BlobOutcome, CopyError>,
     stopped: AtomicBool,
+    referrer_memory: ReferrerMemory,
 }
 
 /// What an image needs.
 enum Work {
     Skip(&'static str),
+    /// Every target has the image: these manifests' referrers are still checked.
+    InSync(Vec<Digest>),
     Push {
         tree: Box<ManifestTree>,
         targets: Vec<Reference>,
@@ -149,7 +154,7 @@ enum Work {
 impl Work {
     fn for_targets(tree: ManifestTree, targets: Vec<Reference>) -> Work {
         if targets.is_empty() {
-            Work::Skip("already in sync")
+            Work::InSync(referrers::subjects(&tree))
         } else {
             Work::Push {
                 tree: Box::new(tree),
@@ -171,7 +176,14 @@ impl Copier {
             options,
             progress,
             stopped: AtomicBool::new(false),
+            referrer_memory: ReferrerMemory::default(),
         }
+    }
+
+    /// Tags of a source repository someone listed already (the planner), so looking for
+    /// referrer tags next to its images lists it no second time.
+    pub fn know_tags(&self, repository: &Repository, tags: &[String]) {
+        self.referrer_memory.know_tags(repository, tags);
     }
 
     /// Stop starting new images and blobs; transfers in flight finish.
@@ -248,6 +260,17 @@ impl Copier {
             image.source.to_string(),
             image.targets.iter().map(ToString::to_string).collect(),
         );
+        // A copier told `--referrers=false` copies none, whatever a job asks.
+        let overruled;
+        let options = if self.options.image.referrers.enabled {
+            options
+        } else {
+            overruled = ImageOptions {
+                referrers: Referrers::off(),
+                ..options.clone()
+            };
+            &overruled
+        };
         let outcome = if self.is_stopped() {
             Err(CopyError::Interrupted)
         } else {
@@ -298,12 +321,35 @@ impl Copier {
                 .map_err(|_| CopyError::Interrupted)?;
             self.work_for(image, &source, pinned, options).await?
         };
+        let everywhere = referrers::repositories(&image.targets);
         match work {
             Work::Skip(reason) => Ok(Some(reason.into())),
-            Work::Push { tree, targets } => self
-                .push_to(&tree, &source.repository, &targets, options.force, report)
-                .await
-                .map(|()| None),
+            Work::InSync(subjects) => {
+                self.copy_referrers(
+                    &source.repository,
+                    subjects,
+                    &everywhere,
+                    &options.referrers,
+                    report,
+                )
+                .await?;
+                Ok((report.referrers_copied == 0).then(|| "already in sync".into()))
+            }
+            Work::Push { tree, targets } => {
+                self.push_to(&tree, &source.repository, &targets, options.force, report)
+                    .await?;
+                // Every target, not only those that lacked the image: one in sync may
+                // still lack a signature.
+                self.copy_referrers(
+                    &source.repository,
+                    referrers::subjects(&tree),
+                    &everywhere,
+                    &options.referrers,
+                    report,
+                )
+                .await?;
+                Ok(None)
+            }
         }
     }
 
@@ -358,7 +404,7 @@ impl Copier {
             )
             .is_empty()
             {
-                return Ok(Work::Skip("already in sync"));
+                return Ok(Work::InSync(vec![digest.clone()]));
             }
         }
         let tree = match &known {

@@ -83,6 +83,11 @@ impl ManifestTree {
         fetch_at(registries, reference, 0, &budget).await
     }
 
+    /// The manifest's typed body (its `subject`, its types).
+    pub(super) fn body(&self) -> &ManifestBody {
+        &self.body
+    }
+
     /// Every blob of this tree and its children, each digest once, in first-seen order.
     pub(super) fn collect_blobs(&self) -> Vec<&BlobRef> {
         let mut seen = HashSet::new();

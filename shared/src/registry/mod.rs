@@ -20,6 +20,7 @@ mod error;
 mod manifest;
 mod path;
 mod ratelimit;
+mod referrers;
 mod tag;
 mod token;
 mod transport;

@@ -42,7 +42,7 @@ pub use push::{NameProblem, PushEvent};
 use crate::credentials::Secret;
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
-use crate::image::ImageOptions;
+use crate::image::{ImageOptions, Referrers};
 use crate::input::{load_inputs_from_env, service_settings_from_env, InputError, Inputs};
 use crate::job::{new_plan_id, Job};
 use crate::platform::PlatformFilter;
@@ -145,6 +145,8 @@ pub struct WebhookSettings {
     pub default_registry: Option<String>,
     /// The `--os`/`--arch` filter every job carries (`FERRY_OS`, `FERRY_ARCH`).
     pub platforms: PlatformFilter,
+    /// Which referrers every job carries (`FERRY_REFERRERS`, `FERRY_REFERRERS_TYPE`).
+    pub referrers: Referrers,
 }
 
 /// `FERRY_WEBHOOK_SECRET`, surrounding whitespace dropped (a secret pasted with a newline
@@ -215,6 +217,7 @@ impl Webhook {
             image: ImageOptions {
                 force: false,
                 platforms: settings.platforms,
+                referrers: settings.referrers,
             },
         })
     }
@@ -238,6 +241,7 @@ impl Webhook {
                 previous_secret: previous_secret_from_env(env),
                 default_registry: env.var(REGISTRY_VARIABLE),
                 platforms: settings.platforms,
+                referrers: settings.referrers,
             },
         )
     }

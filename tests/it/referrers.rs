@@ -1,0 +1,412 @@
+//! Signatures, SBOMs and attestations travel with their images (issue 15). The artifacts
+//! are made by real clients' rules: an SBOM pushed by the `oras` Python SDK with a
+//! `subject`, listed in the referrers tag schema's `sha256-<hex>` index (distribution 2.8
+//! has no referrers API); cosign-style `.sig`/`.att` tags with cosign's media types and
+//! annotations. After `ferry sync` skopeo reads every referrer byte-identical on the target,
+//! whose fallback index lists them all, merged with what it had. A referrers-API source is
+//! a [`referrers_api_proxy`] in front of a real registry (2.8 cannot serve the API), which
+//! answers from that registry's own stored manifests. Warm runs are counted from the access
+//! logs; bad referrers are named in the report while their images are still copied.
+
+use serde_json::Value;
+use support::referrers::{
+    fallback_entries, fallback_tag, oras_push, push_artifact_by_digest, push_cosign_tag,
+    referrer_descriptor, referrers_api_proxy, write_fallback_index, Subject, COSIGN_SIMPLESIGNING,
+    DSSE_ENVELOPE,
+};
+use support::{assert_same_raw, ImageSpec, Mode, Pair, Registry, Workdir, OCI_INDEX};
+
+const SBOM_TYPE: &str = "application/spdx+json";
+
+/// The digests a fallback index lists.
+fn digests(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Requests to `reg` with this method whose path contains `path`, for messages.
+fn summary(reg: &Registry) -> Vec<String> {
+    reg.requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_and_sboms_travel_with_their_image() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let image = p
+        .src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(51, 1, 2048).oci(true),
+        )
+        .await;
+    let subject = Subject::new(&image.media_type, &image.digest, image.bytes.len());
+    let sbom = oras_push(
+        &p.src,
+        "team/app",
+        "sbom-v1",
+        &subject,
+        SBOM_TYPE,
+        br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+    );
+    let sbom_entry = referrer_descriptor(&p.src, "team/app", &sbom).await;
+    write_fallback_index(&p.src, "team/app", &image.digest, &[sbom_entry]).await;
+    let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
+    let att_tag = format!("{}.att", fallback_tag(&image.digest));
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#],
+    )
+    .await;
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &image.digest,
+        "att",
+        DSSE_ENVELOPE,
+        &[r#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}"#],
+    )
+    .await;
+    // A referrer the target has already (pushed there by someone else) must stay listed.
+    let theirs = push_artifact_by_digest(
+        &p.dst,
+        "mirror/app",
+        &subject,
+        "application/vnd.example.theirs",
+        b"theirs",
+    )
+    .await;
+    write_fallback_index(
+        &p.dst,
+        "mirror/app",
+        &image.digest,
+        std::slice::from_ref(&theirs),
+    )
+    .await;
+
+    // A tag regex selects v1 only: its referrers still come along, and none of the
+    // referrer tags is copied as an image of its own.
+    let images = p.work.images(format!(
+        "\"{}\": {}\n",
+        p.src.image("team/app:/^v/"),
+        p.dst.image("mirror/app")
+    ));
+    let (out, json) = p.sync_reporting(&images, &[]);
+    out.assert_success();
+    assert_eq!(json["totals"]["images"], 1, "{json}");
+    assert_eq!(json["totals"]["copied"], 1, "{json}");
+    assert_eq!(json["totals"]["referrers_copied"], 3, "{json}");
+    assert!(
+        json["images"][0].get("referrer_problems").is_none(),
+        "{json}"
+    );
+    p.assert_copied("team/app:v1", "mirror/app:v1");
+    p.assert_copied(
+        &format!("team/app:{sig_tag}"),
+        &format!("mirror/app:{sig_tag}"),
+    );
+    p.assert_copied(
+        &format!("team/app:{att_tag}"),
+        &format!("mirror/app:{att_tag}"),
+    );
+    p.assert_copied(&format!("team/app@{sbom}"), &format!("mirror/app@{sbom}"));
+    let listed = digests(
+        &fallback_entries(&p.dst, "mirror/app", &image.digest)
+            .await
+            .unwrap(),
+    );
+    assert!(listed.contains(&sbom), "{listed:?}");
+    assert!(
+        listed.contains(&theirs["digest"].as_str().unwrap().to_string()),
+        "the target's own referrer stays listed: {listed:?}"
+    );
+    assert!(
+        !p.dst
+            .list_tags("mirror/app")
+            .await
+            .contains(&"sbom-v1".to_string()),
+        "the SBOM's own tag is not one the rule selects"
+    );
+
+    // Warm: what referrers cost on top of an image's HEADs.
+    p.src.clear_requests();
+    p.dst.clear_requests();
+    let (out, json) = p.sync_reporting(&images, &[]);
+    out.assert_success();
+    assert_eq!(json["totals"]["skipped"], 1, "{json}");
+    assert_eq!(json["totals"]["referrers_copied"], 0, "{json}");
+    for reg in [&p.src, &p.dst] {
+        assert_eq!(reg.count("PUT", "/"), 0, "{:?}", summary(reg));
+        assert_eq!(reg.count("POST", "/"), 0, "{:?}", summary(reg));
+    }
+    // Source: tags/list (the planner's, reused), HEAD v1; then one referrers API probe for
+    // the registry, a HEAD of each referrer tag the listing shows (.sig, .att, the
+    // fallback index), and, as the target's index holds more than the source's (the
+    // merge), one GET of the source's index.
+    assert_eq!(p.src.count("GET", "/tags/list"), 1, "{:?}", summary(&p.src));
+    assert_eq!(
+        p.src.count("GET", "/referrers/"),
+        1,
+        "{:?}",
+        summary(&p.src)
+    );
+    assert_eq!(
+        p.src.count("HEAD", "/manifests/"),
+        4,
+        "{:?}",
+        summary(&p.src)
+    );
+    assert_eq!(
+        p.src.count("GET", "/manifests/"),
+        1,
+        "{:?}",
+        summary(&p.src)
+    );
+    // (and the `/v2/` ping)
+    assert_eq!(p.src.requests().len(), 8, "{:?}", summary(&p.src));
+    // Target: the ping, HEAD v1; the API probe; HEAD .sig and .att; GET of the index.
+    assert_eq!(
+        p.dst.count("GET", "/referrers/"),
+        1,
+        "{:?}",
+        summary(&p.dst)
+    );
+    assert_eq!(
+        p.dst.count("HEAD", "/manifests/"),
+        3,
+        "{:?}",
+        summary(&p.dst)
+    );
+    assert_eq!(
+        p.dst.count("GET", "/manifests/"),
+        1,
+        "{:?}",
+        summary(&p.dst)
+    );
+    assert_eq!(p.dst.requests().len(), 6, "{:?}", summary(&p.dst));
+
+    // --referrers=false asks nothing about them.
+    p.src.clear_requests();
+    p.dst.clear_requests();
+    p.sync(&images, &["--referrers=false"]).assert_success();
+    assert_eq!(p.src.count("*", "/referrers/"), 0);
+    assert_eq!(
+        p.src.count("HEAD", "/manifests/"),
+        1,
+        "{:?}",
+        summary(&p.src)
+    );
+    assert_eq!(p.src.requests().len(), 3, "{:?}", summary(&p.src));
+    assert_eq!(p.dst.requests().len(), 2, "{:?}", summary(&p.dst));
+
+    // A signature added to the mirrored image is copied on the next run.
+    let resigned = push_cosign_tag(
+        &p.src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[
+            r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#,
+            r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":{"by":"ci"}}"#,
+        ],
+    )
+    .await;
+    let (out, json) = p.sync_reporting(&images, &[]);
+    out.assert_success();
+    assert_eq!(json["totals"]["referrers_copied"], 1, "{json}");
+    assert_eq!(json["images"][0]["status"], "copied", "{json}");
+    let copied = p.dst.fetch_manifest("mirror/app", &sig_tag).await.unwrap();
+    assert_eq!(copied.digest, resigned);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_referrers_api_source_and_an_index_with_referrers_on_a_child() {
+    let src = Registry::start(Mode::Http);
+    let platforms = [("linux", "amd64", None), ("linux", "arm64", Some("v8"))];
+    let index = src.seed_index("team/app", "multi", &platforms, true).await;
+    let top = Subject::new(OCI_INDEX, &index.digest, index.bytes.len());
+    let child = &index.children[0];
+    let on_child = Subject::new(&child.media_type, &child.digest, child.bytes.len());
+    // Pushed by digest only, with no fallback index: only the API finds them.
+    let sbom = push_artifact_by_digest(&src, "team/app", &top, SBOM_TYPE, b"sbom").await;
+    let sig = push_artifact_by_digest(
+        &src,
+        "team/app",
+        &top,
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        b"bundle",
+    )
+    .await;
+    let provenance = push_artifact_by_digest(
+        &src,
+        "team/app",
+        &on_child,
+        "application/vnd.in-toto+json",
+        b"provenance",
+    )
+    .await;
+    let digest_of = |d: &Value| d["digest"].as_str().unwrap().to_string();
+    let proxy = referrers_api_proxy(&src);
+    let dst = Registry::start(Mode::Http);
+    let work = Workdir::insecure(&[proxy.host(), dst.host()]);
+    let images = work.images(format!(
+        "{}: {}\n",
+        proxy.image("team/app:multi"),
+        dst.image("mirror/app:multi")
+    ));
+    let (out, json) = work.sync_reporting(&images, &[]);
+    out.assert_success();
+    assert_eq!(json["totals"]["referrers_copied"], 3, "{json}");
+    for artifact in [&sbom, &sig, &provenance] {
+        let digest = digest_of(artifact);
+        assert_same_raw(
+            &src,
+            &format!("team/app@{digest}"),
+            &dst,
+            &format!("mirror/app@{digest}"),
+        );
+    }
+    // The target has no referrers API: ferry keeps its fallback indexes.
+    let on_top = digests(
+        &fallback_entries(&dst, "mirror/app", &index.digest)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(on_top.len(), 2, "{on_top:?}");
+    assert!(on_top.contains(&digest_of(&sbom)) && on_top.contains(&digest_of(&sig)));
+    let on_child_listed = digests(
+        &fallback_entries(&dst, "mirror/app", &child.digest)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(on_child_listed, [digest_of(&provenance)]);
+    // Each one's descriptor as the API listed it, artifactType included.
+    let entries = fallback_entries(&dst, "mirror/app", &index.digest)
+        .await
+        .unwrap();
+    assert!(
+        entries.iter().all(|e| e["artifactType"].is_string()),
+        "{entries:?}"
+    );
+
+    // Warm: one referrers GET at the source for the image.
+    proxy.clear_requests();
+    dst.clear_requests();
+    work.sync(&images, &[]).assert_success();
+    assert_eq!(
+        proxy.count("GET", "/referrers/"),
+        1,
+        "{:?}",
+        proxy.requests()
+    );
+    assert_eq!(proxy.count("PUT", "/"), 0);
+    assert_eq!(dst.count("PUT", "/"), 0, "{:?}", summary(&dst));
+
+    // --referrers-type: only that type, into another repository.
+    let filtered = work.images(format!(
+        "{}: {}\n",
+        proxy.image("team/app:multi"),
+        dst.image("filtered/app:multi")
+    ));
+    let (out, json) =
+        work.sync_reporting_with(&filtered, &[&format!("--referrers-type={SBOM_TYPE}")], &[]);
+    out.assert_success();
+    assert_eq!(json["totals"]["referrers_copied"], 1, "{json}");
+    assert_eq!(
+        digests(
+            &fallback_entries(&dst, "filtered/app", &index.digest)
+                .await
+                .unwrap()
+        ),
+        [digest_of(&sbom)]
+    );
+    assert!(fallback_entries(&dst, "filtered/app", &child.digest)
+        .await
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_referrers_are_named_and_their_images_still_copied() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    // v1's fallback tag holds an image, not an index.
+    let one = p
+        .src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(61, 1, 512).oci(true),
+        )
+        .await;
+    p.src
+        .seed_image(
+            "team/app",
+            &fallback_tag(&one.digest),
+            &ImageSpec::with_layers(62, 1, 512).oci(true),
+        )
+        .await;
+    // v2: a referrer A, whose referrer B's fallback index lists A again (a loop), and a
+    // listed referrer that is missing at the source.
+    let two = p
+        .src
+        .seed_image(
+            "team/app",
+            "v2",
+            &ImageSpec::with_layers(63, 1, 512).oci(true),
+        )
+        .await;
+    let subject = Subject::new(&two.media_type, &two.digest, two.bytes.len());
+    let a = push_artifact_by_digest(&p.src, "team/app", &subject, SBOM_TYPE, b"a").await;
+    let a_digest = a["digest"].as_str().unwrap().to_string();
+    let on_a = Subject::new(
+        &two.media_type,
+        &a_digest,
+        a["size"].as_u64().unwrap() as usize,
+    );
+    let b = push_artifact_by_digest(&p.src, "team/app", &on_a, SBOM_TYPE, b"b").await;
+    let b_digest = b["digest"].as_str().unwrap().to_string();
+    // Listed, then deleted (2.8 refuses an index naming a manifest it does not have).
+    let gone = push_artifact_by_digest(&p.src, "team/app", &subject, SBOM_TYPE, b"gone").await;
+    write_fallback_index(&p.src, "team/app", &two.digest, &[a.clone(), gone.clone()]).await;
+    p.src
+        .delete_manifest("team/app", gone["digest"].as_str().unwrap())
+        .await;
+    write_fallback_index(&p.src, "team/app", &a_digest, std::slice::from_ref(&b)).await;
+    write_fallback_index(&p.src, "team/app", &b_digest, std::slice::from_ref(&a)).await;
+
+    let images = p.rule("team/app", "mirror/app");
+    let (out, json) = p.sync_reporting(&images, &[]);
+    out.assert_success();
+    assert_eq!(
+        json["totals"]["images"], 2,
+        "referrer tags are no images: {json}"
+    );
+    assert_eq!(json["totals"]["copied"], 2, "{json}");
+    p.assert_copied("team/app:v1", "mirror/app:v1");
+    p.assert_copied("team/app:v2", "mirror/app:v2");
+    let problems = |i: usize| -> String {
+        json["images"][i]["referrer_problems"]
+            .as_array()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default()
+    };
+    assert!(problems(0).contains("is not an index"), "{json}");
+    assert!(problems(1).contains("loop"), "{json}");
+    assert!(problems(1).contains("missing at the source"), "{json}");
+    assert!(out.stderr.contains("referrers of"), "{out}");
+    for digest in [&a_digest, &b_digest] {
+        p.assert_copied(
+            &format!("team/app@{digest}"),
+            &format!("mirror/app@{digest}"),
+        );
+    }
+}
