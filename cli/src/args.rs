@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::dispatch::FanOut;
 use ferry::files::DocumentSource;
 use ferry::platform::{PlatformError, PlatformFilter};
+use regex::Regex;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -253,6 +254,18 @@ pub struct TransferArgs {
     pub proc: usize,
 }
 
+/// `--immutable-tags`, shared by the commands that copy.
+#[derive(Debug, Args)]
+pub struct ImmutableArgs {
+    /// Tags never re-pushed, such as release tags (a regex matched anywhere in the source
+    /// tag; `/^v\d/` and `^v\d` are the same): a target whose tag list has such a tag
+    /// already has it, and no request is spent on it. A tag re-pushed at the source is then
+    /// not noticed; --force copies it anyway.
+    #[arg(long, value_name = "REGEX", env = "FERRY_IMMUTABLE_TAGS",
+        value_parser = ferry::rules::parse_immutable_pattern)]
+    pub immutable_tags: Option<Regex>,
+}
+
 /// `--os` and `--arch`, shared by the commands that copy or plan copies.
 #[derive(Debug, Args)]
 pub struct PlatformArgs {
@@ -283,6 +296,8 @@ pub struct ServeArgs {
     pub transfers: TransferArgs,
     #[command(flatten)]
     pub platforms: PlatformArgs,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Registry of payloads that name none (Docker Hub's) [env: FERRY_WEBHOOK_REGISTRY].
     #[arg(long, value_name = "REGISTRY", env = "FERRY_WEBHOOK_REGISTRY")]
     pub webhook_registry: Option<String>,
@@ -313,6 +328,8 @@ pub struct WorkerArgs {
     pub images: Option<DocumentSource>,
     #[command(flatten)]
     pub transfers: TransferArgs,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Jobs (images) kept in flight.
     #[arg(
         long,
@@ -351,6 +368,8 @@ pub struct SyncArgs {
     /// Copy images even when their targets already have the source digest.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Write the images now in their targets to FILE, as an images file (source → [targets]).
     #[arg(long, value_name = "FILE")]
     pub output_success_images: Option<PathBuf>,
@@ -448,6 +467,21 @@ mod tests {
         assert_eq!(error.exit_code(), 2);
         assert!(error.to_string().contains("not a bucket name"), "{error}");
         assert!(parse(&["--images=s3://bucket/"]).is_err());
+    }
+
+    #[test]
+    fn immutable_tags_take_a_regex_with_or_without_slashes() {
+        let pattern = |args: &[&str]| sync(args).immutable.immutable_tags.map(|r| r.to_string());
+        assert_eq!(
+            pattern(&["--immutable-tags=/^v\\d/"]).as_deref(),
+            Some("^v\\d")
+        );
+        assert_eq!(pattern(&["--immutable-tags", "^v"]).as_deref(), Some("^v"));
+        assert!(parse(&["--immutable-tags=/(/"]).is_err());
+        match parse(&["worker", "--queue-url=u", "--immutable-tags=^v"]).unwrap() {
+            Command::Worker(args) => assert!(args.immutable.immutable_tags.is_some()),
+            other => panic!("expected worker, got {other:?}"),
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ferry::env::ProcessEnv;
 use ferry::files::DocumentSource;
 use ferry::input::{load_auth_file, load_inputs, InputError, InputPaths};
 use ferry::registry::{ClientOptions, Registries};
-use ferry::rules::{Defaults, Rule};
+use ferry::rules::{Defaults, ImmutableTags, Rule};
 use ferry::s3::S3;
 
 use crate::args::InputArgs;
@@ -50,12 +50,18 @@ fn registries(auth: AuthConfig, tags_page_size: Option<usize>) -> Arc<Registries
 }
 
 /// A copier for queued jobs (`ferry worker`, `ferry serve`): each job brings its own
-/// platform filter and `force`, so only the transfer bound is set here.
-pub fn job_copier(registries: Arc<Registries>, proc: usize) -> Arc<Copier> {
+/// platform filter and `force`, so only the transfer bound and the immutable tags are set
+/// here.
+pub fn job_copier(
+    registries: Arc<Registries>,
+    proc: usize,
+    immutable: ImmutableTags,
+) -> Arc<Copier> {
     Arc::new(Copier::new(
         registries,
         CopyOptions {
             proc,
+            immutable,
             ..CopyOptions::default()
         },
         Arc::new(NoProgress),

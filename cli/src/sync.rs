@@ -12,7 +12,7 @@ use ferry::image::PlannedImage;
 use ferry::plan::{resolve, PlanOptions, RuleFailure, SourceHeads};
 use ferry::registry::Registries;
 use ferry::report::Report;
-use ferry::rules::Rule;
+use ferry::rules::{ImmutableTags, Rule};
 
 use crate::args::SyncArgs;
 use crate::exit::Status;
@@ -24,8 +24,9 @@ use crate::settings::{Outputs, SyncSettings};
 use crate::summary::Summary;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
-    let settings = SyncSettings::try_from(args)?;
+    let mut settings = SyncSettings::try_from(args)?;
     let (rules, registries) = load(&settings.input).await?;
+    settings.copy.immutable = ImmutableTags::new(settings.immutable_tags.take(), &rules);
     let started = Instant::now();
     let progress = Arc::new(progress_for(&settings));
     let copier = Arc::new(Copier::new(

@@ -28,10 +28,11 @@ use ferry::dispatch::{fan_out_from_env, DispatchOptions};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
 use ferry::image::ImageOptions;
-use ferry::input::{load_inputs_from_env, service_settings_from_env};
+use ferry::input::{immutable_tags_from_env, load_inputs_from_env, service_settings_from_env};
 use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
+use ferry::rules::ImmutableTags;
 use ferry::s3::S3;
 use ferry::worker::{run_messages, Deadline, JobPolicy, Message, PlanExpander};
 use tokio::time::Instant;
@@ -40,6 +41,8 @@ use tokio::time::Instant;
 pub struct CopierFunction {
     registries: Arc<Registries>,
     proc: usize,
+    /// `FERRY_IMMUTABLE_TAGS` and the rules' `immutable:` patterns.
+    immutable: ImmutableTags,
     /// The stack's rules: a job none of them selects is refused.
     policy: JobPolicy,
     /// The dimensions of its metrics.
@@ -63,9 +66,11 @@ impl CopierFunction {
         let settings = service_settings_from_env(env)?;
         let auth = inputs.auth.with_ecr(ecr);
         let fan_out = fan_out_from_env(env).map_err(anyhow::Error::msg)?;
+        let immutable = immutable_tags_from_env(env, &inputs.rules)?;
         Ok(CopierFunction {
             registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
             proc: settings.proc,
+            immutable,
             policy: JobPolicy::for_service(inputs.rules, settings.inline_rules),
             metrics: MetricSource::from_env(env, "copier"),
             plans: None,
@@ -105,6 +110,7 @@ impl CopierFunction {
             Arc::clone(&self.registries),
             CopyOptions {
                 proc: self.proc,
+                immutable: self.immutable.clone(),
                 ..CopyOptions::default()
             },
             Arc::new(NoProgress),

@@ -15,10 +15,12 @@
 //! (default registry and namespace), or an array of these. `$VAR`/`${VAR}` are expanded in
 //! targets.
 //!
-//! A rule's value may instead be the long form `{to, tags, platforms, force}`: `to` takes the
-//! target forms above, `tags` filters the source's selection (`tags.rs`): include → semver →
-//! exclude → latest, after the source's own tag list or regex.
+//! A rule's value may instead be the long form `{to, tags, platforms, force, immutable}`: `to`
+//! takes the target forms above, `tags` filters the source's selection (`tags.rs`): include →
+//! semver → exclude → latest, after the source's own tag list or regex; `immutable` declares
+//! tags never re-pushed (`immutable.rs`).
 
+mod immutable;
 mod parse;
 mod tags;
 
@@ -31,6 +33,7 @@ use regex::Regex;
 use crate::env::Env;
 use crate::reference::{Digest, Locator, Reference, Repository};
 
+pub use immutable::{parse_immutable_pattern, ImmutableTags};
 pub use parse::{
     expand_variables, is_variable_name, parse_source, rules_from_value, RuleProblem, RulesError,
 };
@@ -79,6 +82,8 @@ pub struct Rule {
     pub targets: Vec<Target>,
     /// The long form's `tags:` filters; empty for the short forms.
     pub tags: TagFilter,
+    /// The long form's `immutable:` pattern (`immutable.rs`).
+    pub immutable: Option<Regex>,
 }
 
 impl Rule {

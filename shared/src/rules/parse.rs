@@ -9,6 +9,7 @@ use regex::Regex;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::immutable::immutable_of;
 use super::tags::{bad, parse_tag_filter, TagFilter};
 use super::{Defaults, Naming, Rule, Selector, Target};
 use crate::env::Env;
@@ -124,13 +125,15 @@ pub fn rules_from_value(
         }
     };
     map.iter()
-        .map(|(text, targets)| {
-            let (source, selector, targets, tags) = parse_rule(text, targets, defaults, env)
-                .map_err(|problem| RulesError::Rule {
-                    file: file.to_path_buf(),
-                    rule: text.clone(),
-                    problem,
-                })?;
+        .map(|(text, value)| {
+            let in_rule = |problem| RulesError::Rule {
+                file: file.to_path_buf(),
+                rule: text.clone(),
+                problem,
+            };
+            let (source, selector, targets, tags) =
+                parse_rule(text, value, defaults, env).map_err(in_rule)?;
+            let immutable = immutable_of(value, &selector).map_err(in_rule)?;
             Ok(Rule {
                 file: file.to_path_buf(),
                 text: text.clone(),
@@ -138,6 +141,7 @@ pub fn rules_from_value(
                 selector,
                 targets,
                 tags,
+                immutable,
             })
         })
         .collect()
@@ -157,7 +161,7 @@ fn kind_of(value: &Value) -> &'static str {
 type ParsedRule = (Repository, Selector, Vec<Target>, TagFilter);
 
 /// The keys a long-form rule may have.
-const RULE_KEYS: [&str; 4] = ["to", "tags", "platforms", "force"];
+const RULE_KEYS: [&str; 5] = ["to", "tags", "platforms", "force", super::immutable::KEY];
 
 fn parse_rule(
     source: &str,
