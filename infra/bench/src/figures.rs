@@ -234,7 +234,12 @@ pub fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                     None => figure,
                 }
             };
-            let read = |r: &Run| r.extra.get("source_read_ratio").copied().unwrap_or(f64::NAN);
+            let read = |r: &Run| {
+                r.extra
+                    .get("source_read_ratio")
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
             let ratio = figure(
                 "cold_c1_3_targets_source_read",
                 "C1 into 3 targets: blob bytes read from source ÷ unique bytes".into(),
@@ -243,7 +248,9 @@ pub fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
             );
             let met = ratio.ferry.map(|v| v <= 1.0 + 1e-9);
             vec![
-                figure("cold_c1_3_targets_wall", s.title.clone(), "s", &|r| r.measured.wall_s),
+                figure("cold_c1_3_targets_wall", s.title.clone(), "s", &|r| {
+                    r.measured.wall_s
+                }),
                 ratio.target("1.00", met),
                 figure(
                     "cold_c1_3_targets_rss",
