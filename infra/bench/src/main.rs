@@ -90,7 +90,7 @@ enum ScenarioId {
     Cold,
     Warm,
     /// The warm run again by ferry with every tag immutable (`--immutable-tags=.`), in the
-    /// warm scenario's rounds (selecting it runs the warm scenario).
+    /// warm scenario's rounds, on its target (filled as for warm).
     WarmImmutable,
     /// Cold C1 by ferry into three target registries at once, against one.
     ThreeTargets,
