@@ -10,6 +10,7 @@ use ferry::dispatch::FanOut;
 use ferry::files::DocumentSource;
 use ferry::image::Referrers;
 use ferry::platform::{PlatformError, PlatformFilter};
+use regex::Regex;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -260,6 +261,18 @@ pub struct TransferArgs {
     pub proc: usize,
 }
 
+/// `--immutable-tags`, shared by the commands that copy.
+#[derive(Debug, Args)]
+pub struct ImmutableArgs {
+    /// Tags never re-pushed, such as release tags (a regex matched anywhere in the source
+    /// tag; `/^v\d/` and `^v\d` are the same): a target whose tag list has such a tag
+    /// already has it, and no request is spent on it. A tag re-pushed at the source is then
+    /// not noticed; --force copies it anyway.
+    #[arg(long, value_name = "REGEX", env = "FERRY_IMMUTABLE_TAGS",
+        value_parser = ferry::rules::parse_immutable_pattern)]
+    pub immutable_tags: Option<Regex>,
+}
+
 /// `--os` and `--arch`, shared by the commands that copy or plan copies.
 #[derive(Debug, Args)]
 pub struct PlatformArgs {
@@ -322,6 +335,8 @@ pub struct ServeArgs {
     pub platforms: PlatformArgs,
     #[command(flatten)]
     pub referrer_args: ReferrerArgs,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Registry of payloads that name none (Docker Hub's) [env: FERRY_WEBHOOK_REGISTRY].
     #[arg(long, value_name = "REGISTRY", env = "FERRY_WEBHOOK_REGISTRY")]
     pub webhook_registry: Option<String>,
@@ -355,6 +370,8 @@ pub struct WorkerArgs {
     /// `--referrers=false` copies no job's referrers.
     #[command(flatten)]
     pub referrer_args: ReferrerArgs,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Jobs (images) kept in flight.
     #[arg(
         long,
@@ -395,6 +412,8 @@ pub struct SyncArgs {
     /// Copy images even when their targets already have the source digest.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
     /// Write the images now in their targets to FILE, as an images file (source → [targets]).
     #[arg(long, value_name = "FILE")]
     pub output_success_images: Option<PathBuf>,
@@ -492,6 +511,21 @@ mod tests {
         assert_eq!(error.exit_code(), 2);
         assert!(error.to_string().contains("not a bucket name"), "{error}");
         assert!(parse(&["--images=s3://bucket/"]).is_err());
+    }
+
+    #[test]
+    fn immutable_tags_take_a_regex_with_or_without_slashes() {
+        let pattern = |args: &[&str]| sync(args).immutable.immutable_tags.map(|r| r.to_string());
+        assert_eq!(
+            pattern(&["--immutable-tags=/^v\\d/"]).as_deref(),
+            Some("^v\\d")
+        );
+        assert_eq!(pattern(&["--immutable-tags", "^v"]).as_deref(), Some("^v"));
+        assert!(parse(&["--immutable-tags=/(/"]).is_err());
+        match parse(&["worker", "--queue-url=u", "--immutable-tags=^v"]).unwrap() {
+            Command::Worker(args) => assert!(args.immutable.immutable_tags.is_some()),
+            other => panic!("expected worker, got {other:?}"),
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use ferry::files::DocumentSource;
 use ferry::image::{ImageOptions, Referrers};
 use ferry::input::{load_auth_file, load_inputs, InputError, InputPaths};
 use ferry::registry::{ClientOptions, Registries};
-use ferry::rules::{Defaults, Rule};
+use ferry::rules::{Defaults, ImmutableTags, Rule};
 use ferry::s3::S3;
 
 use crate::args::InputArgs;
@@ -51,9 +51,14 @@ fn registries(auth: AuthConfig, tags_page_size: Option<usize>) -> Arc<Registries
 }
 
 /// A copier for queued jobs (`ferry worker`, `ferry serve`): each job brings its own
-/// platform filter and `force`, so only the transfer bound is set here, and whether
-/// referrers may be copied at all (`--referrers=false` overrules every job).
-pub fn job_copier(registries: Arc<Registries>, proc: usize, referrers: Referrers) -> Arc<Copier> {
+/// platform filter and `force`, so only the transfer bound, the immutable tags and whether
+/// referrers may be copied at all (`--referrers=false` overrules every job) are set here.
+pub fn job_copier(
+    registries: Arc<Registries>,
+    proc: usize,
+    referrers: Referrers,
+    immutable: ImmutableTags,
+) -> Arc<Copier> {
     Arc::new(Copier::new(
         registries,
         CopyOptions {
@@ -62,6 +67,7 @@ pub fn job_copier(registries: Arc<Registries>, proc: usize, referrers: Referrers
                 referrers,
                 ..ImageOptions::default()
             },
+            immutable,
             ..CopyOptions::default()
         },
         Arc::new(NoProgress),

@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use ferry::env::ProcessEnv;
 use ferry::queue::{JournalQueue, Queue, SqsQueue};
+use ferry::rules::ImmutableTags;
 use ferry::webhook::{previous_secret_from_env, secret_from_env, Webhook, WebhookSettings};
 use ferry::worker::{work_alongside, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,6 +26,7 @@ const MAX_RECEIVES: u32 = 3;
 pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
     let platforms = args.platforms.filter().map_err(UsageError::from)?;
     let (rules, registries) = load(&args.input).await?;
+    let immutable = ImmutableTags::new(args.immutable.immutable_tags.clone(), &rules);
     let webhook = Webhook::new(
         rules,
         WebhookSettings {
@@ -71,6 +73,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
         registries,
         args.transfers.proc,
         args.referrer_args.options(),
+        immutable,
     );
     // When the server stops (no more requests), what is queued is finished before leaving.
     let (served, worked) = work_alongside(queue, copier, options, server).await?;

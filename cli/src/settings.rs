@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use ferry::copy::CopyOptions;
 use ferry::image::ImageOptions;
+use regex::Regex;
 
 use crate::args::{ImagesFormat, InputArgs, SyncArgs};
 use crate::exit::UsageError;
@@ -14,6 +15,8 @@ use crate::exit::UsageError;
 pub struct SyncSettings {
     pub input: InputArgs,
     pub copy: CopyOptions,
+    /// `--immutable-tags`; with the rules' own patterns it makes `copy.immutable`.
+    pub immutable_tags: Option<Regex>,
     pub retries: u32,
     pub outputs: Outputs,
 }
@@ -41,6 +44,7 @@ impl TryFrom<SyncArgs> for SyncSettings {
                 },
                 ..CopyOptions::default()
             },
+            immutable_tags: args.immutable.immutable_tags,
             retries: args.retries,
             outputs: Outputs {
                 report: args.report,

@@ -11,7 +11,7 @@ use ferry::copy::Copier;
 use ferry::plan::{resolve, Plan, PlanOptions, RuleFailure, SourceHeads};
 use ferry::registry::Registries;
 use ferry::report::Report;
-use ferry::rules::{Rule, TargetCollision};
+use ferry::rules::{ImmutableTags, Rule, TargetCollision};
 
 use crate::args::SyncArgs;
 use crate::exit::Status;
@@ -23,9 +23,10 @@ use crate::settings::{Outputs, SyncSettings};
 use crate::summary::Summary;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Status> {
-    let settings = SyncSettings::try_from(args)?;
+    let mut settings = SyncSettings::try_from(args)?;
     let referrers = settings.copy.image.referrers.enabled;
     let (rules, registries) = load(&settings.input).await?;
+    settings.copy.immutable = ImmutableTags::new(settings.immutable_tags.take(), &rules);
     let started = Instant::now();
     let progress = Arc::new(progress_for(&settings));
     let copier = Arc::new(Copier::new(

@@ -11,7 +11,7 @@ use ferry::dispatch::{DispatchOptions, FanOut};
 use ferry::env::ProcessEnv;
 use ferry::input::{load_images_file, DEFAULT_CONCURRENCY};
 use ferry::queue::{Queue, SqsQueue};
-use ferry::rules::Defaults;
+use ferry::rules::{Defaults, ImmutableTags};
 use ferry::s3::S3;
 use ferry::worker::{work, JobPolicy, PlanExpander, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,18 +25,26 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
     let s3 = S3::new();
     let registries = load_auth(args.auth.as_ref(), &s3).await?;
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::from_env(&args.queue_url).await);
+    let rules = match &args.images {
+        Some(images) => {
+            let env = ProcessEnv;
+            let defaults = Defaults::from_flags_or_env(None, None, &env);
+            Some(load_images_file(images, &defaults, &env, &s3).await?)
+        }
+        None => None,
+    };
+    let immutable = ImmutableTags::new(
+        args.immutable.immutable_tags,
+        rules.as_deref().unwrap_or_default(),
+    );
     let copier = job_copier(
         Arc::clone(&registries),
         args.transfers.proc,
         args.referrer_args.options(),
+        immutable,
     );
-    let policy = match &args.images {
-        Some(images) => {
-            let env = ProcessEnv;
-            let defaults = Defaults::from_flags_or_env(None, None, &env);
-            let rules = load_images_file(images, &defaults, &env, &s3).await?;
-            JobPolicy::Rules(rules.into())
-        }
+    let policy = match rules {
+        Some(rules) => JobPolicy::Rules(rules.into()),
         None => {
             tracing::warn!("no --images: every well-formed job on the queue will be run");
             JobPolicy::Any

@@ -15,7 +15,9 @@ use crate::error::{HasKind, Kind};
 use crate::files::{load_document, local_directory, parse_inline, DocumentSource, FileError};
 use crate::image::Referrers;
 use crate::platform::{PlatformError, PlatformFilter};
-use crate::rules::{rules_from_value, Defaults, Rule, RulesError};
+use crate::rules::{
+    parse_immutable_pattern, rules_from_value, Defaults, ImmutableTags, Rule, RulesError,
+};
 use crate::s3::S3;
 
 /// The input files as given on the command line.
@@ -60,6 +62,8 @@ pub enum InputError {
     NotABool { name: &'static str, value: String },
     #[error("FERRY_OS/FERRY_ARCH: {0}")]
     Platform(#[from] PlatformError),
+    #[error("{IMMUTABLE_TAGS_VARIABLE}: {0}")]
+    ImmutableTags(String),
 }
 
 impl HasKind for InputError {
@@ -310,6 +314,21 @@ pub fn service_settings_from_env(env: &dyn Env) -> Result<ServiceSettings, Input
             types: list("FERRY_REFERRERS_TYPE"),
         },
     })
+}
+
+/// The variable that is the functions' `--immutable-tags`.
+pub const IMMUTABLE_TAGS_VARIABLE: &str = "FERRY_IMMUTABLE_TAGS";
+
+/// The immutable tags of a function: [`IMMUTABLE_TAGS_VARIABLE`]'s pattern (none when unset
+/// or empty) and the `immutable:` patterns of `rules`.
+pub fn immutable_tags_from_env(env: &dyn Env, rules: &[Rule]) -> Result<ImmutableTags, InputError> {
+    let pattern = env
+        .var(IMMUTABLE_TAGS_VARIABLE)
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| parse_immutable_pattern(&text))
+        .transpose()
+        .map_err(InputError::ImmutableTags)?;
+    Ok(ImmutableTags::new(pattern, rules))
 }
 
 fn positive(env: &dyn Env, name: &'static str, default: usize) -> Result<usize, InputError> {

@@ -12,6 +12,8 @@ mod ecr;
 mod fanout;
 mod faults;
 mod hostile;
+mod immutable;
+mod multitarget;
 mod plan;
 mod queue;
 mod s3;

@@ -30,11 +30,12 @@ use ferry::dispatch::{fan_out_from_env, DispatchOptions};
 use ferry::ecr::Ecr;
 use ferry::env::Env;
 use ferry::image::{ImageOptions, Referrers};
-use ferry::input::{service_settings_from_env, Inputs};
+use ferry::input::{immutable_tags_from_env, service_settings_from_env, Inputs};
 use ferry::metrics::{job_line, now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
 use ferry::reload::Reloading;
+use ferry::rules::ImmutableTags;
 use ferry::s3::S3;
 use ferry::worker::{run_messages, Deadline, JobPolicy, Message, PlanExpander};
 use tokio::time::Instant;
@@ -58,6 +59,8 @@ pub struct CopierFunction {
 /// What the function's files make: registry clients, and the policy of the stack's rules.
 struct Configured {
     registries: Arc<Registries>,
+    /// `FERRY_IMMUTABLE_TAGS` and the rules' `immutable:` patterns.
+    immutable: ImmutableTags,
     /// The stack's rules: a job none of them selects is refused.
     policy: JobPolicy,
 }
@@ -83,6 +86,7 @@ impl CopierFunction {
             let auth = inputs.auth.with_ecr(Arc::clone(&ecr));
             Ok(Configured {
                 registries: Arc::new(Registries::from_env(Arc::new(auth), env)),
+                immutable: immutable_tags_from_env(env, &inputs.rules)?,
                 policy: JobPolicy::for_service(inputs.rules, inline_rules),
             })
         };
@@ -137,6 +141,7 @@ impl CopierFunction {
                     referrers: self.referrers.clone(),
                     ..ImageOptions::default()
                 },
+                immutable: configured.immutable.clone(),
                 ..CopyOptions::default()
             },
             Arc::new(NoProgress),

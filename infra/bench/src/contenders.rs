@@ -22,6 +22,10 @@ pub(crate) struct CopyJob<'a> {
     pub target: &'a Registry,
     pub corpus: &'a Corpus,
     pub seeded: &'a Seeded,
+    /// More target registries, each given every repository too (ferry only).
+    pub also: &'a [Registry],
+    /// Flags added to ferry's command line.
+    pub flags: &'a [&'a str],
 }
 
 impl Bench {
@@ -78,10 +82,16 @@ impl Bench {
 
     fn ferry_command(&self, job: &CopyJob<'_>, dir: &Path) -> anyhow::Result<Command> {
         let (source, target) = (job.source, job.target);
-        let auth = auth_yaml(&[source, target]);
+        let mut registries = vec![source, target];
+        registries.extend(job.also.iter());
+        let auth = auth_yaml(&registries);
         let mut images = String::new();
         for repo in job.corpus.repos() {
-            images += &format!("{:?}: {:?}\n", source.image(&repo), target.image(&repo));
+            let targets: Vec<String> = registries[1..]
+                .iter()
+                .map(|t| format!("{:?}", t.image(&repo)))
+                .collect();
+            images += &format!("{:?}: [{}]\n", source.image(&repo), targets.join(", "));
         }
         std::fs::write(dir.join("auth.yaml"), auth)?;
         std::fs::write(dir.join("images.yaml"), images)?;
@@ -90,7 +100,8 @@ impl Bench {
             .arg(format!("--auth={}", dir.join("auth.yaml").display()))
             .arg(format!("--images={}", dir.join("images.yaml").display()))
             .arg(format!("--proc={}", self.args.proc))
-            .arg(format!("--report={}", dir.join("report.json").display()));
+            .arg(format!("--report={}", dir.join("report.json").display()))
+            .args(job.flags);
         Ok(cmd)
     }
 

@@ -200,6 +200,66 @@ pub fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                     .values(s, |r| r.measured.cpu_s()),
             ]
         }
+        "warm_immutable" => {
+            let tags = s.tags as f64;
+            let per_tag = Figure::new(
+                "warm_immutable_requests_per_tag",
+                "warm, every tag immutable: requests per tag (all, tokens included)".into(),
+                "req/tag",
+            )
+            .values(s, |r| r.requests.total() as f64 / tags);
+            let met = ok_le(per_tag.ferry, 0.05);
+            vec![
+                Figure::new("warm_immutable_wall", s.title.clone(), "s")
+                    .values(s, |r| r.measured.wall_s)
+                    .note("against the warm row above".into()),
+                per_tag.target("≤ 0.05", met),
+            ]
+        }
+        "cold_c1_3_targets" => {
+            // ferry into three target registries, and into one in the same rounds.
+            let of = |targets: f64, f: &dyn Fn(&Run) -> f64| {
+                median(
+                    s.runs_of(Tool::Ferry)
+                        .filter(|r| r.extra.get("target_registries") == Some(&targets))
+                        .map(f)
+                        .collect(),
+                )
+            };
+            let figure = |id: &str, name: String, unit: &str, f: &dyn Fn(&Run) -> f64| {
+                let mut figure = Figure::new(id, name, unit);
+                figure.ferry = of(3.0, f);
+                match of(1.0, f) {
+                    Some(one) => figure.note(format!("into one target: {one:.2}")),
+                    None => figure,
+                }
+            };
+            let read = |r: &Run| {
+                r.extra
+                    .get("source_read_ratio")
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            let ratio = figure(
+                "cold_c1_3_targets_source_read",
+                "C1 into 3 targets: blob bytes read from source ÷ unique bytes".into(),
+                "×",
+                &read,
+            );
+            let met = ratio.ferry.map(|v| v <= 1.0 + 1e-9);
+            vec![
+                figure("cold_c1_3_targets_wall", s.title.clone(), "s", &|r| {
+                    r.measured.wall_s
+                }),
+                ratio.target("1.00", met),
+                figure(
+                    "cold_c1_3_targets_rss",
+                    "C1 into 3 targets: copier peak RSS".into(),
+                    "MiB",
+                    &|r| mib(r.measured.max_rss_kib),
+                ),
+            ]
+        }
         id if id.starts_with("big_") => {
             let rss = Figure::new(
                 &format!("{id}_rss"),

@@ -89,6 +89,11 @@ enum Cmd {
 enum ScenarioId {
     Cold,
     Warm,
+    /// The warm run again by ferry with every tag immutable (`--immutable-tags=.`), in the
+    /// warm scenario's rounds, on its target (filled as for warm).
+    WarmImmutable,
+    /// Cold C1 by ferry into three target registries at once, against one.
+    ThreeTargets,
     Big,
     /// What one request costs the registries (HEAD manifest, keep-alive), per mode.
     Calibrate,

@@ -58,8 +58,11 @@ impl Bench {
         if self.wants(ScenarioId::Cold) {
             scenarios.push(self.cold(&source).await?);
         }
-        if self.wants(ScenarioId::Warm) {
-            scenarios.push(self.warm(&source).await?);
+        if self.wants(ScenarioId::Warm) || self.wants(ScenarioId::WarmImmutable) {
+            scenarios.extend(self.warm(&source).await?);
+        }
+        if self.wants(ScenarioId::ThreeTargets) {
+            scenarios.push(self.three_targets(&source).await?);
         }
         if self.wants(ScenarioId::Big) {
             let (one, two) = if self.args.quick {
@@ -186,6 +189,8 @@ impl Bench {
             target: &target,
             corpus,
             seeded,
+            also: &[],
+            flags: &[],
         };
         let run = self.run_tool(&job, tool, round, what).await?;
         let problems = if matches!(tool, Tool::Floor | Tool::FloorH2) {
@@ -217,8 +222,9 @@ impl Bench {
         Ok(run)
     }
 
-    /// Warm no-op re-sync: C1's shape at 1,000 small tags, already in the target.
-    async fn warm(&mut self, source: &Registry) -> anyhow::Result<ScenarioResult> {
+    /// Warm no-op re-sync: C1's shape at 1,000 small tags, already in the target; and the
+    /// same by ferry with every tag declared immutable (`warm_immutable`).
+    async fn warm(&mut self, source: &Registry) -> anyhow::Result<Vec<ScenarioResult>> {
         let tags = if self.args.quick { 100 } else { 1000 };
         let corpus = corpus::warm(tags);
         let (seeded, seed_s) = self.seed(source, &corpus).await;
@@ -231,6 +237,8 @@ impl Bench {
             target: &target,
             corpus: &corpus,
             seeded: &seeded,
+            also: &[],
+            flags: &[],
         };
         let initial = self.run_tool(&job, Tool::Ferry, 0, "warm-fill").await?;
         let problems = seeding::verify(&target, &seeded, true, 8).await?;
@@ -243,9 +251,31 @@ impl Bench {
             "  warm target filled by ferry in {:.2} s (verified)",
             initial.measured.wall_s
         );
+        // ferry again with every tag declared immutable, in the same rounds: a scenario of
+        // its own, so its runs are not averaged with the default warm run's.
+        let immutable_job = CopyJob {
+            flags: &["--immutable-tags=."],
+            ..job
+        };
+        let title = format!("warm no-op re-sync, {tags} tags, every tag immutable");
+        let mut immutable_result = self.scenario("warm_immutable", title, &corpus, &seeded, seed_s);
         for round in 0..self.args.runs {
+            let mut variants = Vec::new();
             for tool in self.order(&[Tool::Ferry, Tool::Skopeo], round) {
-                let run = self.run_tool(&job, tool, round, "warm").await?;
+                if self.wants(ScenarioId::Warm) {
+                    variants.push((tool, false));
+                }
+                if tool == Tool::Ferry && self.wants(ScenarioId::WarmImmutable) {
+                    variants.push((tool, true));
+                }
+            }
+            for (tool, immutable) in variants {
+                let (job, what) = if immutable {
+                    (&immutable_job, "warm-immutable")
+                } else {
+                    (&job, "warm")
+                };
+                let run = self.run_tool(job, tool, round, what).await?;
                 let problems = seeding::verify(&target, &seeded, false, 8).await?;
                 anyhow::ensure!(
                     problems.is_empty(),
@@ -254,12 +284,70 @@ impl Bench {
                     sample(&problems).join("\n  ")
                 );
                 eprintln!(
-                    "  warm round {round} {:<6} {:>7.2} s  cpu {:>6.2} s  requests {:>6} ({:.2}/tag)  (verified)",
+                    "  {what} round {round} {:<6} {:>7.2} s  cpu {:>6.2} s  requests {:>6} ({:.2}/tag)  (verified)",
                     tool.name(),
                     run.measured.wall_s,
                     run.measured.cpu_s(),
                     run.requests.total(),
                     run.requests.total() as f64 / tags as f64
+                );
+                match immutable {
+                    true => immutable_result.runs.push(run),
+                    false => result.runs.push(run),
+                }
+            }
+        }
+        Ok([result, immutable_result]
+            .into_iter()
+            .filter(|r| !r.runs.is_empty())
+            .collect())
+    }
+
+    /// Cold sync of C1 by ferry into three fresh target registries at once, and into one in
+    /// the same rounds: wall time, peak RSS, and the source's blob bytes read ÷ the corpus's
+    /// unique bytes (`source_read_ratio`; 1.00 is one read per blob whatever the targets).
+    async fn three_targets(&mut self, source: &Registry) -> anyhow::Result<ScenarioResult> {
+        let corpus = corpus::c1(if self.args.quick { 64 } else { 1 });
+        let (seeded, seed_s) = self.seed(source, &corpus).await;
+        let title = format!(
+            "cold sync C1 into 3 target registries ({:.0} MiB unique)",
+            seeded.unique_blobs().1 as f64 / 1048576.0
+        );
+        let mut result = self.scenario("cold_c1_3_targets", title, &corpus, &seeded, seed_s);
+        let unique_bytes = seeded.unique_blobs().1.max(1) as f64;
+        for round in 0..self.args.runs {
+            for targets in [3usize, 1] {
+                if self.order(&[Tool::Ferry], round).is_empty() {
+                    continue;
+                }
+                let target = Registry::start(self.mode);
+                let also: Vec<Registry> =
+                    (1..targets).map(|_| Registry::start(self.mode)).collect();
+                let job = CopyJob {
+                    source,
+                    target: &target,
+                    corpus: &corpus,
+                    seeded: &seeded,
+                    also: &also,
+                    flags: &[],
+                };
+                let what = format!("c1-{targets}-targets");
+                let mut run = self.run_tool(&job, Tool::Ferry, round, &what).await?;
+                for registry in std::iter::once(&target).chain(also.iter()) {
+                    let problems = seeding::verify(registry, &seeded, true, 8).await?;
+                    anyhow::ensure!(
+                        problems.is_empty(),
+                        "ferry copied {what} wrongly (round {round}):\n  {}",
+                        sample(&problems).join("\n  ")
+                    );
+                }
+                let ratio = run.requests.source.blob_bytes_served as f64 / unique_bytes;
+                run.extra.insert("target_registries".into(), targets as f64);
+                run.extra.insert("source_read_ratio".into(), ratio);
+                eprintln!(
+                    "  {what} round {round} ferry {:>7.2} s  rss {:>7.1} MiB  source read {ratio:.2}x unique bytes  (verified)",
+                    run.measured.wall_s,
+                    run.measured.max_rss_kib as f64 / 1024.0,
                 );
                 result.runs.push(run);
             }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
+use super::scheduler::Claim;
 use super::tree::BlobRef;
 use super::verify::Verifier;
 use super::{Copier, CopyError};
@@ -21,7 +22,7 @@ use crate::registry::{Actions, RegistryError, UploadStart};
 /// Attempts at one blob transfer (each a fresh GET → PUT) on transient faults. A link that
 /// damages 30% of transfers still fails a blob only with odds of 0.3^8 ≈ 7e-5 per round;
 /// the waits between attempts (the registry retry policy's, doubling) stay bounded.
-const BLOB_ATTEMPTS: u32 = 8;
+pub(super) const BLOB_ATTEMPTS: u32 = 8;
 
 /// How a blob reached a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,34 +63,25 @@ impl Copier {
         if source.registry() == target.registry() {
             return self.blob_with_retries(source, target, blob, None).await;
         }
-        let cell = self.scheduler.placement(target.registry(), &blob.digest);
-        let mut transferred = None;
-        let placed = cell
-            .get_or_try_init(|| async {
+        let placement = self.scheduler.placement(target.registry(), &blob.digest);
+        match placement.claim().await {
+            Claim::Mine(guard) => {
                 let outcome = self.blob_with_retries(source, target, blob, None).await;
-                let placed = outcome
-                    .as_ref()
-                    .map(|_| target.clone())
-                    .map_err(Clone::clone);
-                transferred = Some(outcome);
-                placed
-            })
-            .await;
-        if let Some(outcome) = transferred {
-            return outcome;
-        }
-        match placed {
-            Ok(placed) if placed != target => {
-                let placed = placed.clone();
+                if outcome.is_ok() {
+                    guard.placed(target);
+                }
+                outcome
+            }
+            Claim::Placed(placed) if placed != *target => {
                 self.blob_with_retries(source, target, blob, Some(&placed))
                     .await
             }
-            Ok(_) => Ok(BlobOutcome::Existing),
-            Err(error) => Err(error),
+            // `claim` waits out `Busy`; it never answers it.
+            Claim::Placed(_) | Claim::Busy => Ok(BlobOutcome::Existing),
         }
     }
 
-    async fn blob_with_retries(
+    pub(super) async fn blob_with_retries(
         &self,
         source: &Repository,
         target: &Repository,
@@ -237,7 +229,7 @@ fn last_when_verified(
 /// Whether another transfer of the blob may succeed: a transient registry fault, or bytes
 /// that did not match the digest (damaged on the way; a source that really holds other
 /// bytes fails every attempt, and the image with it).
-fn is_worth_retrying(error: &CopyError) -> bool {
+pub(super) fn is_worth_retrying(error: &CopyError) -> bool {
     match error {
         CopyError::Registry(e) => e.kind.is_transient(),
         CopyError::BlobMismatch { .. } => true,

@@ -1,24 +1,29 @@
 //! The copy engine: one planned source image → its targets, registry to registry through
 //! memory only. This file holds the `Copier` and the flow of one image; the rest of the
 //! module is split by concern: `tree` (the source's manifests and the platform filter),
-//! `blob` (one blob into one target), `verify` (checking a blob as it streams) and
-//! `scheduler` (permits and once-cells shared by every image of a run, on `permits`).
+//! `blob` (one blob into one target), `fanout` (one blob read once for several target
+//! registries), `verify` (checking a blob as it streams) and `scheduler` (permits,
+//! placements and once-cells shared by every image of a run, on `permits`).
 //!
-//! Order of work for an image: HEAD every target, then (only when every target has a
-//! manifest) the source: equal digests and no `--force` means skipped, no GET spent. Else
-//! GET the source manifest tree; apply the platform filter; then per target copy every blob
-//! (mount when source and target share a registry, else a streamed GET → PUT verified by
-//! digest and size while it streams), push child manifests by digest, and only then the
-//! top manifest, so no tag ever points at an incomplete image. Manifests are pushed
+//! Order of work for an image: targets that have a tag declared immutable (in their one
+//! `tags/list` of the run) are done without a request; HEAD every other target, then (only
+//! when every target has a manifest) the source: equal digests and no `--force` means
+//! skipped, no GET spent. Else GET the source manifest tree; apply the platform filter; then
+//! copy every blob to every target repository (mount when source and target share a
+//! registry, else a streamed GET verified by digest and size while it streams, one GET for
+//! all the target registries), push each target's child manifests by digest, and only then
+//! its top manifest, so no tag ever points at an incomplete image. Manifests are pushed
 //! byte-identical unless a filter dropped entries.
 //!
 //! Blob transfers across all images share `--proc` permits, handed out largest blob first;
 //! blobs under 1 MiB have as many permits again, so configs and small layers do not queue
 //! behind the big ones. The same blob wanted twice for one target repository is transferred
-//! once, and once per target registry (other repositories there mount it). A blob is HEADed
-//! on the target before it is sent, unless the target repository was found not to exist.
+//! once, and read once for all target registries (other repositories there mount it). A
+//! blob is HEADed on the target before it is sent, unless the target repository was found
+//! not to exist.
 
 mod blob;
+mod fanout;
 mod permits;
 mod referrers;
 mod scheduler;
@@ -39,6 +44,7 @@ use crate::registry::{
     Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
 };
 use crate::report::{ImageReport, Status};
+use crate::rules::ImmutableTags;
 use blob::BlobOutcome;
 use referrers::ReferrerMemory;
 use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
@@ -56,6 +62,9 @@ pub struct CopyOptions {
     pub image: ImageOptions,
     /// Upload in PATCH chunks of this many bytes instead of one streaming PUT.
     pub chunk_size: Option<u64>,
+    /// Copies of tags declared immutable: a target that lists the tag has it (unless
+    /// forced), and neither registry is asked about the tag.
+    pub immutable: ImmutableTags,
 }
 
 impl Default for CopyOptions {
@@ -64,6 +73,7 @@ impl Default for CopyOptions {
             proc: 5,
             image: ImageOptions::default(),
             chunk_size: None,
+            immutable: ImmutableTags::default(),
         }
     }
 }
@@ -138,6 +148,27 @@ pub struct Copier {
     scheduler: Scheduler<BlobOutcome, CopyError>,
     stopped: AtomicBool,
     referrer_memory: ReferrerMemory,
+}
+
+/// Adds one target's blob outcomes to the report (a copy counts as found there already
+/// when `again`: another tag of the repository brought it); the first failure stops it.
+fn count_blobs(
+    outcomes: impl Iterator<Item = Result<BlobOutcome, CopyError>>,
+    again: bool,
+    report: &mut ImageReport,
+) -> Result<(), CopyError> {
+    for outcome in outcomes {
+        match outcome? {
+            BlobOutcome::Copied(_) if again => report.blobs_existing += 1,
+            BlobOutcome::Copied(bytes) => {
+                report.blobs_copied += 1;
+                report.bytes += bytes;
+            }
+            BlobOutcome::Mounted => report.blobs_mounted += 1,
+            BlobOutcome::Existing => report.blobs_existing += 1,
+        }
+    }
+    Ok(())
 }
 
 /// What an image needs.
@@ -309,6 +340,20 @@ impl Copier {
         // the planner or a push event saw then: a replayed or late job never moves a target
         // tag backwards (the newest state wins). Only a digest source is pinned.
         let source = image.source.clone();
+        let left = self.targets_to_check(image, options.force).await;
+        if left.is_empty() {
+            return Ok(Some("immutable tag already on every target".into()));
+        }
+        let narrowed;
+        let image = if left.len() == image.targets.len() {
+            image
+        } else {
+            narrowed = PlannedImage {
+                targets: left,
+                ..image.clone()
+            };
+            &narrowed
+        };
         let pinned = match &source.locator {
             Locator::Digest(digest) => Some(digest),
             Locator::Tag(_) => None,
@@ -351,6 +396,30 @@ impl Copier {
                 Ok(None)
             }
         }
+    }
+
+    /// The targets of `image` that must be checked: all of them, but for the copies of an
+    /// immutable tag (unforced) to a target whose listing has the tag, which are done.
+    async fn targets_to_check(&self, image: &PlannedImage, force: bool) -> Vec<Reference> {
+        let immutable = &self.options.immutable;
+        if force || immutable.is_empty() {
+            return image.targets.clone();
+        }
+        let mut left = Vec::new();
+        for target in &image.targets {
+            let done = immutable.covers(&image.source, target)
+                && {
+                    let listed = self
+                        .scheduler
+                        .target_tags(&self.registries, &target.repository)
+                        .await;
+                    matches!((&target.locator, listed), (Locator::Tag(tag), Some(tags)) if tags.contains(tag))
+                };
+            if !done {
+                left.push(target.clone());
+            }
+        }
+        left
     }
 
     /// What an image needs: its manifest tree and the targets that lack it, or why nothing.
@@ -443,6 +512,10 @@ impl Copier {
     }
 
     /// Pushes the tree to every target: blobs, then children, then the manifest itself.
+    /// Every blob goes to every target repository at once (`fanout`), so the transfer
+    /// permits see them all and can start the largest first, and a blob several target
+    /// registries need is read once. A target whose blobs failed gets no manifest; the
+    /// others still get theirs, and the first error is the image's.
     async fn push_to(
         &self,
         tree: &ManifestTree,
@@ -451,42 +524,60 @@ impl Copier {
         force: bool,
         report: &mut ImageReport,
     ) -> Result<(), CopyError> {
+        let mut repositories: Vec<&Repository> = Vec::new();
         for target in targets {
-            self.push_blobs(tree, source, &target.repository, report)
-                .await?;
-            self.push_children(tree, &target.repository, force, report)
-                .await?;
-            let client = self.client(target.repository.registry())?;
-            self.put_manifest(&client, target, &tree.manifest, report)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Every blob of the tree (of all its platforms) into `target` at once, so the transfer
-    /// permits see them all and can start the largest first.
-    async fn push_blobs(
-        &self,
-        tree: &ManifestTree,
-        source: &Repository,
-        target: &Repository,
-        report: &mut ImageReport,
-    ) -> Result<(), CopyError> {
-        let blobs = tree.collect_blobs();
-        let outcomes =
-            futures::future::join_all(blobs.iter().map(|blob| self.blob(source, target, blob)))
-                .await;
-        for outcome in outcomes {
-            match outcome? {
-                BlobOutcome::Copied(bytes) => {
-                    report.blobs_copied += 1;
-                    report.bytes += bytes;
-                }
-                BlobOutcome::Mounted => report.blobs_mounted += 1,
-                BlobOutcome::Existing => report.blobs_existing += 1,
+            if !repositories.contains(&&target.repository) {
+                repositories.push(&target.repository);
             }
         }
-        Ok(())
+        let blobs = tree.collect_blobs();
+        let placed = futures::future::join_all(
+            blobs
+                .iter()
+                .map(|blob| self.blob_everywhere(source, &repositories, blob)),
+        )
+        .await;
+        let mut first_error = None;
+        let mut counted = Vec::new();
+        for target in targets {
+            let at = repositories
+                .iter()
+                .position(|r| **r == target.repository)
+                .unwrap_or_default();
+            // A second tag in one repository finds the blobs there.
+            let again = counted.contains(&at);
+            counted.push(at);
+            let outcomes = placed.iter().map(|outcomes| {
+                outcomes
+                    .get(at)
+                    .cloned()
+                    .unwrap_or(Err(CopyError::Interrupted))
+            });
+            let pushed = match count_blobs(outcomes, again, report) {
+                Ok(()) => self.push_manifests(tree, target, force, report).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = pushed {
+                tracing::debug!(%error, %target, "target failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The tree's children, then its manifest, into `target`.
+    async fn push_manifests(
+        &self,
+        tree: &ManifestTree,
+        target: &Reference,
+        force: bool,
+        report: &mut ImageReport,
+    ) -> Result<(), CopyError> {
+        self.push_children(tree, &target.repository, force, report)
+            .await?;
+        let client = self.client(target.repository.registry())?;
+        self.put_manifest(&client, target, &tree.manifest, report)
+            .await
     }
 
     /// The tree's child manifests into `target` by digest, deepest first (its own manifest

@@ -6,13 +6,13 @@
 //! how many images and manifest lookups run at once. What one transfer does is `blob`'s;
 //! the order of work within an image is the copier's (`mod`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{AcquireError, OnceCell, Semaphore, SemaphorePermit};
+use tokio::sync::{AcquireError, Notify, OnceCell, Semaphore, SemaphorePermit};
 
 use super::permits::{Permit, PriorityPermits};
 use crate::reference::{Digest, Repository};
@@ -31,8 +31,9 @@ const SMALL_BLOB: u64 = 1 << 20;
 const ABSENT_TRUSTED_FOR: Duration = Duration::from_secs(120);
 
 type InFlightCell<O, E> = Arc<OnceCell<Result<O, E>>>;
-type PlacementCell = Arc<OnceCell<Repository>>;
 type AbsentCell = Arc<OnceCell<Option<Instant>>>;
+/// A target repository's tags as listed once in a run; `None` when they could not be listed.
+pub(super) type ListedTags = Option<Arc<HashSet<String>>>;
 
 /// The shared state that paces a run's blob transfers; `Result<O, E>` is what a transfer
 /// into one repository comes to.
@@ -45,11 +46,13 @@ pub(super) struct Scheduler<O, E> {
     in_flight: Mutex<HashMap<(Repository, Digest), InFlightCell<O, E>>>,
     /// Per target registry and digest, the first repository the blob was placed in, so every
     /// other repository of that registry mounts it instead of transferring it again.
-    placements: Mutex<HashMap<(String, Digest), PlacementCell>>,
+    placements: Mutex<HashMap<(String, Digest), Arc<Placement>>>,
     /// Images looking up manifests at once; the rest wait, or move blobs.
     lookups: Semaphore,
     /// Target repositories found not to exist, and when (see `known_absent`).
     absent: Mutex<HashMap<Repository, AbsentCell>>,
+    /// Target repositories' tags, listed once each for immutable tags (see `target_tags`).
+    target_tags: Mutex<HashMap<Repository, Arc<OnceCell<ListedTags>>>>,
 }
 
 impl<O, E> Scheduler<O, E> {
@@ -63,6 +66,7 @@ impl<O, E> Scheduler<O, E> {
             placements: Mutex::new(HashMap::new()),
             lookups: Semaphore::new(proc * 4),
             absent: Mutex::new(HashMap::new()),
+            target_tags: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,10 +87,36 @@ impl<O, E> Scheduler<O, E> {
         lane.acquire(size).await
     }
 
-    /// The repository of `registry` a digest was first placed in, once known: the cell is
-    /// filled by the first placement there.
-    pub(super) fn placement(&self, registry: &str, digest: &Digest) -> PlacementCell {
-        cell_for(&self.placements, (registry.to_string(), digest.clone()))
+    /// Where a digest is first placed on `registry`: claimed by the first transfer there.
+    pub(super) fn placement(&self, registry: &str, digest: &Digest) -> Arc<Placement> {
+        let mut placements = self.placements.lock().expect("placement map poisoned");
+        placements
+            .entry((registry.to_string(), digest.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// Claims, at once, the first placement of `digest` on each of `registries` that is
+    /// neither placed nor being placed (`None` for the others). At once, so two images
+    /// wanting the same blob in the same registries do not split them between two reads.
+    pub(super) fn claim_placements(
+        &self,
+        registries: &[&str],
+        digest: &Digest,
+    ) -> Vec<Option<PlacementGuard>> {
+        let mut placements = self.placements.lock().expect("placement map poisoned");
+        registries
+            .iter()
+            .map(|registry| {
+                let placement = placements
+                    .entry((registry.to_string(), digest.clone()))
+                    .or_default();
+                match placement.try_claim() {
+                    Claim::Mine(guard) => Some(guard),
+                    Claim::Placed(_) | Claim::Busy => None,
+                }
+            })
+            .collect()
     }
 
     /// Whether `target` was found not to exist, recently enough that only what this copier
@@ -108,6 +138,30 @@ impl<O, E> Scheduler<O, E> {
             })
             .await;
         found.is_some_and(|at| at.elapsed() < ABSENT_TRUSTED_FOR)
+    }
+
+    /// The tags of `target` as one `tags/list` (all its pages) found them, asked once per
+    /// run: what immutable tags are checked against. A tag pushed later in the run is not
+    /// in it, so it is checked as usual. An error (a repository that does not exist
+    /// included) just means "not known".
+    pub(super) async fn target_tags(
+        &self,
+        registries: &Registries,
+        target: &Repository,
+    ) -> ListedTags {
+        let cell = cell_for(&self.target_tags, target.clone());
+        cell.get_or_init(|| async {
+            let client = registries.client(target.registry()).ok()?;
+            match client.tag_list(target).await {
+                Ok(tags) => Some(Arc::new(tags.into_iter().collect())),
+                Err(error) => {
+                    tracing::debug!(%error, "cannot list the target's tags; immutable tags are checked one by one");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
     }
 }
 
@@ -142,6 +196,90 @@ impl<O: Clone, E: Clone> Scheduler<O, E> {
                 .remove(&key);
         }
         (outcome, first)
+    }
+}
+
+/// The first placement of one digest on one target registry: the repository it was placed
+/// in once known, and whether a transfer there holds the claim meanwhile. Unlike a once-cell
+/// it can be claimed without waiting (`try_claim`), which a read shared by several
+/// registries needs: it must never wait for a claim while holding others.
+#[derive(Default)]
+pub(super) struct Placement {
+    state: Mutex<PlacementState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct PlacementState {
+    placed: Option<Repository>,
+    claimed: bool,
+}
+
+/// What a claim found.
+pub(super) enum Claim {
+    /// The blob is in this repository of the registry.
+    Placed(Repository),
+    /// The caller places it, and says where through the guard.
+    Mine(PlacementGuard),
+    /// Another transfer holds the claim.
+    Busy,
+}
+
+impl Placement {
+    pub(super) fn try_claim(self: &Arc<Self>) -> Claim {
+        let mut state = self.state.lock().expect("placement poisoned");
+        if let Some(placed) = &state.placed {
+            return Claim::Placed(placed.clone());
+        }
+        if state.claimed {
+            return Claim::Busy;
+        }
+        state.claimed = true;
+        Claim::Mine(PlacementGuard {
+            placement: self.clone(),
+        })
+    }
+
+    /// Where the blob was placed, or the claim to place it: waits while another transfer
+    /// holds the claim (and takes it over if that one fails, as the next round would).
+    pub(super) async fn claim(self: &Arc<Self>) -> Claim {
+        // Bounded by the transfers holding the claim: each ends placed or released.
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.try_claim() {
+                Claim::Busy => changed.await,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A claim on a placement; dropped without `placed`, it is released for another to take.
+pub(super) struct PlacementGuard {
+    placement: Arc<Placement>,
+}
+
+impl PlacementGuard {
+    /// The blob is now in `repository`.
+    pub(super) fn placed(self, repository: &Repository) {
+        self.placement
+            .state
+            .lock()
+            .expect("placement poisoned")
+            .placed = Some(repository.clone());
+    }
+}
+
+impl Drop for PlacementGuard {
+    fn drop(&mut self) {
+        self.placement
+            .state
+            .lock()
+            .expect("placement poisoned")
+            .claimed = false;
+        self.placement.changed.notify_waiters();
     }
 }
 

@@ -1,6 +1,8 @@
 //! Blob uploads: POST to open a session (or mount from another repository of the same
 //! registry), then one streaming PUT with `?digest=`, or PATCH chunks of bounded size when
-//! the registry asks for them (`OCI-Chunk-Min-Length`) or the user configured a chunk size.
+//! the registry asks for them (`OCI-Chunk-Min-Length`) or the user configured a chunk size,
+//! or one streaming PATCH and an empty PUT `?digest=` (a blob written to several registries
+//! at once, committed only once its digest checked out).
 //!
 //! Upload bodies go through the client without a read timeout (reqwest's would also count
 //! the time spent sending them), so each upload is watched here (`Watch`): one whose body
@@ -96,6 +98,41 @@ impl Client {
             .body(body)
         });
         let response = watch.run(put, &context).await?;
+        expect_created(response, &context).await
+    }
+
+    /// Sends the whole blob in one PATCH whose body streams (no length: chunked transfer
+    /// coding), then closes the session with an empty PUT `?digest=`. The registry commits
+    /// nothing before that PUT, which is sent only once `data` has ended: a caller that ends
+    /// `data` only when it knows the bytes are right (or with an error when they are not)
+    /// decides whether the blob is committed after every byte was sent.
+    pub async fn upload_streamed(
+        &self,
+        repository: &Repository,
+        session: UploadSession,
+        digest: &Digest,
+        data: BoxStream<'static, Result<Bytes, RegistryError>>,
+    ) -> Result<(), RegistryError> {
+        let context = format!("streamed upload {repository}@{digest}");
+        let scope = Scope::push(repository);
+        let watch = Watch::new(self.options.read_timeout);
+        let body = watch.body(data);
+        let location = session.location;
+        let patch = self.send_once(&scope, &context, location.clone(), |http, url| {
+            http.patch(url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(body)
+        });
+        let response = watch.run(patch, &context).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(response, &context).await);
+        }
+        let url = with_digest(session_url(&response, &location, &context)?, digest);
+        watch.sent();
+        let close = self.send_upload_to(&scope, &context, url, |http, url| {
+            http.put(url).header(CONTENT_LENGTH, 0)
+        });
+        let response = watch.run(close, &context).await?;
         expect_created(response, &context).await
     }
 

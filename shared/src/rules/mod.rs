@@ -15,11 +15,13 @@
 //! (default registry and namespace), or an array of these. `$VAR`/`${VAR}` are expanded in
 //! targets.
 //!
-//! A rule's value may instead be the long form `{to, tags, platforms, force}`: `to` takes the
-//! target forms above, `tags` filters the source's selection (`tags.rs`): include → semver →
-//! exclude → latest, after the source's own tag list or regex.
+//! A rule's value may instead be the long form `{to, tags, platforms, force, immutable}`: `to`
+//! takes the target forms above, `tags` filters the source's selection (`tags.rs`): include →
+//! semver → exclude → latest, after the source's own tag list or regex; `immutable` declares
+//! tags never re-pushed (`immutable.rs`).
 
 mod collisions;
+mod immutable;
 mod parse;
 mod tags;
 
@@ -34,6 +36,7 @@ use crate::image::RuleOptions;
 use crate::reference::{Digest, Locator, Reference, Repository};
 
 pub use collisions::{static_collisions, TargetClaims, TargetCollision};
+pub use immutable::{parse_immutable_pattern, ImmutableTags};
 pub use parse::{
     expand_variables, is_variable_name, parse_source, rules_from_value, RuleProblem, RulesError,
 };
@@ -87,6 +90,8 @@ pub struct Rule {
     /// The long form's keys but `to`, as written (validated): what a plan job writes back
     /// with the rule's targets, so a worker reads the same rule. Empty for the short forms.
     pub long_form: serde_json::Map<String, serde_json::Value>,
+    /// The long form's `immutable:` pattern (`immutable.rs`).
+    pub immutable: Option<Regex>,
 }
 
 impl Rule {

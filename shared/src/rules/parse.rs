@@ -11,6 +11,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::collisions::{static_collisions, TargetCollision};
+use super::immutable::immutable_of;
 use super::tags::{bad, parse_tag_filter, TagFilter};
 use super::{Defaults, Naming, Rule, Selector, Target};
 use crate::env::Env;
@@ -137,13 +138,14 @@ pub fn rules_from_value(
     };
     let rules = map
         .iter()
-        .map(|(text, targets)| {
-            let parsed =
-                parse_rule(text, targets, defaults, env).map_err(|problem| RulesError::Rule {
-                    file: file.to_path_buf(),
-                    rule: text.clone(),
-                    problem,
-                })?;
+        .map(|(text, value)| {
+            let in_rule = |problem| RulesError::Rule {
+                file: file.to_path_buf(),
+                rule: text.clone(),
+                problem,
+            };
+            let parsed = parse_rule(text, value, defaults, env).map_err(in_rule)?;
+            let immutable = immutable_of(value, &parsed.selector).map_err(in_rule)?;
             Ok(Rule {
                 file: file.to_path_buf(),
                 text: text.clone(),
@@ -153,6 +155,7 @@ pub fn rules_from_value(
                 tags: parsed.tags,
                 options: parsed.options,
                 long_form: parsed.long_form,
+                immutable,
             })
         })
         .collect::<Result<Vec<Rule>, RulesError>>()?;
@@ -181,7 +184,7 @@ struct ParsedRule {
 }
 
 /// The keys a long-form rule may have.
-const RULE_KEYS: [&str; 4] = ["to", "tags", "platforms", "force"];
+const RULE_KEYS: [&str; 5] = ["to", "tags", "platforms", "force", super::immutable::KEY];
 
 fn parse_rule(
     source: &str,
