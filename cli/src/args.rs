@@ -204,7 +204,8 @@ pub struct InputArgs {
     /// Write logs to FILE instead of standard error.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Page size asked of tags/list (the registry's own default when unset).
+    /// Page size asked of tags/list and _catalog (the registry's own default, and 1,000
+    /// repositories, when unset).
     #[arg(long, value_name = "N", hide = true)]
     pub tags_page_size: Option<usize>,
 }

@@ -36,6 +36,8 @@ pub enum PlanError {
     Registry(#[from] RegistryError),
     #[error("{0} does not exist")]
     Missing(Reference),
+    #[error("the repositories of {0} could not be listed (see the rule before)")]
+    CatalogueUnreadable(String),
 }
 
 impl HasKind for PlanError {
@@ -43,6 +45,7 @@ impl HasKind for PlanError {
         match self {
             PlanError::Registry(error) => error.kind(),
             PlanError::Missing(_) => Kind::NotFound,
+            PlanError::CatalogueUnreadable(_) => Kind::NotFound,
         }
     }
 }
@@ -141,6 +144,13 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     let concurrency = options.concurrency.max(1);
     let source_heads = options.source_heads;
     let mut plan = Plan::default();
+    let expanded;
+    let rules = if rules.iter().any(|rule| rule.wildcard.is_some()) {
+        expanded = expand_wildcards(rules, registries, &mut plan).await;
+        &expanded[..]
+    } else {
+        rules
+    };
     let listed: Vec<(usize, Result<Selection, PlanError>)> = stream::iter(rules.iter().enumerate())
         .map(|(i, rule)| async move { (i, select(i, rule, registries, options).await) })
         .buffer_unordered(concurrency)
@@ -244,6 +254,56 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     plan.selections.sort_by(|a, b| a.rule.cmp(&b.rule));
     plan.empty_rules.sort();
     plan
+}
+
+/// `rules` with each wildcard rule replaced by its rule for every repository its registry's
+/// `_catalog` lists under it (one catalogue walk per registry). A catalogue that cannot be
+/// read (refused, missing) fails its rules, naming the registry and why; a wildcard that
+/// takes no repository is an empty rule.
+async fn expand_wildcards(rules: &[Rule], registries: &Registries, plan: &mut Plan) -> Vec<Rule> {
+    // Per registry: its repositories, or `None` when its catalogue could not be read.
+    let mut catalogues: BTreeMap<String, Option<Vec<Repository>>> = BTreeMap::new();
+    let mut expanded = Vec::new();
+    for rule in rules {
+        if rule.wildcard.is_none() {
+            expanded.push(rule.clone());
+            continue;
+        }
+        let registry = rule.source.registry().to_string();
+        if !catalogues.contains_key(&registry) {
+            let listed = match registries.client(&registry) {
+                Ok(client) => client.catalog(&rule.source).await,
+                Err(error) => Err(error),
+            };
+            let listed = match listed {
+                Ok(repositories) => Some(repositories),
+                Err(error) => {
+                    plan.failures
+                        .push(failure(rule, PlanError::Registry(error)));
+                    None
+                }
+            };
+            let unreadable = listed.is_none();
+            catalogues.insert(registry.clone(), listed);
+            if unreadable {
+                continue;
+            }
+        }
+        match &catalogues[&registry] {
+            Some(repositories) => {
+                let before = expanded.len();
+                expanded.extend(repositories.iter().filter_map(|r| rule.concrete(r)));
+                if expanded.len() == before {
+                    plan.empty_rules.push(rule.text.clone());
+                }
+            }
+            None => plan.failures.push(failure(
+                rule,
+                PlanError::CatalogueUnreadable(registry.clone()),
+            )),
+        }
+    }
+    expanded
 }
 
 /// The first target tag two selected images of different sources would both be written to.
