@@ -70,11 +70,26 @@ impl Client {
         Ok(tags)
     }
 
-    /// Every repository of the registry `within` is on (`_catalog`, `n` a page), as
-    /// repositories; names that are not repository paths are dropped with a warning.
-    /// `within` only scopes the credentials asked for.
+    /// Every repository of the registry `within` is on (`_catalog`, `n` a page; or the
+    /// credential store's own listing where it has one, ECR's API), as repositories; names
+    /// that are not repository paths are dropped with a warning. `within` only scopes the
+    /// credentials asked for.
     pub async fn catalog(&self, within: &Repository) -> Result<Vec<Repository>, RegistryError> {
         let registry = within.registry().to_string();
+        if let Some(listed) = self.auth.repositories(&registry).await {
+            let context = format!("list the repositories of {registry}");
+            let names =
+                listed.map_err(|e| RegistryError::new(&context, ErrorKind::ListingRefused(e)))?;
+            let repositories: Vec<Repository> = names
+                .iter()
+                .filter_map(|name| Repository::new(&registry, name).ok())
+                .collect();
+            let invalid = names.len() - repositories.len();
+            if invalid > 0 {
+                tracing::warn!(registry = %registry, invalid, "invalid repository names skipped");
+            }
+            return Ok(repositories);
+        }
         let listing = Listing {
             context: format!("list the repositories of {registry} (_catalog)"),
             what: "_catalog page",
