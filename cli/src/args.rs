@@ -241,6 +241,10 @@ pub struct PlanArgs {
     /// (not matched, not included, not semver, outside the range, excluded, beyond latest).
     #[arg(long, conflicts_with = "queue_url")]
     pub explain: bool,
+    // With --queue-url: a copy of a matching tag to a target that lists it is in sync
+    // without a HEAD.
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
 }
 
 fn parse_fan_out(text: &str) -> Result<FanOut, String> {

@@ -2,7 +2,9 @@
 //! with a plan job. Resolves the rules (`plan`), HEADs each image's targets to drop those
 //! already in sync, and sends one copy job per remaining image to the queue while later
 //! images are still being checked, so the registries and the queue work at once. Resolving
-//! is `plan`'s; the jobs' shapes are `job`'s.
+//! is `plan`'s; the jobs' shapes are `job`'s. A copy of a tag declared immutable to a target
+//! that lists it is in sync without a HEAD on either side: one `tags/list` per target
+//! repository instead, as the copier does (`target_tags`).
 //!
 //! A migration larger than one invocation should carry fans out ([`FanOut`]): rather than
 //! resolving and checking it all, the planner sends *plan jobs* to the same queue, each a
@@ -51,7 +53,8 @@ use crate::queue::{Queue, QueueError, SQS_MAX_BATCH, SQS_MAX_PAYLOAD};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Actions, ManifestHead, Registries, RegistryError};
 use crate::report::Failure;
-use crate::rules::{Naming, Rule, Selector};
+use crate::rules::{ImmutableTags, Naming, Rule, Selector};
+use crate::target_tags::ImmutableCheck;
 
 /// The images (or resolving requests) above which planning fans out, unless configured.
 pub const FAN_OUT_IMAGES: usize = 1000;
@@ -129,6 +132,11 @@ pub struct DispatchOptions {
     pub concurrency: usize,
     /// When to send plan jobs instead of resolving everything here.
     pub fan_out: FanOut,
+    /// Tags declared immutable: the run's pattern and the rules' (those of the migration at
+    /// the planner; a worker expanding plan jobs gives its copier's, whose configured rules
+    /// cover every slice). A copy of one to a target whose listing has the tag is in sync
+    /// without a HEAD on either side, unless forced (see `targets_to_check`).
+    pub immutable: ImmutableTags,
 }
 
 /// What a planner run did: the planner Lambda's answer and `ferry plan --queue-url`'s summary
@@ -230,7 +238,12 @@ async fn dispatch_as(
         }
     }
     let listed = stage == Stage::Expansion { listed: true };
-    let plan = resolve(
+    let immutable = ImmutableCheck {
+        tags: options.immutable.clone(),
+        force: options.image.force,
+        ..ImmutableCheck::default()
+    };
+    let mut plan = resolve(
         rules,
         registries,
         &PlanOptions {
@@ -243,10 +256,14 @@ async fn dispatch_as(
             },
             explain: false,
             referrers: options.image.referrers.enabled,
+            immutable: immutable.clone(),
         },
     )
     .await;
     summary.tags_seen = plan.images.len();
+    // Immutable tags every target lists: no target left, nothing to check or slice.
+    plan.images.retain(|image| !image.targets.is_empty());
+    summary.already_in_sync = summary.tags_seen - plan.images.len();
     summary.errors = plan.failures.iter().map(Failure::of).collect();
     if let Some(collision) = &plan.collision {
         // Bad input: no copy job for any of it.
@@ -265,10 +282,17 @@ async fn dispatch_as(
             return Ok(summary);
         }
     }
-    let (outcome, sent) =
-        check_and_send(plan.images, &summary.plan_id, registries, queue, options).await;
+    let (outcome, sent) = check_and_send(
+        plan.images,
+        &summary.plan_id,
+        registries,
+        queue,
+        options,
+        &immutable,
+    )
+    .await;
     summary.jobs_enqueued = sent?;
-    summary.already_in_sync = outcome.in_sync;
+    summary.already_in_sync += outcome.in_sync;
     summary.errors.extend(outcome.errors);
     log_planned(&summary, outcome.checked_at, started.elapsed());
     Ok(summary)
@@ -293,6 +317,7 @@ async fn check_and_send(
     registries: &Arc<Registries>,
     queue: &dyn Queue,
     options: &DispatchOptions,
+    immutable: &ImmutableCheck,
 ) -> (CheckOutcome, Result<usize, QueueError>) {
     let started = std::time::Instant::now();
     let concurrency = options.concurrency.max(1);
@@ -302,8 +327,20 @@ async fn check_and_send(
         let mut jobs = jobs;
         let mut outcome = CheckOutcome::default();
         let mut checked = stream::iter(images)
-            .map(|image| async move {
+            .map(|mut image| async move {
                 let own = image.rule_options.over(run);
+                // Copies of immutable tags the targets list are done: no HEAD at all.
+                image.targets = immutable
+                    .targets_to_check(
+                        &image.source,
+                        &image.targets,
+                        &image.rule_options,
+                        registries,
+                    )
+                    .await;
+                if image.targets.is_empty() {
+                    return (image, Ok(Staleness::InSync));
+                }
                 let compare = !own.force && own.platforms.is_empty();
                 let stale = stale_targets_of(&image, compare, registries).await;
                 (image, stale)

@@ -19,6 +19,7 @@ use crate::image::{is_referrer_tag, PlannedImage, RuleOptions};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Registries, RegistryError};
 use crate::rules::{Dropped, Rule, Selector, TargetClaims, TargetCollision};
+use crate::target_tags::ImmutableCheck;
 
 /// A rule that could not be resolved.
 #[derive(Debug, Error)]
@@ -105,6 +106,10 @@ pub struct PlanOptions {
     /// Referrers travel with their images: referrer tags (`sha256-<hex>`, cosign's
     /// `.sig`/`.att`/`.sbom`) are then no images of their own, whatever a rule's regex says.
     pub referrers: bool,
+    /// Copies of immutable tags (none unless set; `dispatch`'s): a source about to be HEADed
+    /// loses the targets whose listing has its tag first, and one left with none is not
+    /// HEADed at all (its image is in the plan with no target).
+    pub immutable: ImmutableCheck,
 }
 
 /// Which sources `resolve` HEADs (which spends no pull quota).
@@ -126,6 +131,7 @@ impl Default for PlanOptions {
             source_heads: SourceHeads::All,
             explain: false,
             referrers: true,
+            immutable: ImmutableCheck::default(),
         }
     }
 }
@@ -195,12 +201,19 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
         return plan;
     }
     let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
-        .map(|s| async move {
-            let head = match source_heads {
+        .map(|mut s| async move {
+            let mut head = match source_heads {
                 SourceHeads::All => true,
                 SourceHeads::Named => s.named,
                 SourceHeads::None => false,
             };
+            if head && !options.immutable.is_empty() {
+                let rule = &rules[s.rule].options;
+                s.targets = (options.immutable)
+                    .targets_to_check(&s.source, &s.targets, rule, registries)
+                    .await;
+                head = !s.targets.is_empty();
+            }
             let digest = if head {
                 head_source(&s.source, registries).await
             } else {
