@@ -16,6 +16,7 @@ mod plan;
 mod queue;
 mod s3;
 mod ratelimit;
+mod release;
 mod select;
 mod serverless;
 mod status;
