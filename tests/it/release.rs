@@ -160,6 +160,8 @@ impl BareRoot {
         let mut cmd = ferry_at("chroot");
         cmd.arg(self.dir.path()).arg("/ferry").args(args);
         cmd.env("HOME", "/").env(FAST_RETRIES.0, FAST_RETRIES.1);
+        // The machine's certificate settings name files the empty root does not have.
+        cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -277,7 +279,9 @@ async fn windows_binary_plans_under_wine() {
     let run = |args: &[String]| -> Output {
         let mut cmd = ferry_at(wine());
         cmd.arg(&exe).args(args);
-        cmd.env("WINEPREFIX", prefix.path())
+        cmd.env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .env("WINEPREFIX", prefix.path())
             .env("WINEDEBUG", "-all")
             .env(FAST_RETRIES.0, FAST_RETRIES.1);
         run_tool(cmd)
