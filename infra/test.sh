@@ -28,7 +28,9 @@ FERRY_TEST_NO_BUILD=1 cargo test --workspace --all-targets 2>&1 | tee "$log"
 # The release binaries' smoke tests (tests/it/release.rs, ignored above): minutes, since
 # infra/release.sh cross-builds five targets first; only with FERRY_RELEASE_TESTS=1.
 if [ "${FERRY_RELEASE_TESTS:-}" = 1 ]; then
-  if ! command -v wine64 >/dev/null 2>&1 && ! command -v wine >/dev/null 2>&1; then
+  # Debian's wine64 puts its loader in /usr/lib/wine (the `wine` package adds /usr/bin/wine).
+  if ! command -v wine64 >/dev/null 2>&1 && ! command -v wine >/dev/null 2>&1 \
+    && [ ! -x /usr/lib/wine/wine64 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "installing: wine64"
