@@ -43,23 +43,28 @@ struct ReqwestConnector {
 
 impl ReqwestConnector {
     fn new(connect_timeout: Option<Duration>, read_timeout: Option<Duration>) -> Self {
-        let client = || -> Result<reqwest::Client, String> {
-            let mut builder = reqwest::Client::builder();
-            if let Some(timeout) = connect_timeout {
-                builder = builder.connect_timeout(timeout);
-            }
-            if let Some(timeout) = read_timeout {
-                builder = builder.read_timeout(timeout);
-            }
-            for cert in crate::roots::extra_roots().map_err(|e| e.to_string())? {
-                builder = builder.add_root_certificate(cert);
-            }
-            builder.build().map_err(|e| e.to_string())
-        };
         Self {
-            client: client().map_err(Arc::from),
+            client: build_client(connect_timeout, read_timeout).map_err(Arc::from),
         }
     }
+}
+
+/// A reqwest client with the SDK's timeouts, trusting the bundled roots and `SSL_CERT_FILE`.
+fn build_client(
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(timeout) = connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    if let Some(timeout) = read_timeout {
+        builder = builder.read_timeout(timeout);
+    }
+    for cert in crate::roots::extra_roots().map_err(|e| e.to_string())? {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 impl HttpConnector for ReqwestConnector {
