@@ -25,6 +25,23 @@ cargo build --workspace --bins
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 FERRY_TEST_NO_BUILD=1 cargo test --workspace --all-targets 2>&1 | tee "$log"
+# The release binaries' smoke tests (tests/it/release.rs, ignored above): minutes, since
+# infra/release.sh cross-builds five targets first; only with FERRY_RELEASE_TESTS=1.
+if [ "${FERRY_RELEASE_TESTS:-}" = 1 ]; then
+  # Debian's wine64 puts its loader in /usr/lib/wine (the `wine` package adds /usr/bin/wine).
+  if ! command -v wine64 >/dev/null 2>&1 && ! command -v wine >/dev/null 2>&1 \
+    && [ ! -x /usr/lib/wine/wine64 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: wine64"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wine64 >/dev/null
+  fi
+  ./infra/release.sh
+  FERRY_TEST_NO_BUILD=1 cargo test -p ferry-tests --test it -- --ignored release:: 2>&1 | tee -a "$log"
+else
+  echo "release smoke tests skipped (ignored): FERRY_RELEASE_TESTS=1 ./infra/test.sh runs them"
+fi
 # cargo prints a result per test binary (the last is often one without tests): one line
 # for the whole suite.
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 } END { printf "tests: %d passed, %d failed, %d ignored\n", passed, failed, ignored }' "$log"

@@ -12,10 +12,24 @@ use ferry::image::Referrers;
 use ferry::platform::{PlatformError, PlatformFilter};
 use regex::Regex;
 
+/// `ferry --version`'s text after the name: the version, the commit it was built from
+/// (`build.rs`) and the TLS root store the build trusts.
+pub fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (commit {}, TLS roots: {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("FERRY_COMMIT"),
+            ferry::roots::ROOT_STORE
+        )
+    })
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = version_line(),
     about = "Copy container images between Docker Registry V2 / OCI registries",
     long_about = None,
     // image-syncer has no subcommands, so its command lines (`ferry --auth=… --images=…`)

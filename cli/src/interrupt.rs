@@ -57,3 +57,34 @@ async fn handle(copier: Arc<Copier>, stopped: watch::Sender<bool>) {
         std::process::exit(INTERRUPTED);
     }
 }
+
+/// SIGTERM or Ctrl-C, each time one arrives (Ctrl-C only on Windows, which has no SIGTERM;
+/// never, when no handler could be installed): how `serve` and `worker` are asked to stop.
+pub struct StopSignals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub fn install() -> StopSignals {
+        StopSignals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Completes when the next signal arrives.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -13,7 +13,6 @@ use ferry::queue::{JournalQueue, Queue, SqsQueue};
 use ferry::rules::ImmutableTags;
 use ferry::webhook::{previous_secret_from_env, secret_from_env, Webhook, WebhookSettings};
 use ferry::worker::{work_alongside, WorkerOptions};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::ServeArgs;
 use crate::exit::{Status, UsageError};
@@ -84,17 +83,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Status> {
 
 /// Completes on the first SIGTERM or Ctrl-C.
 async fn termination() {
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    crate::interrupt::StopSignals::install().next().await;
     eprintln!("ferry: stopping: no new requests; finishing queued copies");
 }

@@ -14,7 +14,6 @@ use ferry::queue::{Queue, SqsQueue};
 use ferry::rules::{Defaults, ImmutableTags};
 use ferry::s3::S3;
 use ferry::worker::{work, JobPolicy, PlanExpander, WorkerOptions};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::args::WorkerArgs;
@@ -86,19 +85,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
 
 /// First signal: stop receiving. Second: stop starting new blobs too.
 async fn stop_on_signals(stop: watch::Sender<bool>, copier: Arc<Copier>) {
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    let next = async |term: &mut tokio::signal::unix::Signal| {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
-    next(&mut term).await;
+    let mut signals = crate::interrupt::StopSignals::install();
+    signals.next().await;
     eprintln!("ferry: worker stopping: receiving no more jobs, finishing those in flight");
     let _ = stop.send(true);
-    next(&mut term).await;
+    signals.next().await;
     eprintln!("ferry: worker stopping now: no new blobs; unfinished jobs will reappear");
     copier.stop();
 }

@@ -4,15 +4,26 @@
 //! `queue::sqs` and `ecr`.
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
+#[cfg(not(feature = "native-roots"))]
+mod reqwest_client;
+
 /// The HTTPS client the SDK uses: hyper 1 + rustls with ring, the stack reqwest already
-/// brings, instead of the SDK default's aws-lc-rs.
+/// brings, instead of the SDK default's aws-lc-rs; trusting the system's root store.
+#[cfg(feature = "native-roots")]
 pub fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// The HTTPS client the SDK uses in a build with bundled roots: reqwest itself, since the
+/// SDK's own client always links the system store (the macOS keychain needs an SDK to link).
+#[cfg(not(feature = "native-roots"))]
+pub fn https_client() -> SharedHttpClient {
+    reqwest_client::https_client()
 }
 
 /// AWS configuration from the environment, the way every AWS SDK reads it: region from

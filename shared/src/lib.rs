@@ -5,6 +5,8 @@
 //! (`tests/layers.rs` checks this).
 
 // Layer 0: the spec's nouns, and small pieces everyone uses.
+/// Which certificate authorities HTTPS trusts: the build's root store and `SSL_CERT_FILE`.
+pub mod roots;
 /// The AWS SDK set up once: its HTTPS stack and configuration from the environment.
 pub mod aws;
 /// Jittered exponential backoff, the one formula every retry uses.

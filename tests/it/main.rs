@@ -19,6 +19,7 @@ mod queue;
 mod s3;
 mod ratelimit;
 mod referrers;
+mod release;
 mod select;
 mod serverless;
 mod status;

@@ -131,7 +131,13 @@ pub(crate) fn scrub_env(cmd: &mut Command) {
 /// A `Command` for [`ferry_bin`] with a scrubbed environment (see module
 /// docs) and stdin closed.
 pub fn ferry() -> Command {
-    let mut cmd = Command::new(ferry_bin());
+    ferry_at(ferry_bin())
+}
+
+/// [`ferry`] for another program: a release binary, or one run through an emulator
+/// (`wine`) with the binary as its first argument.
+pub fn ferry_at(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
     scrub_env(&mut cmd);
     cmd.stdin(Stdio::null());
     cmd

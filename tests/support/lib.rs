@@ -40,7 +40,9 @@ use std::sync::{Mutex, Once};
 
 pub use api::RegistryApi;
 pub use certs::Pki;
-pub use ferry::{ferry, ferry_bin, run_bounded, run_ferry, test_home, workspace_root, Output};
+pub use ferry::{
+    ferry, ferry_at, ferry_bin, run_bounded, run_ferry, test_home, workspace_root, Output,
+};
 pub use fixture::{
     auth_yaml, ferry_plan, ferry_sync, ferry_sync_with, insecure_auth_yaml, read_json, sync_args,
     Pair, Workdir, FAST_RETRIES,

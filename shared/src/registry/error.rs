@@ -59,6 +59,9 @@ pub enum SetupProblem {
     CaUnreadable { path: PathBuf, reason: String },
     #[error("bad CA file {}: {reason}", path.display())]
     CaInvalid { path: PathBuf, reason: String },
+    /// The extra trusted certificates of `SSL_CERT_FILE` (bundled-roots builds).
+    #[error("{0}")]
+    Roots(#[from] crate::roots::RootsError),
     /// The HTTP client refused its settings.
     #[error("{0}")]
     HttpClient(String),

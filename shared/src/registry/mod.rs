@@ -594,6 +594,9 @@ fn http_client(
     if let Some(timeout) = read_timeout {
         builder = builder.read_timeout(timeout);
     }
+    for cert in crate::roots::extra_roots()? {
+        builder = builder.add_root_certificate(cert);
+    }
     if let Some(ca) = &tls.ca {
         let pem = std::fs::read(ca).map_err(|e| SetupProblem::CaUnreadable {
             path: ca.clone(),
