@@ -638,6 +638,23 @@ fn entry_digest(entry: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether a target's fallback index (`target`) lacks an entry of the source's (`source`):
+/// a source that is no index lacks nothing worth copying; a target that is none lacks all.
+pub fn index_lacks_entries(source: &[u8], target: &[u8]) -> bool {
+    let Some(wanted) = entries_of(source) else {
+        return false;
+    };
+    let held: HashSet<String> = entries_of(target)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(entry_digest)
+        .collect();
+    wanted
+        .iter()
+        .filter_map(entry_digest)
+        .any(|digest| !held.contains(&digest))
+}
+
 /// The fallback index ferry writes: what the target had, in its order, then what was
 /// added, each digest once.
 fn merged_index(existing: Vec<Value>, added: Vec<Value>) -> Bytes {
@@ -689,5 +706,10 @@ mod tests {
         assert!(digests[0].ends_with('a') && digests[2].ends_with('c'));
         assert!(entries_of(b"{\"layers\":[]}").is_none());
         assert!(entries_of(b"not json").is_none());
+        let source = merged_index(vec![entry('a')], vec![entry('c')]);
+        assert!(!index_lacks_entries(&source, &bytes));
+        assert!(index_lacks_entries(&bytes, &source));
+        assert!(index_lacks_entries(&source, b"not json"));
+        assert!(!index_lacks_entries(b"not json", &source));
     }
 }
