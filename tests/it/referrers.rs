@@ -597,7 +597,13 @@ async fn the_planner_enqueues_a_signature_added_after_mirroring() {
         br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
     );
     let sbom_entry = referrer_descriptor(&p.src, "team/app", &sbom).await;
-    write_fallback_index(&p.src, "team/app", &image.digest, &[sbom_entry.clone()]).await;
+    write_fallback_index(
+        &p.src,
+        "team/app",
+        &image.digest,
+        std::slice::from_ref(&sbom_entry),
+    )
+    .await;
     assert_eq!(plan(), 1);
     work();
     p.assert_copied(&format!("team/app@{sbom}"), &format!("mirror/app@{sbom}"));
