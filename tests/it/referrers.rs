@@ -15,8 +15,8 @@ use support::referrers::{
     DSSE_ENVELOPE,
 };
 use support::{
-    assert_same_raw, run_ferry, ImageSpec, Mode, Moto, Pair, Registry, Workdir, MOTO_ACCESS_KEY,
-    MOTO_REGION, OCI_INDEX,
+    assert_same_raw, free_port, run_ferry, ImageSpec, Mode, Moto, Options, Pair, Registry, Workdir,
+    MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
 };
 
 const SBOM_TYPE: &str = "application/spdx+json";
@@ -621,4 +621,70 @@ async fn the_planner_enqueues_a_signature_added_after_mirroring() {
     .await;
     write_fallback_index(&p.dst, "mirror/app", &image.digest, &[theirs, sbom_entry]).await;
     assert_eq!(plan(), 0);
+}
+
+/// Webhooks (part 5): a real docker-registry notifies `ferry serve` of every push; a
+/// cosign signature pushed for an image a regex rule already mirrored (its `.sig` tag no
+/// image of its own) becomes a job for the subject by digest, which copies the signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
+    let port = free_port();
+    let src = Registry::start_with(
+        Mode::Http,
+        Options {
+            notify: Some((
+                format!("http://127.0.0.1:{port}/"),
+                vec![(
+                    "Authorization".into(),
+                    format!("Bearer {}", crate::webhook::SECRET),
+                )],
+            )),
+            ..Options::default()
+        },
+    );
+    let dst = Registry::start(Mode::Http);
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "\"{}\": {}\n",
+        src.image("team/app:/^v/"),
+        dst.image("mirror/app")
+    ));
+    let mut served = crate::webhook::serve(&work, &images, port).await;
+    let image = src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(81, 1, 512).oci(true),
+        )
+        .await;
+    let copied =
+        crate::webhook::came_true(async || dst.fetch_manifest("mirror/app", "v1").await.is_some())
+            .await;
+    if !copied {
+        panic!("v1 was not copied\n{}", served.terminate());
+    }
+    let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
+    push_cosign_tag(
+        &src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#],
+    )
+    .await;
+    let signed = crate::webhook::came_true(async || {
+        dst.fetch_manifest("mirror/app", &sig_tag).await.is_some()
+    })
+    .await;
+    let out = served.terminate();
+    assert!(signed, "the signature was not copied\n{out}");
+    out.assert_success();
+    assert_same_raw(
+        &src,
+        &format!("team/app:{sig_tag}"),
+        &dst,
+        &format!("mirror/app:{sig_tag}"),
+    );
+    assert!(out.stderr.contains(" 0 failed"), "{out}");
 }
