@@ -26,6 +26,10 @@
 //! images and far under Lambda's 15; below `T` a migration keeps the single-invocation path
 //! and pays no queue round trip, above it the round trip is small next to the work.
 //!
+//! An image in sync may still lack referrers on its targets (a signature pushed since):
+//! `referrers_behind` checks the referrer tags the plan's listing shows for its digest, so
+//! an image with none costs nothing more, and sends its job when a target lacks one.
+//!
 //! Expanding is idempotent: copy jobs go only for targets that lack the image, so a plan job
 //! delivered again after its copies ran enqueues no copy job. (One delivered again whose
 //! listing is too large sends its slices again, as plan jobs: a listing and no HEAD, and
