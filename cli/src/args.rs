@@ -204,7 +204,8 @@ pub struct InputArgs {
     /// Write logs to FILE instead of standard error.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Page size asked of tags/list (the registry's own default when unset).
+    /// Page size asked of tags/list and _catalog (the registry's own default, and 1,000
+    /// repositories, when unset).
     #[arg(long, value_name = "N", hide = true)]
     pub tags_page_size: Option<usize>,
 }
@@ -240,6 +241,10 @@ pub struct PlanArgs {
     /// (not matched, not included, not semver, outside the range, excluded, beyond latest).
     #[arg(long, conflicts_with = "queue_url")]
     pub explain: bool,
+    // With --queue-url: a copy of a matching tag to a target that lists it is in sync
+    // without a HEAD.
+    #[command(flatten)]
+    pub immutable: ImmutableArgs,
 }
 
 fn parse_fan_out(text: &str) -> Result<FanOut, String> {

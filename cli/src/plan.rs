@@ -17,7 +17,7 @@ use ferry::plan::{resolve, PlanOptions, RuleSelection};
 use ferry::queue::SqsQueue;
 use ferry::reference::Reference;
 use ferry::registry::Registries;
-use ferry::rules::Rule;
+use ferry::rules::{ImmutableTags, Rule};
 
 use crate::args::PlanArgs;
 use crate::exit::{Status, UsageError};
@@ -41,8 +41,13 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     };
     let (rules, registries) = load(&args.input).await?;
     if let Some(url) = &args.queue_url {
-        let fan_out = args.fan_out.unwrap_or(FanOut::Never);
-        return enqueue(image, fan_out, url, &rules, &registries).await;
+        let options = DispatchOptions {
+            image,
+            concurrency: PlanOptions::default().concurrency,
+            fan_out: args.fan_out.unwrap_or(FanOut::Never),
+            immutable: ImmutableTags::new(args.immutable.immutable_tags, &rules),
+        };
+        return enqueue(options, url, &rules, &registries).await;
     }
     let options = PlanOptions {
         explain: args.explain,
@@ -124,18 +129,12 @@ fn explain(selections: &[RuleSelection]) -> std::io::Result<()> {
 /// `--queue-url`: enqueue jobs for the images not yet in sync (or plan jobs, fanning out)
 /// and print what was done, as the planner Lambda answers it.
 async fn enqueue(
-    image: ImageOptions,
-    fan_out: FanOut,
+    options: DispatchOptions,
     url: &str,
     rules: &[Rule],
     registries: &Arc<Registries>,
 ) -> anyhow::Result<Status> {
     let queue = SqsQueue::from_env(url).await;
-    let options = DispatchOptions {
-        image,
-        concurrency: PlanOptions::default().concurrency,
-        fan_out,
-    };
     let summary = dispatch(rules, registries, &queue, &options).await?;
     println!("{}", serde_json::to_string(&summary)?);
     for error in &summary.errors {

@@ -41,7 +41,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
         Arc::clone(&registries),
         args.transfers.proc,
         args.referrer_args.options(),
-        immutable,
+        immutable.clone(),
     );
     let policy = match rules {
         Some(rules) => JobPolicy::Rules(rules.into()),
@@ -62,6 +62,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Status> {
             options: DispatchOptions {
                 concurrency: DEFAULT_CONCURRENCY,
                 fan_out: FanOut::Auto,
+                // The copier's: the flag's pattern and --images' rules cover every slice.
+                immutable,
                 ..DispatchOptions::default()
             },
         }),

@@ -92,6 +92,21 @@ pub trait CredentialStore: Send + Sync {
     async fn prepare_push(&self, _repository: &Repository) -> Result<(), PushRefused> {
         Ok(())
     }
+    /// The repositories of `registry`, where the store has a way to list them that the
+    /// registry's `_catalog` lacks (ECR serves no catalogue; its API lists them); `None`:
+    /// ask `_catalog`.
+    async fn repositories(&self, _registry: &str) -> Option<Result<Vec<String>, ListingRefused>> {
+        None
+    }
+}
+
+/// Why the store could not list a registry's repositories. The message names the registry,
+/// never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ListingRefused {
+    pub kind: Kind,
+    pub message: String,
 }
 
 /// Why a repository cannot be pushed into (it is missing and may not be created, or it

@@ -2,7 +2,9 @@
 //! with a plan job. Resolves the rules (`plan`), HEADs each image's targets to drop those
 //! already in sync, and sends one copy job per remaining image to the queue while later
 //! images are still being checked, so the registries and the queue work at once. Resolving
-//! is `plan`'s; the jobs' shapes are `job`'s.
+//! is `plan`'s; the jobs' shapes are `job`'s. A copy of a tag declared immutable to a target
+//! that lists it is in sync without a HEAD on either side: one `tags/list` per target
+//! repository instead, as the copier does (`target_tags`).
 //!
 //! A migration larger than one invocation should carry fans out ([`FanOut`]): rather than
 //! resolving and checking it all, the planner sends *plan jobs* to the same queue, each a
@@ -58,7 +60,8 @@ use crate::queue::{Queue, QueueError, SQS_MAX_BATCH, SQS_MAX_PAYLOAD};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Actions, ManifestHead, Registries, RegistryError};
 use crate::report::Failure;
-use crate::rules::{Naming, Rule, Selector};
+use crate::rules::{ImmutableTags, Naming, Rule, Selector};
+use crate::target_tags::ImmutableCheck;
 
 /// The images (or resolving requests) above which planning fans out, unless configured.
 pub const FAN_OUT_IMAGES: usize = 1000;
@@ -136,6 +139,11 @@ pub struct DispatchOptions {
     pub concurrency: usize,
     /// When to send plan jobs instead of resolving everything here.
     pub fan_out: FanOut,
+    /// Tags declared immutable: the run's pattern and the rules' (those of the migration at
+    /// the planner; a worker expanding plan jobs gives its copier's, whose configured rules
+    /// cover every slice). A copy of one to a target whose listing has the tag is in sync
+    /// without a HEAD on either side, unless forced (see `targets_to_check`).
+    pub immutable: ImmutableTags,
 }
 
 /// What a planner run did: the planner Lambda's answer and `ferry plan --queue-url`'s summary
@@ -237,7 +245,12 @@ async fn dispatch_as(
         }
     }
     let listed = stage == Stage::Expansion { listed: true };
-    let plan = resolve(
+    let immutable = ImmutableCheck {
+        tags: options.immutable.clone(),
+        force: options.image.force,
+        ..ImmutableCheck::default()
+    };
+    let mut plan = resolve(
         rules,
         registries,
         &PlanOptions {
@@ -250,10 +263,14 @@ async fn dispatch_as(
             },
             explain: false,
             referrers: options.image.referrers.enabled,
+            immutable: immutable.clone(),
         },
     )
     .await;
     summary.tags_seen = plan.images.len();
+    // Immutable tags every target lists: no target left, nothing to check or slice.
+    plan.images.retain(|image| !image.targets.is_empty());
+    summary.already_in_sync = summary.tags_seen - plan.images.len();
     summary.errors = plan.failures.iter().map(Failure::of).collect();
     if let Some(collision) = &plan.collision {
         // Bad input: no copy job for any of it.
@@ -279,10 +296,11 @@ async fn dispatch_as(
         (registries, &referrer_tags),
         queue,
         options,
+        &immutable,
     )
     .await;
     summary.jobs_enqueued = sent?;
-    summary.already_in_sync = outcome.in_sync;
+    summary.already_in_sync += outcome.in_sync;
     summary.errors.extend(outcome.errors);
     log_planned(&summary, outcome.checked_at, started.elapsed());
     Ok(summary)
@@ -307,6 +325,7 @@ async fn check_and_send(
     (registries, referrer_tags): (&Arc<Registries>, &ReferrerTags),
     queue: &dyn Queue,
     options: &DispatchOptions,
+    immutable: &ImmutableCheck,
 ) -> (CheckOutcome, Result<usize, QueueError>) {
     let started = std::time::Instant::now();
     let concurrency = options.concurrency.max(1);
@@ -316,11 +335,23 @@ async fn check_and_send(
         let mut jobs = jobs;
         let mut outcome = CheckOutcome::default();
         let mut checked = stream::iter(images)
-            .map(|image| async move {
+            .map(|mut image| async move {
                 let own = image.rule_options.over(run);
+                // Copies of immutable tags the targets list are done: no HEAD at all.
+                image.targets = immutable
+                    .targets_to_check(
+                        &image.source,
+                        &image.targets,
+                        &image.rule_options,
+                        registries,
+                    )
+                    .await;
+                if image.targets.is_empty() {
+                    return (image, Ok(Staleness::InSync(None)));
+                }
                 let compare = !own.force && own.platforms.is_empty();
                 let stale = match stale_targets_of(&image, compare, registries).await {
-                    Ok(Staleness::InSync(digest)) if own.referrers.enabled => {
+                    Ok(Staleness::InSync(Some(digest))) if own.referrers.enabled => {
                         referrers_behind(&image, digest, referrer_tags, registries).await
                     }
                     other => other,
@@ -456,7 +487,7 @@ async fn referrers_behind(
             }
         }
     }
-    Ok(Staleness::InSync(digest))
+    Ok(Staleness::InSync(Some(digest)))
 }
 
 /// Registry requests resolving `rules` takes at least: one HEAD per named tag or digest,
@@ -803,8 +834,9 @@ struct CheckOutcome {
 
 /// What checking an image's targets found.
 enum Staleness {
-    /// Every target has the source's manifest, this digest.
-    InSync(Digest),
+    /// Every target has the source's manifest, at this digest when it was HEADed (not for
+    /// an immutable tag the targets list: its referrers are left to the copies).
+    InSync(Option<Digest>),
     /// These targets need the image; `digest` is the source's, when it had to be HEADed.
     Stale {
         targets: Vec<Reference>,
@@ -869,7 +901,7 @@ async fn stale_targets_of(
         &digest,
     );
     Ok(if targets.is_empty() {
-        Staleness::InSync(digest)
+        Staleness::InSync(Some(digest))
     } else {
         Staleness::Stale {
             targets,

@@ -51,6 +51,8 @@ pub mod discover;
 pub mod registry;
 
 // Layer 3: resolving rules, copying images, describing jobs.
+/// Target repositories' tags listed once per run, and the copies of immutable tags they spare.
+pub mod target_tags;
 /// Rules resolved against the source registries into planned images.
 pub mod plan;
 /// The copy engine: one planned image to its targets, streamed and verified.

@@ -19,6 +19,7 @@ use crate::image::{is_referrer_tag, PlannedImage, RuleOptions};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Registries, RegistryError};
 use crate::rules::{Dropped, Rule, Selector, TargetClaims, TargetCollision};
+use crate::target_tags::ImmutableCheck;
 
 /// A rule that could not be resolved.
 #[derive(Debug, Error)]
@@ -36,6 +37,8 @@ pub enum PlanError {
     Registry(#[from] RegistryError),
     #[error("{0} does not exist")]
     Missing(Reference),
+    #[error("the repositories of {0} could not be listed (see the rule before)")]
+    CatalogueUnreadable(String),
 }
 
 impl HasKind for PlanError {
@@ -43,6 +46,7 @@ impl HasKind for PlanError {
         match self {
             PlanError::Registry(error) => error.kind(),
             PlanError::Missing(_) => Kind::NotFound,
+            PlanError::CatalogueUnreadable(_) => Kind::NotFound,
         }
     }
 }
@@ -102,6 +106,10 @@ pub struct PlanOptions {
     /// Referrers travel with their images: referrer tags (`sha256-<hex>`, cosign's
     /// `.sig`/`.att`/`.sbom`) are then no images of their own, whatever a rule's regex says.
     pub referrers: bool,
+    /// Copies of immutable tags (none unless set; `dispatch`'s): a source about to be HEADed
+    /// loses the targets whose listing has its tag first, and one left with none is not
+    /// HEADed at all (its image is in the plan with no target).
+    pub immutable: ImmutableCheck,
 }
 
 /// Which sources `resolve` HEADs (which spends no pull quota).
@@ -123,6 +131,7 @@ impl Default for PlanOptions {
             source_heads: SourceHeads::All,
             explain: false,
             referrers: true,
+            immutable: ImmutableCheck::default(),
         }
     }
 }
@@ -141,6 +150,13 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     let concurrency = options.concurrency.max(1);
     let source_heads = options.source_heads;
     let mut plan = Plan::default();
+    let expanded;
+    let rules = if rules.iter().any(|rule| rule.wildcard.is_some()) {
+        expanded = expand_wildcards(rules, registries, &mut plan).await;
+        &expanded[..]
+    } else {
+        rules
+    };
     let listed: Vec<(usize, Result<Selection, PlanError>)> = stream::iter(rules.iter().enumerate())
         .map(|(i, rule)| async move { (i, select(i, rule, registries, options).await) })
         .buffer_unordered(concurrency)
@@ -185,12 +201,19 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
         return plan;
     }
     let checked: Vec<(Selected, Result<Option<Digest>, PlanError>)> = stream::iter(selected)
-        .map(|s| async move {
-            let head = match source_heads {
+        .map(|mut s| async move {
+            let mut head = match source_heads {
                 SourceHeads::All => true,
                 SourceHeads::Named => s.named,
                 SourceHeads::None => false,
             };
+            if head && !options.immutable.is_empty() {
+                let rule = &rules[s.rule].options;
+                s.targets = (options.immutable)
+                    .targets_to_check(&s.source, &s.targets, rule, registries)
+                    .await;
+                head = !s.targets.is_empty();
+            }
             let digest = if head {
                 head_source(&s.source, registries).await
             } else {
@@ -244,6 +267,56 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
     plan.selections.sort_by(|a, b| a.rule.cmp(&b.rule));
     plan.empty_rules.sort();
     plan
+}
+
+/// `rules` with each wildcard rule replaced by its rule for every repository its registry's
+/// `_catalog` lists under it (one catalogue walk per registry). A catalogue that cannot be
+/// read (refused, missing) fails its rules, naming the registry and why; a wildcard that
+/// takes no repository is an empty rule.
+async fn expand_wildcards(rules: &[Rule], registries: &Registries, plan: &mut Plan) -> Vec<Rule> {
+    // Per registry: its repositories, or `None` when its catalogue could not be read.
+    let mut catalogues: BTreeMap<String, Option<Vec<Repository>>> = BTreeMap::new();
+    let mut expanded = Vec::new();
+    for rule in rules {
+        if rule.wildcard.is_none() {
+            expanded.push(rule.clone());
+            continue;
+        }
+        let registry = rule.source.registry().to_string();
+        if !catalogues.contains_key(&registry) {
+            let listed = match registries.client(&registry) {
+                Ok(client) => client.catalog(&rule.source).await,
+                Err(error) => Err(error),
+            };
+            let listed = match listed {
+                Ok(repositories) => Some(repositories),
+                Err(error) => {
+                    plan.failures
+                        .push(failure(rule, PlanError::Registry(error)));
+                    None
+                }
+            };
+            let unreadable = listed.is_none();
+            catalogues.insert(registry.clone(), listed);
+            if unreadable {
+                continue;
+            }
+        }
+        match &catalogues[&registry] {
+            Some(repositories) => {
+                let before = expanded.len();
+                expanded.extend(repositories.iter().filter_map(|r| rule.concrete(r)));
+                if expanded.len() == before {
+                    plan.empty_rules.push(rule.text.clone());
+                }
+            }
+            None => plan.failures.push(failure(
+                rule,
+                PlanError::CatalogueUnreadable(registry.clone()),
+            )),
+        }
+    }
+    expanded
 }
 
 /// The first target tag two selected images of different sources would both be written to.

@@ -155,6 +155,26 @@ impl Repository {
         })
     }
 
+    /// A whole registry as a wildcard rule's target (`backup.example.com`): an empty path,
+    /// under which each listed repository keeps its own. Never a source or a reference.
+    pub fn registry_root(registry: &str) -> Result<Self, ReferenceError> {
+        validate_registry(registry)?;
+        Ok(Repository {
+            registry: canonical_registry(registry),
+            path: String::new(),
+        })
+    }
+
+    /// `relative` below this repository (or, for a registry root, `relative` itself).
+    pub fn join(&self, relative: &str) -> Result<Self, ReferenceError> {
+        let path = if self.path.is_empty() {
+            relative.to_string()
+        } else {
+            format!("{}/{relative}", self.path)
+        };
+        Repository::new(&self.registry, &path)
+    }
+
     /// The registry as written in references (`docker.io`, `quay.io`, `127.0.0.1:5000`).
     pub fn registry(&self) -> &str {
         &self.registry
@@ -181,6 +201,9 @@ impl Repository {
 
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            return f.write_str(&self.registry);
+        }
         write!(f, "{}/{}", self.registry, self.path)
     }
 }

@@ -429,3 +429,48 @@ async fn an_ecr_source_is_listed_and_pulled_with_the_roles_password() {
         "a source is never created"
     );
 }
+
+/// A wildcard rule on an ECR source (issue 14): ECR serves no `_catalog`, so its
+/// repositories come from `DescribeRepositories` (moto's), and the rule takes those under
+/// its prefix, paths kept below the target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wildcard_ecr_source_is_listed_with_the_ecr_api() {
+    let src = ecr_registry();
+    let (api, _) = EcrApi::start();
+    for (i, repository) in ["team/app", "team/tools/db", "other/x"].iter().enumerate() {
+        src.seed_image(
+            repository,
+            "v1",
+            &ImageSpec::with_layers(380 + i as u64, 1, 512),
+        )
+        .await;
+        api.client()
+            .create_repository()
+            .repository_name(*repository)
+            .send()
+            .await
+            .unwrap();
+    }
+    let dst = Registry::start(Mode::Http);
+    let ca = Pki::get().ca_cert.display().to_string();
+    let work = Workdir::with_auth(format!(
+        "{:?}: {{ecr: {{region: us-east-1}}, ca: {ca:?}}}\n{}: {{insecure: true}}\n",
+        src.host(),
+        dst.host()
+    ));
+    let images = work.images(format!("{}/team/**: {}/mirror\n", src.host(), dst.host()));
+    let out = sync(&work, &images, &api.env());
+    out.assert_success();
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
+    assert_same_raw(&src, "team/tools/db:v1", &dst, "mirror/tools/db:v1");
+    assert!(
+        dst.fetch_manifest("mirror/x", "v1").await.is_none(),
+        "{out}"
+    );
+    assert!(api.count("DescribeRepositories") >= 1);
+    assert_eq!(
+        src.count("GET", "/v2/_catalog"),
+        0,
+        "ECR has no catalogue to ask"
+    );
+}

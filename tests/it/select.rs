@@ -456,8 +456,8 @@ async fn ferry_serve_filters_pushes_by_the_long_form() {
 }
 
 /// Wildcard sources are checked before anything is contacted: a wildcard in the middle of a
-/// path, on Docker Hub, with a tag, or in a target is bad input naming file, rule and value;
-/// a well-formed one is refused as not supported yet (listing repositories is not wired).
+/// path, on Docker Hub, with a tag, or in a target (or a target naming tags) is bad input
+/// naming file, rule and value.
 #[tokio::test(flavor = "multi_thread")]
 async fn wildcards_are_bad_input_before_any_request() {
     let reg = Registry::start(Mode::Http);
@@ -481,8 +481,13 @@ async fn wildcards_are_bad_input_before_any_request() {
         ),
         (
             format!("{src}/team/**"),
+            "x.example.com/t:v1",
+            "names no tag or digest",
+        ),
+        (
+            format!("{src}/team:v1/*"),
             "x.example.com/t",
-            "not supported yet",
+            "no tag or digest",
         ),
     ] {
         let images = work.images(format!(
@@ -499,4 +504,102 @@ async fn wildcards_are_bad_input_before_any_request() {
         }
         assert!(reg.requests().is_empty(), "{rule}: {:?}", reg.requests());
     }
+}
+
+/// Wildcard sources over 156 repositories at three depths: `_catalog` is walked page by page
+/// (50 a page, so four pages), `**` takes every depth below the prefix and `*` its direct
+/// children, each keeping its path under the target. A warm run costs one catalogue walk
+/// plus today's per-repository listing and per-tag HEADs: no manifest read, nothing pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_walk_the_catalogue_and_keep_paths() {
+    let src = Registry::start(Mode::Http);
+    let dst = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(340, 1, 128);
+    let mut repos: Vec<String> = Vec::new();
+    repos.extend((0..60).map(|i| format!("team/a{i}")));
+    repos.extend((0..50).map(|i| format!("team/x/b{i}")));
+    repos.extend((0..45).map(|i| format!("team/x/y/c{i}")));
+    for repo in &repos {
+        src.seed_image(repo, "v1", &image).await;
+    }
+    src.seed_image("other/z", "v1", &image).await;
+    let work = Workdir::trusting(&[&src, &dst]);
+    let (s, d) = (src.host(), dst.host());
+    let page = ["--tags-page-size", "50"];
+
+    // `*`: the 60 direct children only.
+    let images = work.images(format!("{s}/team/*: {d}/direct\n"));
+    let out = work.plan(&images, &page, &[]);
+    out.assert_success();
+    assert_eq!(out.pairs().len(), 60, "{out}");
+    assert!(out
+        .pairs()
+        .contains(&(format!("{s}/team/a7:v1"), format!("{d}/direct/a7:v1"))));
+
+    // `**`: all 155 below team/, paths kept; the catalogue read in four pages.
+    let images = work.images(format!("{s}/team/**: {d}/backup\n"));
+    src.clear_requests();
+    work.sync(&images, &page).assert_success();
+    assert_eq!(src.count("GET", "/v2/_catalog"), 4, "{:?}", src.requests());
+    for repo in ["a0", "x/b49", "x/y/c44"] {
+        assert_eq!(
+            dst.list_tags(&format!("backup/{repo}")).await,
+            ["v1"],
+            "{repo}"
+        );
+    }
+    assert_same_raw(&src, "team/x/y/c3:v1", &dst, "backup/x/y/c3:v1");
+    assert!(dst.list_tags("backup/z").await.is_empty());
+
+    // Warm: one catalogue walk, a tags/list and a HEAD per repository, a HEAD per target.
+    src.clear_requests();
+    dst.clear_requests();
+    work.sync(&images, &page).assert_success();
+    assert_eq!(src.count("GET", "/v2/_catalog"), 4);
+    assert_eq!(src.count("GET", "/tags/list"), 155);
+    assert_eq!(src.count("HEAD", "/manifests/"), 155);
+    assert_eq!(src.count("GET", "/manifests/"), 0);
+    assert_eq!(dst.count("HEAD", "/manifests/"), 155);
+    for method in ["PUT", "POST", "PATCH"] {
+        assert_eq!(dst.count(method, "/"), 0, "{method}");
+    }
+    let total = src.requests().len() + dst.requests().len();
+    eprintln!("warm wildcard run over 155 repositories: {total} requests");
+}
+
+/// A registry that refuses `_catalog` fails the wildcard rule naming the registry and why;
+/// the other rules still run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_catalogue_fails_the_wildcard_rule() {
+    let src = Registry::start(Mode::Http);
+    src.seed_image("team/app", "v1", &ImageSpec::with_layers(341, 1, 128))
+        .await;
+    let proxy = support::Proxy::passthrough(&src);
+    proxy.set_hook(|r: &support::ProxyRequest| {
+        r.path
+            .contains("_catalog")
+            .then(|| support::Fault::Respond {
+                status: 404,
+                headers: Vec::new(),
+                body: br#"{"errors":[{"code":"UNSUPPORTED","message":"no catalog"}]}"#.to_vec(),
+            })
+    });
+    let work = Workdir::insecure(&[proxy.host()]);
+    // The proxy sits in front of a real registry only to refuse `_catalog` as some do.
+    let p = proxy.host();
+    let images = work.images(format!(
+        "{p}/team/**: dst.example.com/b\n{p}/team/app:v1: dst.example.com/ok\n"
+    ));
+    let out = work.plan(&images, &[], &[]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains(&format!("rule \"{p}/team/**\"")),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("list the repositories of {p} (_catalog)")),
+        "{out}"
+    );
+    assert_eq!(out.pairs().len(), 1, "{out}");
 }

@@ -103,6 +103,8 @@ impl CopierFunction {
                 },
                 concurrency: settings.concurrency,
                 fan_out,
+                // Set per batch from the configuration (`Configured::immutable`).
+                immutable: ImmutableTags::default(),
             },
         })
     }
@@ -130,7 +132,11 @@ impl CopierFunction {
         let plans = self.queue.as_ref().map(|queue| PlanExpander {
             queue: Arc::clone(queue),
             registries: Arc::clone(&configured.registries),
-            options: self.dispatch.clone(),
+            // The configured rules cover every slice a plan job can hold.
+            options: DispatchOptions {
+                immutable: configured.immutable.clone(),
+                ..self.dispatch.clone()
+            },
         });
         // A copier per invocation: its stop (at the deadline) must not outlive this batch.
         let copier = Copier::new(

@@ -7,7 +7,8 @@
 //! read again for every run, so an uploaded object counts from the next run on), `FERRY_OS`,
 //! `FERRY_ARCH`, `FERRY_REGISTRY`, `FERRY_NAMESPACE`, `FERRY_CONCURRENCY`, `FERRY_FAN_OUT`
 //! (`auto` unless set: a migration above 1,000 images goes out as plan jobs for the copiers to
-//! expand; see `ferry::dispatch`). An invocation's payload may override two things:
+//! expand; see `ferry::dispatch`), `FERRY_IMMUTABLE_TAGS` (with the rules' `immutable:`, a
+//! tag a target already lists is in sync without a HEAD). An invocation's payload may override two things:
 //! `{"force": true}` and, only where `FERRY_ALLOW_INLINE_RULES` is true,
 //! `{"images": <rules, as a map or as YAML/JSON text>}`; anything else in it (an
 //! EventBridge schedule event, say) is ignored.
@@ -22,11 +23,13 @@ use anyhow::Context as _;
 use ferry::dispatch::{dispatch, fan_out_from_env, DispatchOptions, DispatchSummary};
 use ferry::env::Env;
 use ferry::image::ImageOptions;
-use ferry::input::{load_inputs_from_env, rules_from_inline, service_settings_from_env};
+use ferry::input::{
+    immutable_tags_from_env, load_inputs_from_env, rules_from_inline, service_settings_from_env,
+};
 use ferry::metrics::{now_ms, plan_line, MetricSource};
 use ferry::queue::Queue;
 use ferry::registry::Registries;
-use ferry::rules::Rule;
+use ferry::rules::{ImmutableTags, Rule};
 use ferry::s3::S3;
 use serde_json::Value;
 
@@ -62,6 +65,8 @@ impl Planner {
         let inputs = load_inputs_from_env(env.as_ref(), false, &s3).await?;
         let settings = service_settings_from_env(env.as_ref())?;
         let fan_out = fan_out_from_env(env.as_ref()).map_err(anyhow::Error::msg)?;
+        // A bad pattern stops the cold start; each run takes it with its own rules'.
+        immutable_tags_from_env(env.as_ref(), &[])?;
         Ok(Planner {
             s3: inputs.from_s3.then_some(s3),
             rules: Arc::new(inputs.rules),
@@ -75,6 +80,7 @@ impl Planner {
                 },
                 concurrency: settings.concurrency,
                 fan_out,
+                immutable: ImmutableTags::default(),
             },
             inline_rules: settings.inline_rules,
             metrics: MetricSource::from_env(env.as_ref(), "planner"),
@@ -107,6 +113,7 @@ impl Planner {
             !rules.is_empty(),
             "no rules: set FERRY_IMAGES or FERRY_IMAGES_FILE, or invoke with {{\"images\": …}}"
         );
+        options.immutable = immutable_tags_from_env(self.env.as_ref(), rules)?;
         let started = std::time::Instant::now();
         let summary = dispatch(rules, &registries, self.queue.as_ref(), &options).await?;
         // A raw line of JSON on standard output is what CloudWatch reads EMF from.

@@ -30,7 +30,7 @@ pub use file::{CaProblem, EntryError, EntryProblem, Field};
 pub use key::KeyProblem;
 
 use crate::credentials::{
-    CredentialStore, Credentials, CredentialsError, PushRefused, TlsSettings,
+    CredentialStore, Credentials, CredentialsError, ListingRefused, PushRefused, TlsSettings,
 };
 use crate::ecr::{CreatePolicy, Ecr, EcrHost, EcrRegistry};
 use crate::env::Env;
@@ -337,6 +337,19 @@ impl CredentialStore for AuthConfig {
                 kind: e.kind(),
                 message: e.to_string(),
             })
+    }
+
+    async fn repositories(&self, registry: &str) -> Option<Result<Vec<String>, ListingRefused>> {
+        let ecr = self.ecr_registry(registry)?;
+        Some(
+            self.ecr
+                .repositories(&ecr)
+                .await
+                .map_err(|e| ListingRefused {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                }),
+        )
     }
 }
 

@@ -396,28 +396,19 @@ impl Copier {
         }
     }
 
-    /// The targets of `image` that must be checked: all of them, but for the copies of an
-    /// immutable tag (unforced) to a target whose listing has the tag, which are done.
+    /// The targets of `image` that must be checked (see `TargetTags::targets_to_check`).
     async fn targets_to_check(&self, image: &PlannedImage, force: bool) -> Vec<Reference> {
         let immutable = &self.options.immutable;
-        if force || immutable.is_empty() {
-            return image.targets.clone();
-        }
-        let mut left = Vec::new();
-        for target in &image.targets {
-            let done = immutable.covers(&image.source, target)
-                && {
-                    let listed = self
-                        .scheduler
-                        .target_tags(&self.registries, &target.repository)
-                        .await;
-                    matches!((&target.locator, listed), (Locator::Tag(tag), Some(tags)) if tags.contains(tag))
-                };
-            if !done {
-                left.push(target.clone());
-            }
-        }
-        left
+        self.scheduler
+            .target_tags
+            .targets_to_check(
+                &image.source,
+                &image.targets,
+                immutable,
+                force,
+                &self.registries,
+            )
+            .await
     }
 
     /// What an image needs: its manifest tree and the targets that lack it, or why nothing.

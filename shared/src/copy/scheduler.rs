@@ -6,7 +6,7 @@
 //! how many images and manifest lookups run at once. What one transfer does is `blob`'s;
 //! the order of work within an image is the copier's (`mod`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use tokio::sync::{AcquireError, Notify, OnceCell, Semaphore, SemaphorePermit};
 use super::permits::{Permit, PriorityPermits};
 use crate::reference::{Digest, Repository};
 use crate::registry::Registries;
+use crate::target_tags::TargetTags;
 
 /// Target manifests HEADed at once for one image.
 pub(super) const HEADS_IN_FLIGHT: usize = 8;
@@ -32,8 +33,6 @@ const ABSENT_TRUSTED_FOR: Duration = Duration::from_secs(120);
 
 type InFlightCell<O, E> = Arc<OnceCell<Result<O, E>>>;
 type AbsentCell = Arc<OnceCell<Option<Instant>>>;
-/// A target repository's tags as listed once in a run; `None` when they could not be listed.
-pub(super) type ListedTags = Option<Arc<HashSet<String>>>;
 
 /// The shared state that paces a run's blob transfers; `Result<O, E>` is what a transfer
 /// into one repository comes to.
@@ -51,8 +50,8 @@ pub(super) struct Scheduler<O, E> {
     lookups: Semaphore,
     /// Target repositories found not to exist, and when (see `known_absent`).
     absent: Mutex<HashMap<Repository, AbsentCell>>,
-    /// Target repositories' tags, listed once each for immutable tags (see `target_tags`).
-    target_tags: Mutex<HashMap<Repository, Arc<OnceCell<ListedTags>>>>,
+    /// Target repositories' tags, listed once each for immutable tags.
+    pub(super) target_tags: TargetTags,
 }
 
 impl<O, E> Scheduler<O, E> {
@@ -66,7 +65,7 @@ impl<O, E> Scheduler<O, E> {
             placements: Mutex::new(HashMap::new()),
             lookups: Semaphore::new(proc * 4),
             absent: Mutex::new(HashMap::new()),
-            target_tags: Mutex::new(HashMap::new()),
+            target_tags: TargetTags::default(),
         }
     }
 
@@ -138,30 +137,6 @@ impl<O, E> Scheduler<O, E> {
             })
             .await;
         found.is_some_and(|at| at.elapsed() < ABSENT_TRUSTED_FOR)
-    }
-
-    /// The tags of `target` as one `tags/list` (all its pages) found them, asked once per
-    /// run: what immutable tags are checked against. A tag pushed later in the run is not
-    /// in it, so it is checked as usual. An error (a repository that does not exist
-    /// included) just means "not known".
-    pub(super) async fn target_tags(
-        &self,
-        registries: &Registries,
-        target: &Repository,
-    ) -> ListedTags {
-        let cell = cell_for(&self.target_tags, target.clone());
-        cell.get_or_init(|| async {
-            let client = registries.client(target.registry()).ok()?;
-            match client.tag_list(target).await {
-                Ok(tags) => Some(Arc::new(tags.into_iter().collect())),
-                Err(error) => {
-                    tracing::debug!(%error, "cannot list the target's tags; immutable tags are checked one by one");
-                    None
-                }
-            }
-        })
-        .await
-        .clone()
     }
 }
 

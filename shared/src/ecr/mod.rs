@@ -10,7 +10,7 @@ mod host;
 mod settings;
 mod tokens;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -101,6 +101,8 @@ pub enum EcrError {
         registry: String,
         repository: String,
     },
+    #[error("ECR registry {registry}: {reason}")]
+    Listing { registry: String, reason: String },
 }
 
 impl HasKind for EcrError {
@@ -110,9 +112,16 @@ impl HasKind for EcrError {
             EcrError::Api { denied: true, .. } => Kind::Denied,
             EcrError::Api { .. } => Kind::Transport,
             EcrError::RepositoryMissing { .. } => Kind::NotFound,
+            EcrError::Listing { .. } => Kind::Protocol,
         }
     }
 }
+
+/// `DescribeRepositories` pages read for one listing (of up to [`LISTING_PAGE_SIZE`]
+/// repositories each): 100,000 repositories, ECR's quota is 100,000 per region.
+const MAX_LISTING_PAGES: usize = 100;
+/// Repositories per `DescribeRepositories` page, the API's maximum.
+const LISTING_PAGE_SIZE: i32 = 1000;
 
 /// Set once a repository is known to exist; callers for one repository wait for one check.
 type KnownRepository = Arc<tokio::sync::OnceCell<()>>;
@@ -184,6 +193,52 @@ impl Ecr {
         cell.get_or_try_init(|| self.find_or_create(registry, repository, policy))
             .await
             .map(|_| ())
+    }
+
+    /// Every repository of `registry`, by `DescribeRepositories` (ECR has no `_catalog`),
+    /// page after page: at most [`MAX_LISTING_PAGES`] pages, a repeated page token an error.
+    pub async fn repositories(&self, registry: &EcrRegistry) -> Result<Vec<String>, EcrError> {
+        let listing = |reason: String| EcrError::Listing {
+            registry: registry.host.clone(),
+            reason,
+        };
+        if registry.key.public {
+            return Err(listing(
+                "listing an ECR Public registry's repositories is not supported; name them".into(),
+            ));
+        }
+        let client = self.private_client(&registry.key.region).await;
+        let mut names = Vec::new();
+        let mut tokens = HashSet::new();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_LISTING_PAGES {
+            let mut describe = client
+                .describe_repositories()
+                .max_results(LISTING_PAGE_SIZE)
+                .set_next_token(next.clone());
+            if let Some(id) = &registry.key.registry_id {
+                describe = describe.registry_id(id);
+            }
+            let page = describe
+                .send()
+                .await
+                .map_err(|e| api_error(registry, "DescribeRepositories", e))?;
+            names.extend(
+                page.repositories()
+                    .iter()
+                    .filter_map(|r| r.repository_name().map(str::to_string)),
+            );
+            match page.next_token() {
+                None | Some("") => return Ok(names),
+                Some(token) if !tokens.insert(token.to_string()) => {
+                    return Err(listing("DescribeRepositories repeated a page token".into()))
+                }
+                Some(token) => next = Some(token.to_string()),
+            }
+        }
+        Err(listing(format!(
+            "more than {MAX_LISTING_PAGES} pages of repositories"
+        )))
     }
 
     async fn sdk_config(&self) -> &SdkConfig {

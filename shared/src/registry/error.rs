@@ -9,7 +9,7 @@ use reqwest::{Response, StatusCode};
 use thiserror::Error;
 
 use super::transport::{read_prefix, TransportFailure};
-use crate::credentials::{CredentialsError, PushRefused};
+use crate::credentials::{CredentialsError, ListingRefused, PushRefused};
 use crate::error::{error_chain, HasKind, Kind};
 use crate::reference::Digest;
 
@@ -46,6 +46,9 @@ pub enum ErrorKind {
     /// The repository cannot be pushed into (missing and not to be created, say).
     #[error("{0}")]
     PushRefused(PushRefused),
+    /// The repositories could not be listed by the store's own means (ECR's API).
+    #[error("{0}")]
+    ListingRefused(ListingRefused),
 }
 
 /// Why a client could not be set up or a URL could not be formed. Foreign errors that can be
@@ -98,6 +101,7 @@ impl ErrorKind {
             ErrorKind::Protocol(_) | ErrorKind::InsecureRealm(_) => Kind::Protocol,
             ErrorKind::Setup(_) | ErrorKind::Credentials(_) => Kind::Credentials,
             ErrorKind::PushRefused(refused) => refused.kind,
+            ErrorKind::ListingRefused(refused) => refused.kind,
             ErrorKind::Immutable(_) => Kind::Immutable,
         }
     }

@@ -69,7 +69,8 @@ use transport::{execute, read_capped, send_limited, TransportFailure};
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub retry: RetryPolicy,
-    /// `n` for tags/list; `None` lets the registry choose (pagination is followed either way).
+    /// `n` for tags/list (and `_catalog`); `None` lets the registry choose tags/list's and
+    /// asks 1,000 repositories a `_catalog` page (pagination is followed either way).
     pub tags_page_size: Option<usize>,
     pub user_agent: String,
     /// How long a response may go without a byte arriving (its headers, then each read of

@@ -28,6 +28,14 @@ impl ApiPath {
         }
     }
 
+    /// `_catalog`, the registry's repository listing.
+    pub(crate) fn catalog() -> ApiPath {
+        ApiPath {
+            segments: vec!["_catalog".to_string()],
+            query: Vec::new(),
+        }
+    }
+
     /// `<repository>/manifests/<tag or digest>`.
     pub(crate) fn manifest(reference: &Reference) -> ApiPath {
         ApiPath::in_repository(

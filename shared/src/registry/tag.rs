@@ -1,8 +1,9 @@
-//! Tags: `tags/list`, following `Link` pagination to the end; and whether a repository
-//! exists at all. What a registry lists is outside input: a page is read with a cap, a
-//! `Link` that leads back to a page already read ends the listing as an error, and a tag
-//! that is not a tag by the reference grammar is dropped (with a warning) before anything
-//! can build a URL or a target name from it. A page cut off midway is asked for again
+//! Listings: `tags/list` and `_catalog` (a wildcard rule's repositories), following `Link`
+//! pagination to the end (one pager for both); and whether a repository exists at all. What
+//! a registry lists is outside input: a page is read with a cap, a `Link` that leads back to
+//! a page already read ends the listing as an error, and a tag or repository name that is
+//! not one by the reference grammar is dropped (with a warning) before anything can build a
+//! URL or a target name from it. A page cut off midway is asked for again
 //! (`Client::get_body`).
 
 use reqwest::header::LINK;
@@ -29,17 +30,117 @@ struct TagPage {
     tags: Option<Vec<String>>,
 }
 
+#[derive(Deserialize)]
+struct CatalogPage {
+    #[serde(default)]
+    repositories: Option<Vec<String>>,
+}
+
+/// Repositories asked for per `_catalog` page.
+const CATALOG_PAGE_SIZE: usize = 1000;
+
 impl Client {
     /// Every tag of `repository`, in the registry's order.
     pub async fn tag_list(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
-        let context = format!("list tags of {repository}");
-        let scope = Scope::pull(repository);
         let mut first = ApiPath::in_repository(repository, &["tags", "list"]);
         if let Some(n) = self.options.tags_page_size {
             first = first.with("n", n.to_string());
         }
+        let listing = Listing {
+            context: format!("list tags of {repository}"),
+            what: "tags/list page",
+            invalid: "not a valid tag",
+            first,
+            scope: Scope::pull(repository),
+        };
+        let (tags, invalid) = self
+            .pages(
+                listing,
+                |body| {
+                    let page: TagPage =
+                        serde_json::from_slice(body).map_err(|e| format!("tags/list: {e}"))?;
+                    Ok(page.tags.unwrap_or_default())
+                },
+                |tag| validate_tag(tag).is_ok(),
+            )
+            .await?;
+        if invalid > 0 {
+            tracing::warn!(repository = %repository, invalid, "invalid tags skipped");
+        }
+        Ok(tags)
+    }
+
+    /// Every repository of the registry `within` is on (`_catalog`, `n` a page; or the
+    /// credential store's own listing where it has one, ECR's API), as repositories; names
+    /// that are not repository paths are dropped with a warning. `within` only scopes the
+    /// credentials asked for.
+    pub async fn catalog(&self, within: &Repository) -> Result<Vec<Repository>, RegistryError> {
+        let registry = within.registry().to_string();
+        if let Some(listed) = self.auth.repositories(&registry).await {
+            let context = format!("list the repositories of {registry}");
+            let names =
+                listed.map_err(|e| RegistryError::new(&context, ErrorKind::ListingRefused(e)))?;
+            let repositories: Vec<Repository> = names
+                .iter()
+                .filter_map(|name| Repository::new(&registry, name).ok())
+                .collect();
+            let invalid = names.len() - repositories.len();
+            if invalid > 0 {
+                tracing::warn!(registry = %registry, invalid, "invalid repository names skipped");
+            }
+            return Ok(repositories);
+        }
+        let listing = Listing {
+            context: format!("list the repositories of {registry} (_catalog)"),
+            what: "_catalog page",
+            invalid: "not a valid repository name",
+            first: ApiPath::catalog().with(
+                "n",
+                self.options
+                    .tags_page_size
+                    .unwrap_or(CATALOG_PAGE_SIZE)
+                    .to_string(),
+            ),
+            scope: Scope::pull(within),
+        };
+        let (names, invalid) = self
+            .pages(
+                listing,
+                |body| {
+                    let page: CatalogPage =
+                        serde_json::from_slice(body).map_err(|e| format!("_catalog: {e}"))?;
+                    Ok(page.repositories.unwrap_or_default())
+                },
+                |name| Repository::new(&registry, name).is_ok(),
+            )
+            .await?;
+        if invalid > 0 {
+            tracing::warn!(registry = %registry, invalid, "invalid repository names skipped");
+        }
+        Ok(names
+            .iter()
+            .filter_map(|name| Repository::new(&registry, name).ok())
+            .collect())
+    }
+
+    /// Every item of a paginated listing, and how many `valid` refused: each page read with a
+    /// cap and parsed by `parse`, `Link` followed at most [`MAX_PAGES`] times, a page read
+    /// twice an error.
+    async fn pages(
+        &self,
+        listing: Listing,
+        parse: impl Fn(&[u8]) -> Result<Vec<String>, String>,
+        valid: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<String>, usize), RegistryError> {
+        let Listing {
+            context,
+            what,
+            invalid: not_valid,
+            first,
+            scope,
+        } = listing;
         let mut url = self.api_url(&first).await?;
-        let mut tags = Vec::new();
+        let mut items = Vec::new();
         let mut seen_pages = HashSet::new();
         let mut invalid = 0usize;
         for _ in 0..MAX_PAGES {
@@ -58,23 +159,21 @@ impl Client {
                     &context,
                     url.clone(),
                     |http, url| http.get(url),
-                    (MAX_PAGE_BYTES, "tags/list page"),
+                    (MAX_PAGE_BYTES, what),
                 )
                 .await?;
             let next = headers
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let page: TagPage = serde_json::from_slice(&body).map_err(|e| {
-                RegistryError::new(&context, ErrorKind::Protocol(format!("tags/list: {e}")))
-            })?;
-            for tag in page.tags.unwrap_or_default() {
-                match validate_tag(&tag) {
-                    Ok(()) => tags.push(tag),
-                    Err(_) => {
-                        invalid += 1;
-                        tracing::warn!(repository = %repository, tag = %truncate(&tag, 80), "the registry listed a tag that is not a valid tag; skipped");
-                    }
+            let page = parse(&body)
+                .map_err(|message| RegistryError::new(&context, ErrorKind::Protocol(message)))?;
+            for item in page {
+                if valid(&item) {
+                    items.push(item);
+                } else {
+                    invalid += 1;
+                    tracing::warn!(context = %context, item = %truncate(&item, 80), "the registry listed a name that is {not_valid}; skipped");
                 }
             }
             match next {
@@ -83,19 +182,24 @@ impl Client {
                         .url(&relative_to_v2(&link, &context)?, &context)
                         .await?
                 }
-                None => {
-                    if invalid > 0 {
-                        tracing::warn!(repository = %repository, invalid, "invalid tags skipped");
-                    }
-                    return Ok(tags);
-                }
+                None => return Ok((items, invalid)),
             }
         }
         Err(RegistryError::new(
             context,
-            ErrorKind::Protocol(format!("more than {MAX_PAGES} pages of tags")),
+            ErrorKind::Protocol(format!("more than {MAX_PAGES} pages")),
         ))
     }
+}
+
+/// One paginated listing's request and how it is named in errors.
+struct Listing {
+    context: String,
+    what: &'static str,
+    /// What an item that fails the grammar is, in the warning.
+    invalid: &'static str,
+    first: ApiPath,
+    scope: Scope,
 }
 
 impl Client {

@@ -97,13 +97,14 @@ impl ImmutableTags {
         if self.everywhere.as_ref().is_some_and(|r| r.is_match(tag)) {
             return true;
         }
+        // A wildcard rule makes the copy through the rule it gives for the source repository.
         self.rules.iter().any(|rule| {
-            rule.source == source.repository
-                && rule.immutable.as_ref().is_some_and(|r| r.is_match(tag))
-                && rule
-                    .select(tag)
-                    .into_iter()
-                    .any(|position| rule.targets_for(position, &source.locator).contains(target))
+            rule.immutable.as_ref().is_some_and(|r| r.is_match(tag))
+                && rule.concrete(&source.repository).is_some_and(|rule| {
+                    rule.select(tag).into_iter().any(|position| {
+                        rule.targets_for(position, &source.locator).contains(target)
+                    })
+                })
         })
     }
 }

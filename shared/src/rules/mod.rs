@@ -92,6 +92,32 @@ pub struct Rule {
     pub long_form: serde_json::Map<String, serde_json::Value>,
     /// The long form's `immutable:` pattern (`immutable.rs`).
     pub immutable: Option<Regex>,
+    /// A wildcard source (`reg/team/*`, `reg/team/**`, `reg/**`): `source` is then its
+    /// prefix (or the registry root), never a repository of its own; `concrete` gives the
+    /// rule for each listed repository.
+    pub wildcard: Option<Wildcard>,
+}
+
+/// The repositories a wildcard source takes: those below `prefix` (of the rule's registry),
+/// directly or at any depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wildcard {
+    /// `team` for `reg/team/*`, empty for `reg/**`.
+    pub prefix: String,
+    pub any_depth: bool,
+}
+
+impl Wildcard {
+    /// `path`'s part below the prefix when the wildcard takes it.
+    pub fn relative<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let relative = if self.prefix.is_empty() {
+            path
+        } else {
+            path.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
+        };
+        let taken = !relative.is_empty() && (self.any_depth || !relative.contains('/'));
+        taken.then_some(relative)
+    }
 }
 
 impl Rule {
@@ -166,6 +192,34 @@ impl Rule {
             .collect()
     }
 
+    /// This rule for `repository`: itself when it is the rule's source; for a wildcard rule
+    /// that takes it, a rule of that source whose targets keep the path below the wildcard.
+    pub fn concrete(&self, repository: &Repository) -> Option<Rule> {
+        let Some(wildcard) = &self.wildcard else {
+            return (self.source == *repository).then(|| self.clone());
+        };
+        if repository.registry() != self.source.registry() {
+            return None;
+        }
+        let relative = wildcard.relative(repository.path())?;
+        let targets = self
+            .targets
+            .iter()
+            .map(|target| {
+                Some(Target {
+                    repository: target.repository.join(relative).ok()?,
+                    naming: Naming::Keep,
+                })
+            })
+            .collect::<Option<Vec<Target>>>()?;
+        Some(Rule {
+            source: repository.clone(),
+            targets,
+            wildcard: None,
+            ..self.clone()
+        })
+    }
+
     /// Whether `select_from` needs the repository's tag list.
     pub fn lists_tags(&self) -> bool {
         matches!(self.selector, Selector::All | Selector::Regex(_))
@@ -229,7 +283,8 @@ impl Target {
 /// mirrors to that rule's target repository.
 pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
     let mut targets = BTreeSet::new();
-    for rule in rules.iter().filter(|r| r.source == source.repository) {
+    for rule in rules.iter().filter_map(|r| r.concrete(&source.repository)) {
+        let rule = &rule;
         let positions = match (&source.locator, &rule.selector) {
             (Locator::Tag(tag), _) => rule.select(tag),
             (Locator::Digest(d), Selector::Digest(selected)) if d == selected => vec![0],
@@ -265,6 +320,15 @@ pub fn within(rules: &[Rule], rule: &Rule) -> bool {
             .all(|(position, tag)| named(position, Locator::Tag(tag.clone()))),
         Selector::Digest(digest) => named(0, Locator::Digest(digest.clone())),
         Selector::All | Selector::Regex(_) => rules.iter().any(|configured| {
+            // A wildcard rule only as configured; a listed repository as a wildcard gives it.
+            let configured = match (&rule.wildcard, &configured.wildcard) {
+                (Some(_), _) if configured.wildcard != rule.wildcard => return false,
+                (Some(_), _) => std::borrow::Cow::Borrowed(configured),
+                (None, _) => match configured.concrete(&rule.source) {
+                    Some(concrete) => std::borrow::Cow::Owned(concrete),
+                    None => return false,
+                },
+            };
             configured.source == rule.source
                 && configured.selector.lists_as(&rule.selector)
                 && configured.long_form == rule.long_form

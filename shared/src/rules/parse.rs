@@ -13,7 +13,7 @@ use thiserror::Error;
 use super::collisions::{static_collisions, TargetCollision};
 use super::immutable::immutable_of;
 use super::tags::{bad, parse_tag_filter, TagFilter};
-use super::{Defaults, Naming, Rule, Selector, Target};
+use super::{Defaults, Naming, Rule, Selector, Target, Wildcard};
 use crate::env::Env;
 use crate::error::{HasKind, Kind};
 use crate::files::FileError;
@@ -112,8 +112,6 @@ pub enum RuleProblem {
     EmptyTo,
     #[error("wildcard {value:?}: {reason}")]
     BadWildcard { value: String, reason: &'static str },
-    #[error("{what} are not supported yet")]
-    NotSupportedYet { what: &'static str },
     #[error("tags.{key}: a digest source selects no tags")]
     TagsWithDigest { key: &'static str },
 }
@@ -156,6 +154,7 @@ pub fn rules_from_value(
                 options: parsed.options,
                 long_form: parsed.long_form,
                 immutable,
+                wildcard: parsed.wildcard,
             })
         })
         .collect::<Result<Vec<Rule>, RulesError>>()?;
@@ -181,6 +180,7 @@ struct ParsedRule {
     tags: TagFilter,
     options: RuleOptions,
     long_form: serde_json::Map<String, Value>,
+    wildcard: Option<Wildcard>,
 }
 
 /// The keys a long-form rule may have.
@@ -199,6 +199,11 @@ fn parse_rule(
     defaults: &Defaults,
     env: &dyn Env,
 ) -> Result<ParsedRule, RuleProblem> {
+    let wildcard = if source.trim().contains('*') {
+        Some(parse_wildcard(source.trim())?.1)
+    } else {
+        None
+    };
     let (repository, selector) = parse_source(source)?;
     let long = match value {
         Value::Object(map) => parse_long_form(map, &selector)?,
@@ -217,7 +222,10 @@ fn parse_rule(
     } = long;
     let mut parsed = Vec::new();
     for text in targets {
-        let target = parse_target(&text, &repository, &selector, defaults, env)?;
+        let target = match &wildcard {
+            Some(_) => parse_wildcard_target(&text, env)?,
+            None => parse_target(&text, &repository, &selector, defaults, env)?,
+        };
         if !parsed.contains(&target) {
             parsed.push(target);
         }
@@ -229,6 +237,7 @@ fn parse_rule(
         tags,
         options,
         long_form: written,
+        wildcard,
     })
 }
 
@@ -389,7 +398,7 @@ pub fn parse_source(text: &str) -> Result<(Repository, Selector), RuleProblem> {
         return Err(RuleProblem::EmptySource);
     }
     if text.contains('*') {
-        return Err(wildcard_problem(text));
+        return parse_wildcard(text).map(|(repository, _)| (repository, Selector::All));
     }
     let invalid = |reason| RuleProblem::InvalidSource {
         value: text.to_string(),
@@ -430,44 +439,48 @@ fn parse_single_digest(text: &str, digest: &str) -> Result<Digest, RuleProblem> 
     })
 }
 
-/// What is wrong with a source holding `*`. Only a last segment of `*` (direct children) or
-/// `**` (any depth) is a wildcard, never on Docker Hub (no catalogue), and never with a tag
-/// or digest (a `tags:` map filters instead). Well-formed wildcards are refused as not yet
-/// supported: listing repositories (`_catalog`) is not wired into planning.
-fn wildcard_problem(text: &str) -> RuleProblem {
-    let value = text.to_string();
-    let base = match text.strip_suffix("/**").or_else(|| text.strip_suffix("/*")) {
-        Some(base) if !base.contains('*') => base,
+/// A source holding `*`: only a last segment of `*` (direct children) or `**` (any depth) is
+/// a wildcard, never on Docker Hub (no catalogue), and never with a tag or digest (a `tags:`
+/// map filters instead). The rule's `source` is the prefix (or the registry root).
+fn parse_wildcard(text: &str) -> Result<(Repository, Wildcard), RuleProblem> {
+    let bad = |reason| RuleProblem::BadWildcard {
+        value: text.to_string(),
+        reason,
+    };
+    let (base, any_depth) = match (text.strip_suffix("/**"), text.strip_suffix("/*")) {
+        (Some(base), _) if !base.contains('*') => (base, true),
+        (None, Some(base)) if !base.contains('*') => (base, false),
         _ => {
-            return RuleProblem::BadWildcard {
-                value,
-                reason: "a wildcard must be the whole last segment, `/*` or `/**`",
-            }
+            return Err(bad(
+                "a wildcard must be the whole last segment, `/*` or `/**`",
+            ))
         }
     };
-    let first = base.split('/').next().unwrap_or(base);
-    let registry = if is_registry_segment(first) {
-        canonical_registry(first)
-    } else {
-        canonical_registry("docker.io")
+    let (first, prefix) = base.split_once('/').unwrap_or((base, ""));
+    if !is_registry_segment(first) || canonical_registry(first) == canonical_registry("docker.io") {
+        return Err(bad(
+            "Docker Hub (docker.io) has no repository catalogue to list; name its repositories",
+        ));
+    }
+    if base.contains('@') || prefix.contains(':') {
+        return Err(bad(
+            "a wildcard source takes no tag or digest; use a `tags:` map",
+        ));
+    }
+    let invalid = |reason| RuleProblem::InvalidSource {
+        value: text.to_string(),
+        reason,
     };
-    if registry == canonical_registry("docker.io") {
-        return RuleProblem::BadWildcard {
-            value,
-            reason:
-                "Docker Hub (docker.io) has no repository catalogue to list; name its repositories",
-        };
-    }
-    let last = base.rsplit('/').next().unwrap_or(base);
-    if base.contains('@') || (base.contains('/') && last.contains(':')) {
-        return RuleProblem::BadWildcard {
-            value,
-            reason: "a wildcard source takes no tag or digest; use a `tags:` map",
-        };
-    }
-    RuleProblem::NotSupportedYet {
-        what: "wildcard sources (listing a registry's repositories)",
-    }
+    let repository = if prefix.is_empty() {
+        Repository::registry_root(first).map_err(invalid)?
+    } else {
+        Repository::new(first, prefix).map_err(invalid)?
+    };
+    let wildcard = Wildcard {
+        prefix: prefix.to_string(),
+        any_depth,
+    };
+    Ok((repository, wildcard))
 }
 
 /// `/…/` → a regex. `/a/,/b/` is two regexes, which image-syncer does not support either.
@@ -499,6 +512,39 @@ fn parse_tag_list(tags: &str) -> Result<Vec<String>, ReferenceError> {
             validate_tag(t).map(|()| t.to_string())
         })
         .collect()
+}
+
+/// A wildcard rule's target: a repository or a whole registry, under which each listed
+/// repository keeps its path below the wildcard; no tags, no digest, no default.
+fn parse_wildcard_target(raw: &str, env: &dyn Env) -> Result<Target, RuleProblem> {
+    let text = expand_variables(raw, env)?;
+    let bad = |reason| RuleProblem::BadWildcard {
+        value: text.clone(),
+        reason,
+    };
+    if text.is_empty() {
+        return Err(bad("a wildcard rule needs a target registry or repository"));
+    }
+    if text.contains('*') {
+        return Err(bad("a target cannot be a wildcard; a wildcard source keeps each repository's path under its target"));
+    }
+    let invalid = |reason| RuleProblem::InvalidTarget {
+        value: text.clone(),
+        reason,
+    };
+    let repository = if !text.contains('/') && is_registry_segment(&text) {
+        Repository::registry_root(&text).map_err(invalid)?
+    } else {
+        let split = split_reference(&text).map_err(invalid)?;
+        if !matches!(split.suffix, Suffix::None) {
+            return Err(bad("a wildcard rule's target names no tag or digest"));
+        }
+        Repository::parse(split.name).map_err(invalid)?
+    };
+    Ok(Target {
+        repository,
+        naming: Naming::Keep,
+    })
 }
 
 fn parse_target(
@@ -912,8 +958,7 @@ mod tests {
             ("team/*: x.io/c", "Docker Hub"),
             ("h.io/a:v1/*: x.io/c", "no tag or digest"),
             ("h.io/a: x.io/*", "target cannot be a wildcard"),
-            ("h.io/team/*: x.io/c", "not supported yet"),
-            ("h.io:5000/**: x.io/c", "not supported yet"),
+            ("h.io/team/*: x.io/c:v1", "names no tag or digest"),
         ] {
             let err = rules(yaml, &Defaults::default(), &MapEnv::default())
                 .unwrap_err()
@@ -925,6 +970,34 @@ mod tests {
             );
             assert!(err.contains(needle), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn wildcards_keep_the_path_below_them() {
+        let direct = one("h.io/team/*: b.io/backup");
+        let deep = one("h.io/team/**: b.io");
+        let all = one("h.io:5000/**: {to: b.io/all, tags: {latest: 1}}");
+        let repo = |name: &str| Repository::parse(name).unwrap();
+        let target = |rule: &Rule, name: &str| {
+            rule.concrete(&repo(name))
+                .map(|r| r.targets[0].repository.to_string())
+        };
+        assert_eq!(
+            target(&direct, "h.io/team/app"),
+            Some("b.io/backup/app".into())
+        );
+        assert_eq!(target(&direct, "h.io/team/a/app"), None);
+        assert_eq!(target(&direct, "h.io/teams/app"), None);
+        assert_eq!(target(&direct, "x.io/team/app"), None);
+        assert_eq!(
+            target(&deep, "h.io/team/a/b/app"),
+            Some("b.io/a/b/app".into())
+        );
+        assert_eq!(target(&all, "h.io:5000/x/y"), Some("b.io/all/x/y".into()));
+        assert_eq!(
+            all.concrete(&repo("h.io:5000/x")).unwrap().tags.latest,
+            Some(1)
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent], referrers: bool) -> Vec
             .as_deref()
             .filter(|_| referrers)
             .and_then(referrer_subject);
-        for rule in rules.iter().filter(|r| r.source == event.repository) {
+        for rule in rules.iter().filter_map(|r| r.concrete(&event.repository)) {
+            let rule = &rule;
             // (source locator, its targets) for each image the event means under this rule.
             let selected: Vec<(Locator, Vec<Reference>)> = match &subject {
                 Some(subject) => {
@@ -177,6 +178,48 @@ mod tests {
             [("quay.io/a/b:v1".into(), vec!["mirror.io/b:v1".into()])]
         );
         assert_eq!(images[0].digest.as_ref().map(Digest::as_str), Some(D1));
+    }
+
+    #[test]
+    fn a_push_under_a_wildcard_matches_it_with_its_path_kept() {
+        let rules = rules(
+            "h.io/team/**: {to: b.io/backup, tags: {exclude: ['/-rc/']}}\nh.io/team/*: b.io/direct",
+        );
+        let images = match_rules(
+            &rules,
+            &[
+                event("h.io/team/x/app:v1", None),
+                event("h.io/team/app:v2", None),
+                event("h.io/team/app:v3-rc1", None),
+                event("h.io/teams/app:v1", None),
+                event("h.io/team:v1", None),
+            ],
+            true,
+        );
+        assert_eq!(
+            strings(&images),
+            [
+                (
+                    "h.io/team/app:v2".into(),
+                    vec!["b.io/backup/app:v2".into(), "b.io/direct/app:v2".into()]
+                ),
+                (
+                    "h.io/team/app:v3-rc1".into(),
+                    vec!["b.io/direct/app:v3-rc1".into()]
+                ),
+                (
+                    "h.io/team/x/app:v1".into(),
+                    vec!["b.io/backup/x/app:v1".into()]
+                ),
+            ]
+        );
+        // The worker's policy: a copy job a wildcard rule gives is allowed, nothing else.
+        let job = Reference::parse("h.io/team/x/app:v1").unwrap();
+        let allowed = crate::rules::targets_of(&rules, &job);
+        assert!(allowed.contains(&Reference::parse("b.io/backup/x/app:v1").unwrap()));
+        assert_eq!(allowed.len(), 1);
+        let team = Reference::parse("h.io/team:v1").unwrap();
+        assert!(crate::rules::targets_of(&rules, &team).is_empty());
     }
 
     #[test]
