@@ -28,12 +28,16 @@
 //! images and far under Lambda's 15; below `T` a migration keeps the single-invocation path
 //! and pays no queue round trip, above it the round trip is small next to the work.
 //!
+//! An image in sync may still lack referrers on its targets (a signature pushed since):
+//! `referrers_behind` checks the referrer tags the plan's listing shows for its digest, so
+//! an image with none costs nothing more, and sends its job when a target lacks one.
+//!
 //! Expanding is idempotent: copy jobs go only for targets that lack the image, so a plan job
 //! delivered again after its copies ran enqueues no copy job. (One delivered again whose
 //! listing is too large sends its slices again, as plan jobs: a listing and no HEAD, and
 //! their expansions find everything in sync.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +48,12 @@ use futures::SinkExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::copy::index_lacks_entries;
 use crate::env::Env;
 use crate::error::HasKind;
-use crate::image::{stale, ImageOptions, PlannedImage};
+use crate::image::{
+    fallback_tag, is_referrer_tag, referrer_subject, stale, ImageOptions, PlannedImage,
+};
 use crate::job::{new_plan_id, Job, PlanJob};
 use crate::plan::{head_source, resolve, PlanError, PlanOptions, SourceHeads};
 use crate::queue::{Queue, QueueError, SQS_MAX_BATCH, SQS_MAX_PAYLOAD};
@@ -282,10 +289,11 @@ async fn dispatch_as(
             return Ok(summary);
         }
     }
+    let referrer_tags = referrer_tags(&plan.listings, &options.image);
     let (outcome, sent) = check_and_send(
         plan.images,
         &summary.plan_id,
-        registries,
+        (registries, &referrer_tags),
         queue,
         options,
         &immutable,
@@ -314,7 +322,7 @@ fn log_planned(summary: &DispatchSummary, checked_at: Duration, elapsed: Duratio
 async fn check_and_send(
     images: Vec<PlannedImage>,
     plan_id: &str,
-    registries: &Arc<Registries>,
+    (registries, referrer_tags): (&Arc<Registries>, &ReferrerTags),
     queue: &dyn Queue,
     options: &DispatchOptions,
     immutable: &ImmutableCheck,
@@ -339,16 +347,21 @@ async fn check_and_send(
                     )
                     .await;
                 if image.targets.is_empty() {
-                    return (image, Ok(Staleness::InSync));
+                    return (image, Ok(Staleness::InSync(None)));
                 }
                 let compare = !own.force && own.platforms.is_empty();
-                let stale = stale_targets_of(&image, compare, registries).await;
+                let stale = match stale_targets_of(&image, compare, registries).await {
+                    Ok(Staleness::InSync(Some(digest))) if own.referrers.enabled => {
+                        referrers_behind(&image, digest, referrer_tags, registries).await
+                    }
+                    other => other,
+                };
                 (image, stale)
             })
             .buffer_unordered(concurrency);
         while let Some((mut image, stale)) = checked.next().await {
             match stale {
-                Ok(Staleness::InSync) => {
+                Ok(Staleness::InSync(_)) => {
                     outcome.in_sync += 1;
                     continue;
                 }
@@ -389,6 +402,92 @@ async fn check_and_send(
         Ok::<usize, QueueError>(sent)
     };
     futures::join!(check, send)
+}
+
+/// The referrer tags (fallback indexes, cosign's) of each source repository the plan listed;
+/// empty when referrers are off.
+type ReferrerTags = BTreeMap<Repository, BTreeSet<String>>;
+
+fn referrer_tags(
+    listings: &BTreeMap<Repository, Vec<String>>,
+    image: &ImageOptions,
+) -> ReferrerTags {
+    if !image.referrers.enabled {
+        return ReferrerTags::new();
+    }
+    listings
+        .iter()
+        .map(|(repository, tags)| {
+            let tags: BTreeSet<String> = tags
+                .iter()
+                .filter(|t| is_referrer_tag(t))
+                .cloned()
+                .collect();
+            (repository.clone(), tags)
+        })
+        .filter(|(_, tags)| !tags.is_empty())
+        .collect()
+}
+
+/// An image whose targets are in sync still needs a job when its source has referrers the
+/// targets lack (a signature pushed after the image was mirrored). Its referrer tags come
+/// from the plan's listing, so an image without any costs nothing; for each one it has, a
+/// HEAD at the source and at each target repository: a cosign tag must be at the same
+/// digest; a fallback index at another digest (the target merged referrers of its own) is
+/// read on both sides (one GET each) and must list every source entry.
+async fn referrers_behind(
+    image: &PlannedImage,
+    digest: Digest,
+    referrer_tags: &ReferrerTags,
+    registries: &Registries,
+) -> Result<Staleness, CheckError> {
+    let fallback = fallback_tag(&digest);
+    let tags: Vec<&String> = referrer_tags
+        .get(&image.source.repository)
+        .into_iter()
+        .flatten()
+        .filter(|tag| referrer_subject(tag).as_ref() == Some(&digest))
+        .collect();
+    let mut repositories: Vec<&Repository> = Vec::new();
+    for target in &image.targets {
+        if !repositories.contains(&&target.repository) {
+            repositories.push(&target.repository);
+        }
+    }
+    for tag in tags {
+        let at = |repository: &Repository| repository.at(Locator::Tag(tag.clone()));
+        let mut references = vec![at(&image.source.repository)];
+        references.extend(repositories.iter().map(|r| at(r)));
+        let heads = registries
+            .manifest_heads(&references, Actions::Pull, references.len())
+            .await?;
+        let Some(source) = ManifestHead::digest_of(&heads[0]) else {
+            continue; // gone since the listing
+        };
+        for (reference, head) in references.iter().zip(&heads).skip(1) {
+            let behind = match ManifestHead::digest_of(head) {
+                None => true,
+                Some(held) if held == source => false,
+                Some(_) if *tag != fallback => true,
+                Some(_) => {
+                    let client = registries.client(reference.repository.registry())?;
+                    let theirs = client.manifest_get(reference).await?;
+                    let ours = registries
+                        .client(image.source.repository.registry())?
+                        .manifest_get(&references[0])
+                        .await?;
+                    index_lacks_entries(&ours.bytes, &theirs.bytes)
+                }
+            };
+            if behind {
+                return Ok(Staleness::Stale {
+                    targets: image.targets.clone(),
+                    digest: Some(digest),
+                });
+            }
+        }
+    }
+    Ok(Staleness::InSync(Some(digest)))
 }
 
 /// Registry requests resolving `rules` takes at least: one HEAD per named tag or digest,
@@ -735,7 +834,9 @@ struct CheckOutcome {
 
 /// What checking an image's targets found.
 enum Staleness {
-    InSync,
+    /// Every target has the source's manifest, at this digest when it was HEADed (not for
+    /// an immutable tag the targets list: its referrers are left to the copies).
+    InSync(Option<Digest>),
     /// These targets need the image; `digest` is the source's, when it had to be HEADed.
     Stale {
         targets: Vec<Reference>,
@@ -800,7 +901,7 @@ async fn stale_targets_of(
         &digest,
     );
     Ok(if targets.is_empty() {
-        Staleness::InSync
+        Staleness::InSync(Some(digest))
     } else {
         Staleness::Stale {
             targets,
@@ -867,7 +968,7 @@ mod tests {
     fn long_form_rules_travel_whole_in_plan_jobs() {
         let configured = rules(
             "a.io/x:\n  to: b.io/x\n  tags: {semver: '>=1', exclude: ['/-rc/']}\n  \
-             platforms: [linux/arm64/v8]\n  force: true\n\
+             platforms: [linux/arm64/v8]\n  force: true\n  referrers: false\n\
              a.io/y:1.0.0,2.0.0,3.0.0-rc1,0.9.0:\n  to: b.io/y\n  tags: {semver: '>=1', latest: 2}\n\
              a.io/y:1.0.0: b.io/short\n",
         );
@@ -877,6 +978,7 @@ mod tests {
         let x = all.iter().find(|r| r.text == "a.io/x").expect("a.io/x");
         assert_eq!(x.long_form, configured[0].long_form);
         assert_eq!(x.options.force, Some(true));
+        assert_eq!(x.options.referrers, Some(false));
         assert!(x.select("1.2.0-rc1").is_empty() && !x.select("1.2.0").is_empty());
         // The named tags: only what the filters select, sliced one a job; the same key
         // written once short, once long, in separate jobs.

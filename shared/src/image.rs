@@ -90,12 +90,28 @@ pub fn is_referrer_tag(tag: &str) -> bool {
         })
 }
 
-/// A rule's own copy options (the long form's `platforms:` and `force:`), each replacing
-/// the run's `--os`/`--arch` or `--force` for the images that rule selects.
+/// The digest a referrer tag refers to (`sha256-<hex>.sig` → `sha256:<hex>`); `None` for
+/// any other tag, and for a tag cut too short to hold its digest.
+pub fn referrer_subject(tag: &str) -> Option<Digest> {
+    if !is_referrer_tag(tag) {
+        return None;
+    }
+    let base = match tag.rsplit_once('.') {
+        Some((base, suffix)) if COSIGN_SUFFIXES.contains(&suffix) => base,
+        _ => tag,
+    };
+    base.replacen('-', ":", 1).parse().ok()
+}
+
+/// A rule's own copy options (the long form's `platforms:`, `force:` and `referrers:`):
+/// `platforms`/`force` replace the run's `--os`/`--arch` or `--force` for the images that
+/// rule selects; `referrers: false` turns referrers off for them, while `true` cannot turn
+/// on what `--referrers=false` turned off (that run asks the registries nothing about them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleOptions {
     pub force: Option<bool>,
     pub platforms: Option<PlatformFilter>,
+    pub referrers: Option<bool>,
 }
 
 impl RuleOptions {
@@ -107,15 +123,19 @@ impl RuleOptions {
                 .platforms
                 .clone()
                 .unwrap_or_else(|| run.platforms.clone()),
-            referrers: run.referrers.clone(),
+            referrers: Referrers {
+                enabled: run.referrers.enabled && self.referrers.unwrap_or(true),
+                types: run.referrers.types.clone(),
+            },
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.force.is_none() && self.platforms.is_none()
+        self.force.is_none() && self.platforms.is_none() && self.referrers.is_none()
     }
 
-    /// The images file's long-form keys that ask for these options (`platforms`, `force`),
+    /// The images file's long-form keys that ask for these options (`platforms`, `force`,
+    /// `referrers`),
     /// so a plan job can carry them.
     pub fn long_form(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut map = serde_json::Map::new();
@@ -131,6 +151,9 @@ impl RuleOptions {
         }
         if let Some(force) = self.force {
             map.insert("force".into(), serde_json::Value::Bool(force));
+        }
+        if let Some(referrers) = self.referrers {
+            map.insert("referrers".into(), serde_json::Value::Bool(referrers));
         }
         map
     }
@@ -165,11 +188,19 @@ mod tests {
             assert!(is_referrer_tag(&format!("{tag}.{suffix}")));
         }
         assert!(!is_referrer_tag(&format!("{tag}.txt")));
+        assert_eq!(referrer_subject(&tag), Some(digest.clone()));
+        assert_eq!(
+            referrer_subject(&format!("{tag}.sig")),
+            Some(digest.clone())
+        );
+        assert_eq!(referrer_subject(&format!("{tag}.txt")), None);
+        assert_eq!(referrer_subject("v1"), None);
         assert!(!is_referrer_tag("sha256-abc"));
         assert!(!is_referrer_tag("v1.0"));
         assert!(!is_referrer_tag(&format!("sha256-{}", "G".repeat(64))));
         let long = Digest::of(crate::reference::Algorithm::Sha512, b"x");
         assert_eq!(fallback_tag(&long).len(), 128);
+        assert_eq!(referrer_subject(&fallback_tag(&long)), None, "cut short");
         let wants = Referrers {
             enabled: true,
             types: vec!["a".into()],

@@ -908,6 +908,7 @@ mod tests {
             platforms: Some(
                 PlatformFilter::parse(&strings(&["linux"]), &strings(&["arm64:v8"])).unwrap(),
             ),
+            referrers: Some(false),
         };
         let run = ImageOptions {
             force: false,
@@ -916,11 +917,13 @@ mod tests {
         };
         let job = Job::parse(&Job::from_planned(&image, "p", &run).to_body()).unwrap();
         assert!(job.force);
+        assert!(!job.referrers);
         assert_eq!(job.os, ["linux"]);
         assert_eq!(job.arch, ["arm64:v8"]);
         // Without options of its own, the run's.
         let job = Job::from_planned(&planned(), "p", &run);
         assert!(!job.force);
+        assert!(job.referrers);
         assert_eq!(job.arch, ["amd64"]);
     }
 

@@ -14,7 +14,10 @@ use support::referrers::{
     referrer_descriptor, referrers_api_proxy, write_fallback_index, Subject, COSIGN_SIMPLESIGNING,
     DSSE_ENVELOPE,
 };
-use support::{assert_same_raw, ImageSpec, Mode, Pair, Registry, Workdir, OCI_INDEX};
+use support::{
+    assert_same_raw, free_port, run_ferry, ImageSpec, Mode, Moto, Options, Pair, Registry, Workdir,
+    MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
+};
 
 const SBOM_TYPE: &str = "application/spdx+json";
 
@@ -409,4 +412,279 @@ async fn bad_referrers_are_named_and_their_images_still_copied() {
             &format!("mirror/app@{digest}"),
         );
     }
+}
+
+/// `referrers: false` in a rule's long form copies none of its images' referrers (nor their
+/// referrer tags as images), while another rule's image in the same run gets its signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_turns_referrers_off_for_its_images_only() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let mut sig_tags = Vec::new();
+    for (repo, seed) in [("team/quiet", 61), ("team/signed", 62)] {
+        let image = p
+            .src
+            .seed_image(repo, "v1", &ImageSpec::with_layers(seed, 1, 512).oci(true))
+            .await;
+        push_cosign_tag(
+            &p.src,
+            repo,
+            &image.digest,
+            "sig",
+            COSIGN_SIMPLESIGNING,
+            &[r#"{"critical":{"identity":{"docker-reference":"team"}},"optional":null}"#],
+        )
+        .await;
+        sig_tags.push(format!("{}.sig", fallback_tag(&image.digest)));
+    }
+    let images = p.work.images(format!(
+        "{}:\n  to: {}\n  referrers: false\n{}: {}\n",
+        p.src.image("team/quiet"),
+        p.dst.image("mirror/quiet"),
+        p.src.image("team/signed"),
+        p.dst.image("mirror/signed"),
+    ));
+    p.src.clear_requests();
+    let (out, json) = p.sync_reporting(&images, &[]);
+    out.assert_success();
+    assert_eq!(json["totals"]["copied"], 2, "{json}");
+    assert_eq!(json["totals"]["referrers_copied"], 1, "{json}");
+    p.assert_copied("team/quiet:v1", "mirror/quiet:v1");
+    p.assert_copied("team/signed:v1", "mirror/signed:v1");
+    assert_eq!(p.dst.list_tags("mirror/quiet").await, ["v1"]);
+    p.assert_copied(
+        &format!("team/signed:{}", sig_tags[1]),
+        &format!("mirror/signed:{}", sig_tags[1]),
+    );
+    // The quiet rule's image is never asked about its referrers.
+    let asked: Vec<String> = summary(&p.src)
+        .into_iter()
+        .filter(|r| r.contains("team/quiet") && r.contains(".sig"))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
+}
+
+/// `ferry plan --queue-url` (SQS is moto) notices a signature or SBOM added to an image
+/// already mirrored: its targets are in sync, yet the planner enqueues a job because the
+/// listing shows referrer tags of its digest that the target lacks; `ferry worker` copies
+/// them. An image without referrer tags costs the planner no referrer request, and a target
+/// fallback index that merged a referrer of its own, listing every source entry, is in sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_planner_enqueues_a_signature_added_after_mirroring() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let image = p
+        .src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(71, 1, 512).oci(true),
+        )
+        .await;
+    p.src
+        .seed_image(
+            "team/app",
+            "v2",
+            &ImageSpec::with_layers(72, 1, 512).oci(true),
+        )
+        .await;
+    let moto = Moto::start();
+    let (url, _) = moto.create_queue("ferry-jobs", None).await;
+    let images = p.work.images(format!(
+        "\"{}\": {}\n",
+        p.src.image("team/app:/^v/"),
+        p.dst.image("mirror/app")
+    ));
+    let endpoint = moto.endpoint();
+    let aws = [
+        ("AWS_ENDPOINT_URL_SQS", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
+        ("AWS_REGION", MOTO_REGION),
+        support::FAST_RETRIES,
+    ];
+    let plan = || {
+        let out = run_ferry(
+            &[
+                "plan".to_string(),
+                format!("--images={}", images.display()),
+                format!("--auth={}", p.work.auth().display()),
+                format!("--queue-url={url}"),
+            ],
+            &aws,
+        );
+        out.assert_success();
+        let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        summary["jobs_enqueued"].as_u64().unwrap()
+    };
+    let work = || {
+        let out = run_ferry(
+            &[
+                "worker".to_string(),
+                format!("--queue-url={url}"),
+                format!("--auth={}", p.work.auth().display()),
+                "--wait=1".into(),
+                "--exit-when-empty".into(),
+            ],
+            &aws,
+        );
+        out.assert_success();
+        out
+    };
+    assert_eq!(plan(), 2);
+    work();
+    p.assert_copied("team/app:v1", "mirror/app:v1");
+
+    // Warm, nothing signed: no referrer request at all.
+    p.src.clear_requests();
+    p.dst.clear_requests();
+    assert_eq!(plan(), 0);
+    for reg in [&p.src, &p.dst] {
+        assert_eq!(reg.count("*", "sha256-"), 0, "{:?}", summary(reg));
+    }
+
+    // A signature pushed after the mirror: enqueued, copied, then in sync.
+    let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#],
+    )
+    .await;
+    assert_eq!(plan(), 1);
+    let out = work();
+    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied(
+        &format!("team/app:{sig_tag}"),
+        &format!("mirror/app:{sig_tag}"),
+    );
+    p.src.clear_requests();
+    p.dst.clear_requests();
+    assert_eq!(plan(), 0);
+    // One HEAD of the `.sig` tag on each side.
+    assert_eq!(p.src.count("HEAD", ".sig"), 1, "{:?}", summary(&p.src));
+    assert_eq!(p.dst.count("HEAD", ".sig"), 1, "{:?}", summary(&p.dst));
+
+    // A re-signature (the `.sig` tag at a new digest) is noticed too.
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[
+            r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#,
+            r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":{"by":"ci"}}"#,
+        ],
+    )
+    .await;
+    assert_eq!(plan(), 1);
+    work();
+    p.assert_copied(
+        &format!("team/app:{sig_tag}"),
+        &format!("mirror/app:{sig_tag}"),
+    );
+
+    // An SBOM attached with oras (listed in the fallback index): enqueued and copied.
+    let subject = Subject::new(&image.media_type, &image.digest, image.bytes.len());
+    let sbom = oras_push(
+        &p.src,
+        "team/app",
+        "sbom-v1",
+        &subject,
+        SBOM_TYPE,
+        br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+    );
+    let sbom_entry = referrer_descriptor(&p.src, "team/app", &sbom).await;
+    write_fallback_index(
+        &p.src,
+        "team/app",
+        &image.digest,
+        std::slice::from_ref(&sbom_entry),
+    )
+    .await;
+    assert_eq!(plan(), 1);
+    work();
+    p.assert_copied(&format!("team/app@{sbom}"), &format!("mirror/app@{sbom}"));
+    assert_eq!(plan(), 0);
+
+    // The target's index also lists a referrer of its own: at another digest than the
+    // source's, but holding every source entry, so still in sync.
+    let theirs = push_artifact_by_digest(
+        &p.dst,
+        "mirror/app",
+        &subject,
+        "application/vnd.example.theirs",
+        b"theirs",
+    )
+    .await;
+    write_fallback_index(&p.dst, "mirror/app", &image.digest, &[theirs, sbom_entry]).await;
+    assert_eq!(plan(), 0);
+}
+
+/// Webhooks (part 5): a real docker-registry notifies `ferry serve` of every push; a
+/// cosign signature pushed for an image a regex rule already mirrored (its `.sig` tag no
+/// image of its own) becomes a job for the subject by digest, which copies the signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
+    let port = free_port();
+    let src = Registry::start_with(
+        Mode::Http,
+        Options {
+            notify: Some((
+                format!("http://127.0.0.1:{port}/"),
+                vec![(
+                    "Authorization".into(),
+                    format!("Bearer {}", crate::webhook::SECRET),
+                )],
+            )),
+            ..Options::default()
+        },
+    );
+    let dst = Registry::start(Mode::Http);
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!(
+        "\"{}\": {}\n",
+        src.image("team/app:/^v/"),
+        dst.image("mirror/app")
+    ));
+    let mut served = crate::webhook::serve(&work, &images, port).await;
+    let image = src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(81, 1, 512).oci(true),
+        )
+        .await;
+    let copied =
+        crate::webhook::came_true(async || dst.fetch_manifest("mirror/app", "v1").await.is_some())
+            .await;
+    if !copied {
+        panic!("v1 was not copied\n{}", served.terminate());
+    }
+    let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
+    push_cosign_tag(
+        &src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#],
+    )
+    .await;
+    let signed = crate::webhook::came_true(async || {
+        dst.fetch_manifest("mirror/app", &sig_tag).await.is_some()
+    })
+    .await;
+    let out = served.terminate();
+    assert!(signed, "the signature was not copied\n{out}");
+    out.assert_success();
+    assert_same_raw(
+        &src,
+        &format!("team/app:{sig_tag}"),
+        &dst,
+        &format!("mirror/app:{sig_tag}"),
+    );
+    assert!(out.stderr.contains(" 0 failed"), "{out}");
 }

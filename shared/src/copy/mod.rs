@@ -50,6 +50,7 @@ use referrers::ReferrerMemory;
 use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
 use tree::ManifestTree;
 
+pub use referrers::index_lacks_entries;
 pub use tree::ManifestProblem;
 pub use verify::Mismatch;
 
@@ -367,17 +368,14 @@ impl Copier {
             self.work_for(image, &source, pinned, options).await?
         };
         let everywhere = referrers::repositories(&image.targets);
+        // A job by digest may be a webhook's for a signature just pushed: listed anew.
+        let relist = matches!(image.source.locator, Locator::Digest(_));
+        let wanted = (&options.referrers, relist);
         match work {
             Work::Skip(reason) => Ok(Some(reason.into())),
             Work::InSync(subjects) => {
-                self.copy_referrers(
-                    &source.repository,
-                    subjects,
-                    &everywhere,
-                    &options.referrers,
-                    report,
-                )
-                .await?;
+                self.copy_referrers(&source.repository, subjects, &everywhere, wanted, report)
+                    .await?;
                 Ok((report.referrers_copied == 0).then(|| "already in sync".into()))
             }
             Work::Push { tree, targets } => {
@@ -389,7 +387,7 @@ impl Copier {
                     &source.repository,
                     referrers::subjects(&tree),
                     &everywhere,
-                    &options.referrers,
+                    wanted,
                     report,
                 )
                 .await?;

@@ -124,17 +124,21 @@ struct Found {
 impl Copier {
     /// Copies the referrers of `subjects` (manifests of one image, already on the targets)
     /// from `source` to every repository in `targets`, and theirs, to a bounded depth.
+    /// `relist`: the source's tags are listed anew rather than taken from a listing made
+    /// before this call (a webhook's job for a signature just pushed is by digest, and a
+    /// worker's listing of a minute ago would not show it).
     pub(super) async fn copy_referrers(
         &self,
         source: &Repository,
         subjects: Vec<Digest>,
         targets: &[Repository],
-        wanted: &Referrers,
+        (wanted, relist): (&Referrers, bool),
         report: &mut ImageReport,
     ) -> Result<(), CopyError> {
         if !wanted.enabled || targets.is_empty() {
             return Ok(());
         }
+        let listed_since = relist.then(Instant::now);
         let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
         let mut queue: VecDeque<(Digest, Vec<Digest>)> =
             subjects.into_iter().map(|d| (d, Vec::new())).collect();
@@ -143,7 +147,7 @@ impl Copier {
             if self.is_stopped() {
                 return Err(CopyError::Interrupted);
             }
-            let found = match self.find_referrers(source, &subject).await {
+            let found = match self.find_referrers(source, &subject, listed_since).await {
                 Ok(Some(found)) => found,
                 Ok(None) => continue,
                 Err(Trouble::Note(note)) => {
@@ -203,8 +207,9 @@ impl Copier {
         &self,
         source: &Repository,
         subject: &Digest,
+        listed_since: Option<Instant>,
     ) -> Result<Option<Found>, Trouble> {
-        let listing = self.listing(source).await?;
+        let listing = self.listing(source, listed_since).await?;
         let api = self.api_answer(source, subject).await?;
         let tag = fallback_tag(subject);
         let fallback_listed = api.is_none() && listing.contains(&tag);
@@ -289,7 +294,11 @@ impl Copier {
 
     /// The source repository's tags, listed once per `LISTING_TTL`; a repository that does
     /// not exist has none.
-    async fn listing(&self, repository: &Repository) -> Result<Listing, Trouble> {
+    async fn listing(
+        &self,
+        repository: &Repository,
+        listed_since: Option<Instant>,
+    ) -> Result<Listing, Trouble> {
         let cell = {
             let mut listings = self
                 .referrer_memory
@@ -299,6 +308,7 @@ impl Copier {
             let fresh = listings
                 .get(repository)
                 .filter(|(at, _)| at.elapsed() < LISTING_TTL)
+                .filter(|(at, _)| listed_since.is_none_or(|since| *at >= since))
                 .map(|(_, cell)| Arc::clone(cell));
             fresh.unwrap_or_else(|| {
                 let cell = Arc::new(OnceCell::new());
@@ -638,6 +648,23 @@ fn entry_digest(entry: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether a target's fallback index (`target`) lacks an entry of the source's (`source`):
+/// a source that is no index lacks nothing worth copying; a target that is none lacks all.
+pub fn index_lacks_entries(source: &[u8], target: &[u8]) -> bool {
+    let Some(wanted) = entries_of(source) else {
+        return false;
+    };
+    let held: HashSet<String> = entries_of(target)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(entry_digest)
+        .collect();
+    wanted
+        .iter()
+        .filter_map(entry_digest)
+        .any(|digest| !held.contains(&digest))
+}
+
 /// The fallback index ferry writes: what the target had, in its order, then what was
 /// added, each digest once.
 fn merged_index(existing: Vec<Value>, added: Vec<Value>) -> Bytes {
@@ -689,5 +716,10 @@ mod tests {
         assert!(digests[0].ends_with('a') && digests[2].ends_with('c'));
         assert!(entries_of(b"{\"layers\":[]}").is_none());
         assert!(entries_of(b"not json").is_none());
+        let source = merged_index(vec![entry('a')], vec![entry('c')]);
+        assert!(!index_lacks_entries(&source, &bytes));
+        assert!(index_lacks_entries(&bytes, &source));
+        assert!(index_lacks_entries(&source, b"not json"));
+        assert!(!index_lacks_entries(b"not json", &source));
     }
 }

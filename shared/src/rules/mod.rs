@@ -235,6 +235,30 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Where a digest this rule's tags do not show goes, by digest, when it is the subject of
+    /// a referrer (a new signature reaching the targets; see [`targets_of`]): the targets
+    /// that keep the source's names (a digest rule's own targets for its digest), none when
+    /// the rule turned referrers off.
+    pub fn subject_targets(&self, subject: &Digest) -> Vec<Reference> {
+        if self.options.referrers == Some(false) {
+            return Vec::new();
+        }
+        if let Selector::Digest(selected) = &self.selector {
+            return if selected == subject {
+                self.targets_for(0, &Locator::Digest(subject.clone()))
+            } else {
+                Vec::new()
+            };
+        }
+        self.targets
+            .iter()
+            .filter(|t| t.naming == Naming::Keep)
+            .map(|t| t.repository.at(Locator::Digest(subject.clone())))
+            .collect()
+    }
+}
+
 impl Target {
     /// The target reference for the source at `position` of the rule's selection.
     pub fn reference(&self, position: usize, source: &Locator) -> Reference {
@@ -251,7 +275,12 @@ impl Target {
 }
 
 /// Every target `rules` give the source image `source` (a tag, or a digest a digest rule
-/// names): what a job for `source` may copy to, and nothing else.
+/// names): what a job for `source` may copy to, and nothing else. A digest a tag rule
+/// cannot see may go, by digest, to that rule's targets that keep the source's names, unless
+/// the rule turned referrers off: that is how a new signature reaches the targets (the
+/// webhook's job for a pushed `sha256-<hex>.sig` is its subject's); pushing by digest moves
+/// no tag, so such a job at worst copies an untagged manifest of a source repository a rule
+/// mirrors to that rule's target repository.
 pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
     let mut targets = BTreeSet::new();
     for rule in rules.iter().filter_map(|r| r.concrete(&source.repository)) {
@@ -259,7 +288,11 @@ pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {
         let positions = match (&source.locator, &rule.selector) {
             (Locator::Tag(tag), _) => rule.select(tag),
             (Locator::Digest(d), Selector::Digest(selected)) if d == selected => vec![0],
-            (Locator::Digest(_), _) => Vec::new(),
+            (Locator::Digest(_), Selector::Digest(_)) => Vec::new(),
+            (Locator::Digest(d), _) => {
+                targets.extend(rule.subject_targets(d));
+                Vec::new()
+            }
         };
         for position in positions {
             targets.extend(rule.targets_for(position, &source.locator));

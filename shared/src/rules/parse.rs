@@ -184,7 +184,14 @@ struct ParsedRule {
 }
 
 /// The keys a long-form rule may have.
-const RULE_KEYS: [&str; 5] = ["to", "tags", "platforms", "force", super::immutable::KEY];
+const RULE_KEYS: [&str; 6] = [
+    "to",
+    "tags",
+    "platforms",
+    "force",
+    "referrers",
+    super::immutable::KEY,
+];
 
 fn parse_rule(
     source: &str,
@@ -243,7 +250,7 @@ struct LongForm {
     written: serde_json::Map<String, Value>,
 }
 
-/// The long form: `{to, tags, platforms, force}`. `to` takes exactly the short forms but must
+/// The long form: `{to, tags, platforms, force, referrers, immutable}`. `to` takes exactly the short forms but must
 /// not be empty: a map that forgot its `to` must not push to the defaults.
 fn parse_long_form(
     map: &serde_json::Map<String, Value>,
@@ -289,6 +296,11 @@ fn parse_long_form(
             None => None,
             Some(Value::Bool(force)) => Some(*force),
             Some(other) => return Err(bad("force", other, "expected true or false")),
+        },
+        referrers: match map.get("referrers") {
+            None => None,
+            Some(Value::Bool(referrers)) => Some(*referrers),
+            Some(other) => return Err(bad("referrers", other, "expected true or false")),
         },
     };
     let mut written = map.clone();
@@ -1046,6 +1058,14 @@ mod tests {
             ),
             ("a/b: {to: x.io/c, platforms: linux/amd64}", "platforms"),
             ("a/b: {to: x.io/c, force: 'yes'}", "force: \"yes\""),
+            (
+                "a/b: {to: x.io/c, referrers: 'false'}",
+                "referrers: \"false\"",
+            ),
+            (
+                "a/b: {to: x.io/c, referrers: [sig]}",
+                "referrers: [\"sig\"]",
+            ),
             (
                 "a/b: {to: x.io/c, platforms: [linux/amd64, windows/arm64]}",
                 "every os must come with every arch",

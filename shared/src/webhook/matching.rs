@@ -16,27 +16,58 @@
 //! registry), so a pushed semver tag that passes the other filters is copied; a non-semver
 //! tag is not. What falls out of the newest N stays on the target: ferry never deletes.
 //!
+//! A push of a referrer tag (cosign's `sha256-<hex>.sig`/`.att`/`.sbom`, or the referrers
+//! tag schema's `sha256-<hex>` index), with referrers on, is no image of its own (as when
+//! planning): it becomes the subject, `repository@sha256:<hex>`, copied by digest to the
+//! target repositories of every rule selecting the repository (whatever its tags, which a
+//! digest does not show; `referrers: false` rules aside), so the copy brings the new
+//! referrers along. The worker's job policy (`rules::targets_of`) allows such a digest job
+//! for the same reason; a target that renames tags takes no digest job.
+//!
 //! Reading payloads is `formats.rs`'s job; queueing the images the handler's (`mod.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::push::PushEvent;
-use crate::image::{PlannedImage, RuleOptions};
+use crate::image::{referrer_subject, PlannedImage, RuleOptions};
 use crate::reference::{Digest, Locator, Reference};
 use crate::rules::{Rule, Selector};
 
 /// What the events mean under `rules`: one planned image per source (repository plus tag,
 /// or plus digest for digest rules) with every target the matching rules give it, sorted by
-/// source. Several events for one source (retries, two rules) become one image.
-pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
+/// source. Several events for one source (retries, two rules) become one image. With
+/// `referrers`, a referrer tag's push is its subject's (see the module's notes).
+pub fn match_rules(rules: &[Rule], events: &[PushEvent], referrers: bool) -> Vec<PlannedImage> {
     // Per source, one image per rule options (a rule's own platforms/force), as planning.
     type Groups = Vec<(RuleOptions, SeenDigest, BTreeSet<Reference>)>;
     let mut images: BTreeMap<Reference, Groups> = BTreeMap::new();
     for event in events {
+        let subject = event
+            .tag
+            .as_deref()
+            .filter(|_| referrers)
+            .and_then(referrer_subject);
         for rule in rules.iter().filter_map(|r| r.concrete(&event.repository)) {
             let rule = &rule;
-            for (position, locator) in selected(rule, event) {
-                let targets = rule.targets_for(position, &locator);
+            // (source locator, its targets) for each image the event means under this rule.
+            let selected: Vec<(Locator, Vec<Reference>)> = match &subject {
+                Some(subject) => {
+                    let targets = rule.subject_targets(subject);
+                    let locator = Locator::Digest(subject.clone());
+                    (!targets.is_empty())
+                        .then_some((locator, targets))
+                        .into_iter()
+                        .collect()
+                }
+                None => selected(rule, event)
+                    .into_iter()
+                    .map(|(position, locator)| {
+                        let targets = rule.targets_for(position, &locator);
+                        (locator, targets)
+                    })
+                    .collect(),
+            };
+            for (locator, targets) in selected {
                 let groups = images.entry(rule.source.at(locator)).or_default();
                 let at = match groups.iter().position(|(o, _, _)| *o == rule.options) {
                     Some(at) => at,
@@ -46,7 +77,10 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent]) -> Vec<PlannedImage> {
                     }
                 };
                 let (_, digest, all_targets) = &mut groups[at];
-                digest.see(event.digest.as_ref());
+                match &subject {
+                    Some(subject) => digest.see(Some(subject)),
+                    None => digest.see(event.digest.as_ref()),
+                }
                 all_targets.extend(targets);
             }
         }
@@ -137,6 +171,7 @@ mod tests {
                 event("quay.io/a/b:v1", Some(D1)),
                 event("quay.io/a/b", Some(D2)),
             ],
+            true,
         );
         assert_eq!(
             strings(&images),
@@ -159,6 +194,7 @@ mod tests {
                 event("h.io/teams/app:v1", None),
                 event("h.io/team:v1", None),
             ],
+            true,
         );
         assert_eq!(
             strings(&images),
@@ -192,6 +228,7 @@ mod tests {
         let images = match_rules(
             &renamed,
             &[event("quay.io/a/b:v2", None), event("quay.io/a/b:v3", None)],
+            true,
         );
         assert_eq!(
             strings(&images),
@@ -199,7 +236,7 @@ mod tests {
         );
         // A tag listed twice goes to both of its names, as when planning.
         let twice = rules("quay.io/a/b:v1,v1: mirror.io/b:x,y");
-        let images = match_rules(&twice, &[event("quay.io/a/b:v1", None)]);
+        let images = match_rules(&twice, &[event("quay.io/a/b:v1", None)], true);
         assert_eq!(
             strings(&images),
             [(
@@ -218,6 +255,7 @@ mod tests {
                 event("quay.io/a/b:v1.2", None),
                 event("quay.io/a/b:v2.0", None),
             ],
+            true,
         );
         assert_eq!(
             strings(&images),
@@ -233,7 +271,7 @@ mod tests {
         let rules = rules(&format!(
             "quay.io/a/b@{D1}: [mirror.io/b, mirror.io/c:pinned, mirror.io/d@{D1}]"
         ));
-        let matched = |e: PushEvent| strings(&match_rules(&rules, &[e]));
+        let matched = |e: PushEvent| strings(&match_rules(&rules, &[e], true));
         let expected = vec![(
             format!("quay.io/a/b@{D1}"),
             vec![
@@ -257,7 +295,7 @@ mod tests {
             event("other.io/a/b:v1", None),
             event("docker.io/a/b:v1", None),
         ] {
-            assert!(match_rules(&rules, &[e]).is_empty());
+            assert!(match_rules(&rules, &[e], true).is_empty());
         }
     }
 
@@ -270,6 +308,7 @@ mod tests {
                 event("quay.io/a/b:v1", Some(D1)),
                 event("quay.io/a/b:v1", Some(D1)),
             ],
+            true,
         );
         assert_eq!(
             strings(&images),
@@ -285,6 +324,7 @@ mod tests {
                 event("quay.io/a/b:v1", Some(D1)),
                 event("quay.io/a/b:v1", Some(D2)),
             ],
+            true,
         );
         assert_eq!(moved.len(), 1);
         assert_eq!(moved[0].digest, None);
@@ -296,7 +336,7 @@ mod tests {
             "docker.io/library/nginx:\n  to: mirror.io/nginx\n  tags:\n    \
              semver: '>=1.24, <2'\n    exclude: ['/-rc/']\n    latest: 2\n",
         );
-        let matched = |tag: &str| strings(&match_rules(&rules, &[event(tag, None)]));
+        let matched = |tag: &str| strings(&match_rules(&rules, &[event(tag, None)], true));
         assert!(matched("docker.io/library/nginx:1.27.0-rc1").is_empty());
         assert!(matched("docker.io/library/nginx:2.0.0").is_empty());
         assert!(matched("docker.io/library/nginx:latest").is_empty());
@@ -307,5 +347,49 @@ mod tests {
                 vec!["mirror.io/nginx:v1.27.1".into()]
             )]
         );
+    }
+
+    #[test]
+    fn a_pushed_signature_copies_its_subject_by_digest() {
+        let hex = &D1["sha256:".len()..];
+        let rules = rules(
+            "quay.io/a/b:/^v/: mirror.io/b\n\
+             quay.io/a/b:v1: [backup.io/b, 'renamed.io/b:x']\n\
+             quay.io/a/c:\n  to: mirror.io/c\n  referrers: false\n",
+        );
+        for tag in [
+            format!("sha256-{hex}.sig"),
+            format!("sha256-{hex}.att"),
+            format!("sha256-{hex}"),
+        ] {
+            let pushed = event(&format!("quay.io/a/b:{tag}"), Some(D2));
+            // The subject by digest, to the targets that keep names, of every rule on
+            // the repository (a regex or a tag list, whatever tags they select).
+            let images = match_rules(&rules, std::slice::from_ref(&pushed), true);
+            assert_eq!(
+                strings(&images),
+                [(
+                    format!("quay.io/a/b@{D1}"),
+                    vec![format!("backup.io/b@{D1}"), format!("mirror.io/b@{D1}")]
+                )]
+            );
+            assert_eq!(
+                images[0].digest.as_ref().map(ToString::to_string),
+                Some(D1.into())
+            );
+            // The job policy allows what the webhook sends.
+            let allowed = crate::rules::targets_of(&rules, &images[0].source);
+            assert!(images[0].targets.iter().all(|t| allowed.contains(t)));
+            // Referrers off for the run: a tag like any other, which the regex does not take.
+            assert!(match_rules(&rules, &[pushed], false).is_empty());
+        }
+        // A rule with `referrers: false` takes no signature, and allows no digest job.
+        let quiet = event(&format!("quay.io/a/c:sha256-{hex}.sig"), None);
+        assert!(match_rules(&rules, &[quiet], true).is_empty());
+        let source = Reference::parse(&format!("quay.io/a/c@{D1}")).unwrap();
+        assert!(crate::rules::targets_of(&rules, &source).is_empty());
+        // Not a referrer tag: an ordinary tag.
+        let short = event("quay.io/a/b:sha256-abc.sig", None);
+        assert!(match_rules(&rules, &[short], true).is_empty());
     }
 }

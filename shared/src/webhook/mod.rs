@@ -347,7 +347,7 @@ impl Webhook {
         if parsed.events.is_empty() {
             return ignored("the payload holds no manifest push".into());
         }
-        let images = match_rules(&self.rules, &parsed.events);
+        let images = match_rules(&self.rules, &parsed.events, self.image.referrers.enabled);
         if images.is_empty() {
             return ignored(format!("no rule selects {}", describe(&parsed.events)));
         }
