@@ -132,3 +132,71 @@ async fn tag_pagination_is_followed() {
         "230 tags in pages of 50"
     );
 }
+
+/// `_catalog` pagination through the paginating proxy (issue 14): a proxy in front of a
+/// real registry serves its repositories in pages of 4 with absolute `Link` URLs (as some
+/// registries write them, unlike distribution's relative ones), and a wildcard rule takes
+/// every page.
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_pagination_is_followed_through_a_proxy() {
+    let reg = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(8, 1, 128);
+    let mut repos: Vec<String> = (0..7).map(|i| format!("team/r{i}")).collect();
+    repos.extend((0..6).map(|i| format!("team/deep/d{i}")));
+    for repo in &repos {
+        reg.seed_image(repo, "v1", &image).await;
+    }
+    repos.sort();
+    let catalogue = Arc::new(repos.clone());
+    let proxy = Proxy::passthrough(&reg);
+    let base = format!("http://{}", proxy.host());
+    proxy.set_hook(move |r: &ProxyRequest| {
+        if r.method != "GET" || !r.path.starts_with("/v2/_catalog") {
+            return None;
+        }
+        const PAGE: usize = 4;
+        let last = r
+            .path
+            .split_once("last=")
+            .map(|(_, l)| l.split('&').next().unwrap_or("").replace("%2F", "/"));
+        let start = last.map_or(0, |l| {
+            catalogue
+                .iter()
+                .position(|t| *t == l)
+                .map_or(catalogue.len(), |i| i + 1)
+        });
+        let chunk: Vec<&String> = catalogue.iter().skip(start).take(PAGE).collect();
+        let body = serde_json::json!({ "repositories": chunk })
+            .to_string()
+            .into_bytes();
+        let mut fault = Fault::Respond {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
+        if start + PAGE < catalogue.len() {
+            let next = format!(
+                "<{base}/v2/_catalog?n={PAGE}&last={}>; rel=\"next\"",
+                chunk.last().unwrap()
+            );
+            fault = fault.with_header("link", &next);
+        }
+        Some(fault)
+    });
+    let work = Workdir::insecure(&[proxy.host()]);
+    let images = work.images(format!("{}/team/**: dst.example.com/b\n", proxy.host()));
+    let out = work.plan(&images, &[], &[]);
+    out.assert_success();
+    let mut planned: Vec<String> = out.pairs().into_iter().map(|(_, t)| t).collect();
+    planned.sort();
+    let expected: Vec<String> = repos
+        .iter()
+        .map(|r| format!("dst.example.com/b/{}:v1", r.strip_prefix("team/").unwrap()))
+        .collect();
+    assert_eq!(planned, expected, "{out}");
+    assert_eq!(
+        proxy.count("GET", "/v2/_catalog"),
+        4,
+        "13 repositories in pages of 4"
+    );
+}
