@@ -281,6 +281,23 @@ async fn windows_binary_plans_under_wine() {
     );
     // Its own Wine prefix, created on the first run: nothing of the machine's is used.
     let prefix = Workdir::new();
+    // Debian's Wine 8 lacks bcryptprimitives.dll (Windows 10 and later have it), whose
+    // ProcessPrng Rust's standard library calls: a stand-in built from
+    // tests/fixtures/wine/bcryptprimitives.c sits next to a copy of the binary. Nothing else
+    // of Windows is faked.
+    let exe = {
+        let copy = prefix.path().join("ferry.exe");
+        std::fs::copy(&exe, &copy).unwrap();
+        let shim = support::workspace_root().join("tests/fixtures/wine/bcryptprimitives.c");
+        let mut gcc = Command::new("x86_64-w64-mingw32-gcc");
+        gcc.args(["-shared", "-O2", "-o"])
+            .arg(prefix.path().join("bcryptprimitives.dll"))
+            .arg(&shim)
+            .arg("-ladvapi32");
+        let built = run_tool(gcc);
+        assert!(built.success(), "building the Wine stand-in DLL: {built}");
+        copy
+    };
     let run = |args: &[String]| -> Output {
         let mut cmd = ferry_at(wine());
         cmd.arg(&exe).args(args);
