@@ -603,3 +603,26 @@ async fn a_refused_catalogue_fails_the_wildcard_rule() {
     );
     assert_eq!(out.pairs().len(), 1, "{out}");
 }
+
+/// A wildcard source behind token auth: distribution answers `_catalog` only to a token
+/// with the `registry:catalog:*` scope, which ferry asks for with the prefix's credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_registry_s_catalogue_is_read_with_the_catalog_scope() {
+    let src = Registry::start(Mode::Token);
+    let dst = Registry::start(Mode::Http);
+    let image = ImageSpec::with_layers(342, 1, 128);
+    for repo in ["team/a", "team/x/b"] {
+        src.seed_image(repo, "v1", &image).await;
+    }
+    let work = Workdir::trusting(&[&src, &dst]);
+    let images = work.images(format!("{}/team/**: {}/backup\n", src.host(), dst.host()));
+    work.sync(&images, &[]).assert_success();
+    assert_same_raw(&src, "team/a:v1", &dst, "backup/a:v1");
+    assert_same_raw(&src, "team/x/b:v1", &dst, "backup/x/b:v1");
+    let asked: Vec<String> = src
+        .token_requests()
+        .into_iter()
+        .flat_map(|r| r.scopes)
+        .collect();
+    assert!(asked.iter().any(|s| s == "registry:catalog:*"), "{asked:?}");
+}

@@ -205,6 +205,9 @@ pub struct Scope {
 pub enum Actions {
     Pull,
     PullPush,
+    /// The registry's catalogue (`_catalog`): token scope `registry:catalog:*`, asked with
+    /// the credentials of the scope's repository (a wildcard rule's prefix).
+    Catalog,
 }
 
 impl Actions {
@@ -212,6 +215,7 @@ impl Actions {
         match self {
             Actions::Pull => "pull",
             Actions::PullPush => "pull,push",
+            Actions::Catalog => "*",
         }
     }
 }
@@ -229,6 +233,15 @@ impl Scope {
         Scope {
             repository: repository.clone(),
             actions: Actions::PullPush,
+            mount_from: None,
+        }
+    }
+
+    /// The catalogue of `within`'s registry, with `within`'s credentials.
+    pub fn catalog(within: &Repository) -> Self {
+        Scope {
+            repository: within.clone(),
+            actions: Actions::Catalog,
             mount_from: None,
         }
     }

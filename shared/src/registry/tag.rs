@@ -101,7 +101,7 @@ impl Client {
                     .unwrap_or(CATALOG_PAGE_SIZE)
                     .to_string(),
             ),
-            scope: Scope::pull(within),
+            scope: Scope::catalog(within),
         };
         let (names, invalid) = self
             .pages(

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::error::{status_error, transport_failure};
 use super::error::{ErrorKind, RegistryError};
 use super::transport::{execute, read_capped, RetryPolicy};
-use super::Scope;
+use super::{Actions, Scope};
 use crate::credentials::{Credentials, Secret};
 
 /// Tokens are renewed this long before their stated expiry, so none expires in flight.
@@ -123,11 +123,14 @@ pub(crate) async fn fetch(
     if url.scheme() != "https" && !request.allow_plain_http {
         return Err(error(ErrorKind::InsecureRealm(request.realm.to_string())));
     }
-    let mut scopes = vec![format!(
-        "repository:{}:{}",
-        request.scope.repository.path(),
-        request.scope.actions.as_str()
-    )];
+    let mut scopes = vec![match request.scope.actions {
+        Actions::Catalog => "registry:catalog:*".to_string(),
+        actions => format!(
+            "repository:{}:{}",
+            request.scope.repository.path(),
+            actions.as_str()
+        ),
+    }];
     if let Some(from) = &request.scope.mount_from {
         scopes.push(format!("repository:{}:pull", from.path()));
     }
