@@ -70,31 +70,49 @@ fn paging_hook(
     repo: &'static str,
     page: usize,
 ) -> impl Fn(&ProxyRequest) -> Option<Fault> + Send + Sync {
+    let path = format!("/v2/{repo}/tags/list");
+    pages_hook(
+        tags,
+        path,
+        String::new(),
+        page,
+        move |chunk| serde_json::json!({"name": repo, "tags": chunk}),
+    )
+}
+
+/// Serves `items` at `path` in pages of `page`, each page's body made by `body`, with a
+/// `Link` to the next page (`link_base` before the path: empty for a relative link, as
+/// distribution writes them, or a scheme and host for an absolute one).
+fn pages_hook(
+    items: Arc<Vec<String>>,
+    path: String,
+    link_base: String,
+    page: usize,
+    body: impl Fn(&[&String]) -> serde_json::Value + Send + Sync,
+) -> impl Fn(&ProxyRequest) -> Option<Fault> + Send + Sync {
     move |r: &ProxyRequest| {
-        if r.method != "GET" || !r.path.starts_with(&format!("/v2/{repo}/tags/list")) {
+        if r.method != "GET" || !r.path.starts_with(&path) {
             return None;
         }
         let last = r
             .path
             .split_once("last=")
-            .map(|(_, l)| l.split('&').next().unwrap_or("").to_string());
+            .map(|(_, l)| l.split('&').next().unwrap_or("").replace("%2F", "/"));
         let start = last.map_or(0, |l| {
-            tags.iter()
+            items
+                .iter()
                 .position(|t| *t == l)
-                .map_or(tags.len(), |i| i + 1)
+                .map_or(items.len(), |i| i + 1)
         });
-        let chunk: Vec<&String> = tags.iter().skip(start).take(page).collect();
-        let body = serde_json::json!({"name": repo, "tags": chunk})
-            .to_string()
-            .into_bytes();
+        let chunk: Vec<&String> = items.iter().skip(start).take(page).collect();
         let mut fault = Fault::Respond {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
-            body,
+            body: body(&chunk).to_string().into_bytes(),
         };
-        if start + page < tags.len() {
+        if start + page < items.len() {
             let next = format!(
-                "</v2/{repo}/tags/list?n={page}&last={}>; rel=\"next\"",
+                "<{link_base}{path}?n={page}&last={}>; rel=\"next\"",
                 chunk.last().unwrap()
             );
             fault = fault.with_header("link", &next);
@@ -147,42 +165,14 @@ async fn catalog_pagination_is_followed_through_a_proxy() {
         reg.seed_image(repo, "v1", &image).await;
     }
     repos.sort();
-    let catalogue = Arc::new(repos.clone());
     let proxy = Proxy::passthrough(&reg);
-    let base = format!("http://{}", proxy.host());
-    proxy.set_hook(move |r: &ProxyRequest| {
-        if r.method != "GET" || !r.path.starts_with("/v2/_catalog") {
-            return None;
-        }
-        const PAGE: usize = 4;
-        let last = r
-            .path
-            .split_once("last=")
-            .map(|(_, l)| l.split('&').next().unwrap_or("").replace("%2F", "/"));
-        let start = last.map_or(0, |l| {
-            catalogue
-                .iter()
-                .position(|t| *t == l)
-                .map_or(catalogue.len(), |i| i + 1)
-        });
-        let chunk: Vec<&String> = catalogue.iter().skip(start).take(PAGE).collect();
-        let body = serde_json::json!({ "repositories": chunk })
-            .to_string()
-            .into_bytes();
-        let mut fault = Fault::Respond {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body,
-        };
-        if start + PAGE < catalogue.len() {
-            let next = format!(
-                "<{base}/v2/_catalog?n={PAGE}&last={}>; rel=\"next\"",
-                chunk.last().unwrap()
-            );
-            fault = fault.with_header("link", &next);
-        }
-        Some(fault)
-    });
+    proxy.set_hook(pages_hook(
+        Arc::new(repos.clone()),
+        "/v2/_catalog".into(),
+        format!("http://{}", proxy.host()),
+        4,
+        |chunk| serde_json::json!({ "repositories": chunk }),
+    ));
     let work = Workdir::insecure(&[proxy.host()]);
     let images = work.images(format!("{}/team/**: dst.example.com/b\n", proxy.host()));
     let out = work.plan(&images, &[], &[]);
