@@ -913,22 +913,14 @@ async fn stale_targets_of(
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
-    use std::path::Path;
 
     use super::*;
     use crate::env::MapEnv;
     use crate::job::QueuedJob;
-    use crate::rules::{rules_from_value, targets_of, within, Defaults};
+    use crate::rules::{targets_of, within};
 
     fn rules(yaml: &str) -> Vec<Rule> {
-        let value: Value = serde_yaml::from_str(yaml).unwrap();
-        rules_from_value(
-            Path::new("t"),
-            &value,
-            &Defaults::default(),
-            &MapEnv::default(),
-        )
-        .unwrap()
+        crate::rules::rules_from_yaml(yaml).unwrap()
     }
 
     /// Every (source, target) a set of rules naming their images selects, by source.

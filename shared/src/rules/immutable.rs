@@ -112,19 +112,9 @@ impl ImmutableTags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::MapEnv;
-    use crate::rules::{rules_from_value, Defaults};
-    use std::path::Path;
 
     fn rules(yaml: &str) -> Result<Vec<Rule>, String> {
-        let value: Value = serde_yaml::from_str(yaml).unwrap();
-        rules_from_value(
-            Path::new("t"),
-            &value,
-            &Defaults::default(),
-            &MapEnv::default(),
-        )
-        .map_err(|e| e.to_string())
+        crate::rules::rules_from_yaml(yaml).map_err(|e| e.to_string())
     }
 
     fn r(text: &str) -> Reference {

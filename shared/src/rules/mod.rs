@@ -404,21 +404,25 @@ impl fmt::Display for Selector {
     }
 }
 
+/// Rules from YAML text as a file named `t` gives them, without defaults or environment:
+/// the unit tests' one way to write rules.
+#[cfg(test)]
+pub(crate) fn rules_from_yaml(yaml: &str) -> Result<Vec<Rule>, RulesError> {
+    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("test YAML");
+    rules_from_value(
+        std::path::Path::new("t"),
+        &value,
+        &Defaults::default(),
+        &crate::env::MapEnv::default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::MapEnv;
-    use std::path::Path;
 
     fn rules(yaml: &str) -> Vec<Rule> {
-        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
-        rules_from_value(
-            Path::new("t"),
-            &value,
-            &Defaults::default(),
-            &MapEnv::default(),
-        )
-        .unwrap()
+        rules_from_yaml(yaml).unwrap()
     }
 
     #[test]
