@@ -37,7 +37,7 @@
 //! listing is too large sends its slices again, as plan jobs: a listing and no HEAD, and
 //! their expansions find everything in sync.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,12 +48,9 @@ use futures::SinkExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::copy::index_lacks_entries;
 use crate::env::Env;
 use crate::error::HasKind;
-use crate::image::{
-    fallback_tag, is_referrer_tag, referrer_subject, stale, ImageOptions, PlannedImage,
-};
+use crate::image::{stale, ImageOptions, PlannedImage};
 use crate::job::{new_plan_id, Job, PlanJob};
 use crate::plan::{head_source, resolve, PlanError, PlanOptions, SourceHeads};
 use crate::queue::{Queue, QueueError, SQS_MAX_BATCH, SQS_MAX_PAYLOAD};
@@ -62,6 +59,9 @@ use crate::registry::{Actions, ManifestHead, Registries, RegistryError};
 use crate::report::Failure;
 use crate::rules::{ImmutableTags, Naming, Rule, Selector};
 use crate::target_tags::ImmutableCheck;
+
+mod referrers;
+use referrers::{referrer_tags, referrers_behind, ReferrerTags};
 
 /// The images (or resolving requests) above which planning fans out, unless configured.
 pub const FAN_OUT_IMAGES: usize = 1000;
@@ -402,92 +402,6 @@ async fn check_and_send(
         Ok::<usize, QueueError>(sent)
     };
     futures::join!(check, send)
-}
-
-/// The referrer tags (fallback indexes, cosign's) of each source repository the plan listed;
-/// empty when referrers are off.
-type ReferrerTags = BTreeMap<Repository, BTreeSet<String>>;
-
-fn referrer_tags(
-    listings: &BTreeMap<Repository, Vec<String>>,
-    image: &ImageOptions,
-) -> ReferrerTags {
-    if !image.referrers.enabled {
-        return ReferrerTags::new();
-    }
-    listings
-        .iter()
-        .map(|(repository, tags)| {
-            let tags: BTreeSet<String> = tags
-                .iter()
-                .filter(|t| is_referrer_tag(t))
-                .cloned()
-                .collect();
-            (repository.clone(), tags)
-        })
-        .filter(|(_, tags)| !tags.is_empty())
-        .collect()
-}
-
-/// An image whose targets are in sync still needs a job when its source has referrers the
-/// targets lack (a signature pushed after the image was mirrored). Its referrer tags come
-/// from the plan's listing, so an image without any costs nothing; for each one it has, a
-/// HEAD at the source and at each target repository: a cosign tag must be at the same
-/// digest; a fallback index at another digest (the target merged referrers of its own) is
-/// read on both sides (one GET each) and must list every source entry.
-async fn referrers_behind(
-    image: &PlannedImage,
-    digest: Digest,
-    referrer_tags: &ReferrerTags,
-    registries: &Registries,
-) -> Result<Staleness, CheckError> {
-    let fallback = fallback_tag(&digest);
-    let tags: Vec<&String> = referrer_tags
-        .get(&image.source.repository)
-        .into_iter()
-        .flatten()
-        .filter(|tag| referrer_subject(tag).as_ref() == Some(&digest))
-        .collect();
-    let mut repositories: Vec<&Repository> = Vec::new();
-    for target in &image.targets {
-        if !repositories.contains(&&target.repository) {
-            repositories.push(&target.repository);
-        }
-    }
-    for tag in tags {
-        let at = |repository: &Repository| repository.at(Locator::Tag(tag.clone()));
-        let mut references = vec![at(&image.source.repository)];
-        references.extend(repositories.iter().map(|r| at(r)));
-        let heads = registries
-            .manifest_heads(&references, Actions::Pull, references.len())
-            .await?;
-        let Some(source) = ManifestHead::digest_of(&heads[0]) else {
-            continue; // gone since the listing
-        };
-        for (reference, head) in references.iter().zip(&heads).skip(1) {
-            let behind = match ManifestHead::digest_of(head) {
-                None => true,
-                Some(held) if held == source => false,
-                Some(_) if *tag != fallback => true,
-                Some(_) => {
-                    let client = registries.client(reference.repository.registry())?;
-                    let theirs = client.manifest_get(reference).await?;
-                    let ours = registries
-                        .client(image.source.repository.registry())?
-                        .manifest_get(&references[0])
-                        .await?;
-                    index_lacks_entries(&ours.bytes, &theirs.bytes)
-                }
-            };
-            if behind {
-                return Ok(Staleness::Stale {
-                    targets: image.targets.clone(),
-                    digest: Some(digest),
-                });
-            }
-        }
-    }
-    Ok(Staleness::InSync(Some(digest)))
 }
 
 /// Registry requests resolving `rules` takes at least: one HEAD per named tag or digest,
