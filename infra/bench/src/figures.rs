@@ -216,6 +216,21 @@ pub fn figures_of(s: &ScenarioResult) -> Vec<Figure> {
                 per_tag.target("≤ 0.05", met),
             ]
         }
+        "warm_no_referrers" => {
+            let tags = s.tags as f64;
+            vec![
+                Figure::new("warm_no_referrers_wall", s.title.clone(), "s")
+                    .values(s, |r| r.measured.wall_s)
+                    .note("against the warm row above".into()),
+                Figure::new(
+                    "warm_no_referrers_requests_per_tag",
+                    "warm, referrers off: requests per tag (all, tokens included)".into(),
+                    "req/tag",
+                )
+                .values(s, |r| r.requests.total() as f64 / tags)
+                .note("the warm row above has referrers on".into()),
+            ]
+        }
         "cold_c1_3_targets" => {
             // ferry into three target registries, and into one in the same rounds.
             let of = |targets: f64, f: &dyn Fn(&Run) -> f64| {

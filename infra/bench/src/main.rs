@@ -92,6 +92,9 @@ enum ScenarioId {
     /// The warm run again by ferry with every tag immutable (`--immutable-tags=.`), in the
     /// warm scenario's rounds, on its target (filled as for warm).
     WarmImmutable,
+    /// The warm run again by ferry with `--referrers=false`, in the warm scenario's rounds:
+    /// what looking for referrers costs a no-op re-sync.
+    WarmNoReferrers,
     /// Cold C1 by ferry into three target registries at once, against one.
     ThreeTargets,
     Big,

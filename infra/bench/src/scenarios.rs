@@ -58,7 +58,10 @@ impl Bench {
         if self.wants(ScenarioId::Cold) {
             scenarios.push(self.cold(&source).await?);
         }
-        if self.wants(ScenarioId::Warm) || self.wants(ScenarioId::WarmImmutable) {
+        if self.wants(ScenarioId::Warm)
+            || self.wants(ScenarioId::WarmImmutable)
+            || self.wants(ScenarioId::WarmNoReferrers)
+        {
             scenarios.extend(self.warm(&source).await?);
         }
         if self.wants(ScenarioId::ThreeTargets) {
@@ -223,7 +226,8 @@ impl Bench {
     }
 
     /// Warm no-op re-sync: C1's shape at 1,000 small tags, already in the target; and the
-    /// same by ferry with every tag declared immutable (`warm_immutable`).
+    /// same by ferry with every tag declared immutable (`warm_immutable`), and with
+    /// referrers off (`warm_no_referrers`), each in the same rounds.
     async fn warm(&mut self, source: &Registry) -> anyhow::Result<Vec<ScenarioResult>> {
         let tags = if self.args.quick { 100 } else { 1000 };
         let corpus = corpus::warm(tags);
@@ -251,31 +255,49 @@ impl Bench {
             "  warm target filled by ferry in {:.2} s (verified)",
             initial.measured.wall_s
         );
-        // ferry again with every tag declared immutable, in the same rounds: a scenario of
-        // its own, so its runs are not averaged with the default warm run's.
-        let immutable_job = CopyJob {
-            flags: &["--immutable-tags=."],
-            ..job
-        };
-        let title = format!("warm no-op re-sync, {tags} tags, every tag immutable");
-        let mut immutable_result = self.scenario("warm_immutable", title, &corpus, &seeded, seed_s);
+        // ferry again with other flags, in the same rounds, on the same target: each a
+        // scenario of its own, so its runs are not averaged with the default warm run's.
+        let variants: Vec<(ScenarioId, &str, &str, &[&str])> = vec![
+            (
+                ScenarioId::WarmImmutable,
+                "warm_immutable",
+                "every tag immutable",
+                &["--immutable-tags=."],
+            ),
+            (
+                ScenarioId::WarmNoReferrers,
+                "warm_no_referrers",
+                "referrers off",
+                &["--referrers=false"],
+            ),
+        ];
+        let variants: Vec<(CopyJob, ScenarioResult)> = variants
+            .into_iter()
+            .filter(|(id, ..)| self.wants(*id))
+            .map(|(_, id, what, flags)| {
+                let title = format!("warm no-op re-sync, {tags} tags, {what}");
+                let result = self.scenario(id, title, &corpus, &seeded, seed_s);
+                (CopyJob { flags, ..job }, result)
+            })
+            .collect();
+        let mut variants = variants;
         for round in 0..self.args.runs {
-            let mut variants = Vec::new();
+            // (tool, which variant: None for the default warm run)
+            let mut runs: Vec<(Tool, Option<usize>)> = Vec::new();
             for tool in self.order(&[Tool::Ferry, Tool::Skopeo], round) {
                 if self.wants(ScenarioId::Warm) {
-                    variants.push((tool, false));
+                    runs.push((tool, None));
                 }
-                if tool == Tool::Ferry && self.wants(ScenarioId::WarmImmutable) {
-                    variants.push((tool, true));
+                if tool == Tool::Ferry {
+                    runs.extend((0..variants.len()).map(|v| (tool, Some(v))));
                 }
             }
-            for (tool, immutable) in variants {
-                let (job, what) = if immutable {
-                    (&immutable_job, "warm-immutable")
-                } else {
-                    (&job, "warm")
+            for (tool, variant) in runs {
+                let (job, what) = match variant {
+                    Some(v) => (&variants[v].0, variants[v].1.id.replace('_', "-")),
+                    None => (&job, "warm".to_string()),
                 };
-                let run = self.run_tool(job, tool, round, what).await?;
+                let run = self.run_tool(job, tool, round, &what).await?;
                 let problems = seeding::verify(&target, &seeded, false, 8).await?;
                 anyhow::ensure!(
                     problems.is_empty(),
@@ -291,14 +313,14 @@ impl Bench {
                     run.requests.total(),
                     run.requests.total() as f64 / tags as f64
                 );
-                match immutable {
-                    true => immutable_result.runs.push(run),
-                    false => result.runs.push(run),
+                match variant {
+                    Some(v) => variants[v].1.runs.push(run),
+                    None => result.runs.push(run),
                 }
             }
         }
-        Ok([result, immutable_result]
-            .into_iter()
+        Ok(std::iter::once(result)
+            .chain(variants.into_iter().map(|(_, r)| r))
             .filter(|r| !r.runs.is_empty())
             .collect())
     }
