@@ -1,19 +1,23 @@
 //! `ferry plan`: load and validate the inputs, resolve the rules against the live source
 //! registries, print one JSON object per copy on standard output, sorted, naming the rules
-//! that selected it; with `--explain`, per rule, every tag seen and why each was dropped, on
-//! standard error. With `--queue-url`
+//! that selected it; with `--explain`, per rule, every tag seen and why each was dropped, and
+//! what refers to each selected image at the source (as a copy would find it), on standard
+//! error. With `--queue-url`
 //! it is the planner Lambda from a machine: copy jobs (or, with `--fan-out`, plan jobs for
 //! the workers to expand) sent to the queue, and the summary printed.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
+use futures::stream::{self, StreamExt};
+
 use serde::Serialize;
 use std::sync::Arc;
 
+use ferry::copy::{Copier, CopyOptions, NoProgress};
 use ferry::dispatch::{dispatch, DispatchOptions, FanOut};
 use ferry::image::ImageOptions;
-use ferry::plan::{resolve, PlanOptions, RuleSelection};
+use ferry::plan::{resolve, Plan, PlanOptions, RuleSelection};
 use ferry::queue::SqsQueue;
 use ferry::reference::Reference;
 use ferry::registry::Registries;
@@ -51,6 +55,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     }
     let options = PlanOptions {
         explain: args.explain,
+        referrers: image.referrers.enabled,
         ..PlanOptions::default()
     };
     let plan = resolve(&rules, &registries, &options).await;
@@ -84,7 +89,8 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     }
     out.flush()?;
     if args.explain {
-        explain(&plan.selections)?;
+        let referrers = referrers_of(&plan, &registries, image).await;
+        explain(&plan.selections, &referrers)?;
     }
     for rule in &plan.empty_rules {
         tracing::warn!(rule = %rule, "rule selects no image");
@@ -99,8 +105,70 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<Status> {
     })
 }
 
-/// `--explain`: per rule, what it selected of the tags it saw, then each tag and its fate.
-fn explain(selections: &[RuleSelection]) -> std::io::Result<()> {
+/// What refers to each planned image at its source, as a copy would find it (`--explain`
+/// with referrers on): one line each, or why they could not be read.
+async fn referrers_of(
+    plan: &Plan,
+    registries: &Arc<Registries>,
+    image: ImageOptions,
+) -> BTreeMap<Reference, Vec<String>> {
+    let mut lines = BTreeMap::new();
+    if !image.referrers.enabled {
+        return lines;
+    }
+    let copier = Copier::new(
+        Arc::clone(registries),
+        CopyOptions {
+            image,
+            ..CopyOptions::default()
+        },
+        Arc::new(NoProgress),
+    );
+    for (repository, tags) in &plan.listings {
+        copier.know_tags(repository, tags);
+    }
+    let found = stream::iter(&plan.images)
+        .map(|planned| async {
+            let source = &planned.source;
+            (source, copier.referrers_at_source(source).await)
+        })
+        .buffer_unordered(PlanOptions::default().concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    for (source, result) in found {
+        let described = match result {
+            Ok((referrers, problems)) => referrers
+                .iter()
+                .map(|r| {
+                    let indent = "  ".repeat(r.depth);
+                    let kind = r.artifact_type.as_deref().unwrap_or("no artifact type");
+                    let skipped = if r.wanted {
+                        ""
+                    } else {
+                        "; not of a --referrers-type, not copied"
+                    };
+                    format!(
+                        "{indent}referrer {} of {} ({kind}), in {}{skipped}",
+                        r.digest, r.subject, r.found_in
+                    )
+                })
+                .chain(problems.iter().map(|p| format!("  referrer problem: {p}")))
+                .collect(),
+            Err(error) => vec![format!("  referrers not read: {error}")],
+        };
+        if !described.is_empty() {
+            lines.insert(source.clone(), described);
+        }
+    }
+    lines
+}
+
+/// `--explain`: per rule, what it selected of the tags it saw, then each tag and its fate,
+/// and under each selected image what refers to it.
+fn explain(
+    selections: &[RuleSelection],
+    referrers: &BTreeMap<Reference, Vec<String>>,
+) -> std::io::Result<()> {
     let mut err = std::io::stderr().lock();
     for selection in selections {
         let taken = selection
@@ -120,6 +188,15 @@ fn explain(selections: &[RuleSelection]) -> std::io::Result<()> {
             match dropped {
                 None => writeln!(err, "  {tag}: selected")?,
                 Some(reason) => writeln!(err, "  {tag}: dropped, {reason}")?,
+            }
+        }
+        for (source, _) in &selection.images {
+            let Some(lines) = referrers.get(source) else {
+                continue;
+            };
+            writeln!(err, "  referrers of {source}:")?;
+            for line in lines {
+                writeln!(err, "  {line}")?;
             }
         }
     }

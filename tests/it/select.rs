@@ -626,3 +626,102 @@ async fn a_token_registry_s_catalogue_is_read_with_the_catalog_scope() {
         .collect();
     assert!(asked.iter().any(|s| s == "registry:catalog:*"), "{asked:?}");
 }
+
+/// `ferry plan --explain` lists what refers to each selected image at the source, found as a
+/// copy finds it: a cosign tag, an SBOM in the fallback index, and the SBOM's own signature
+/// one level deeper; `--referrers-type` marks what it leaves out, `--referrers=false` lists
+/// none. Referrer tags are never listed as images of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_explains_what_refers_to_each_image() {
+    use support::referrers::{
+        fallback_tag, push_artifact_by_digest, push_cosign_tag, write_fallback_index, Subject,
+        COSIGN_SIMPLESIGNING,
+    };
+    const SBOM: &str = "application/spdx+json";
+    let reg = Registry::start(Mode::Http);
+    let image = reg
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(61, 1, 512).oci(true),
+        )
+        .await;
+    let subject = Subject::new(&image.media_type, &image.digest, image.bytes.len());
+    let sbom = push_artifact_by_digest(&reg, "team/app", &subject, SBOM, b"{}").await;
+    let sbom_digest = sbom["digest"].as_str().unwrap().to_string();
+    write_fallback_index(&reg, "team/app", &image.digest, &[sbom]).await;
+    let payload = r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#;
+    let sig = push_cosign_tag(
+        &reg,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[payload],
+    )
+    .await;
+    let sbom_payload =
+        r#"{"critical":{"identity":{"docker-reference":"team/sbom"}},"optional":null}"#;
+    let sbom_sig = push_cosign_tag(
+        &reg,
+        "team/app",
+        &sbom_digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[sbom_payload],
+    )
+    .await;
+    let work = Workdir::trusting(&[&reg]);
+    let src = reg.host();
+    let images = work.images(format!("{src}/team/app: dst.example.com/app\n"));
+
+    let out = work.plan(&images, &["--explain"], &[]);
+    out.assert_success();
+    assert_eq!(out.stdout.lines().count(), 1, "only v1 is an image\n{out}");
+    let fallback = fallback_tag(&image.digest);
+    for expected in [
+        format!("  referrers of {src}/team/app:v1:"),
+        format!(
+            "    referrer {sbom_digest} of {} ({SBOM}), in fallback tag {fallback}",
+            image.digest
+        ),
+        format!(
+            "    referrer {sig} of {} ({COSIGN_SIMPLESIGNING}), in cosign tag {fallback}.sig",
+            image.digest
+        ),
+        format!(
+            "      referrer {sbom_sig} of {sbom_digest} ({COSIGN_SIMPLESIGNING}), in cosign tag {}.sig",
+            fallback_tag(&sbom_digest)
+        ),
+    ]
+    .iter()
+    {
+        assert!(
+            out.stderr.contains(expected),
+            "missing {expected:?}\n{out}"
+        );
+    }
+    // Referrer tags are not images, so not tags the rule took or dropped either.
+    assert!(!out.stderr.contains(&format!("  {fallback}.sig:")), "{out}");
+
+    let typed = work.plan(&images, &["--explain", "--referrers-type", SBOM], &[]);
+    typed.assert_success();
+    assert!(
+        typed.stderr.contains(&format!(
+            "referrer {sig} of {} ({COSIGN_SIMPLESIGNING}), in cosign tag {fallback}.sig; not of a --referrers-type, not copied",
+            image.digest
+        )),
+        "{typed}"
+    );
+    assert!(
+        typed.stderr.contains(&format!(
+            "referrer {sbom_digest} of {} ({SBOM}), in fallback tag {fallback}\n",
+            image.digest
+        )),
+        "{typed}"
+    );
+
+    let off = work.plan(&images, &["--explain", "--referrers=false"], &[]);
+    off.assert_success();
+    assert!(!off.stderr.contains("referrers of"), "{off}");
+}

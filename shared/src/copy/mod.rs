@@ -50,7 +50,7 @@ use referrers::ReferrerMemory;
 use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
 use tree::ManifestTree;
 
-pub use referrers::index_lacks_entries;
+pub use referrers::{index_lacks_entries, SourceReferrer};
 pub use tree::ManifestProblem;
 pub use verify::Mismatch;
 

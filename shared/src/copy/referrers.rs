@@ -35,7 +35,7 @@ use super::tree::ManifestTree;
 use super::{Copier, CopyError};
 use crate::error::{HasKind, Kind};
 use crate::image::{fallback_tag, Referrers, COSIGN_SUFFIXES};
-use crate::manifest::media_types;
+use crate::manifest::{media_types, ManifestBody};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Actions, ErrorKind, Manifest, ManifestHead};
 use crate::report::ImageReport;
@@ -616,6 +616,156 @@ impl Copier {
             }
             other => Ok(other.clone()),
         }
+    }
+}
+
+/// A referrer at the source as `ferry plan --explain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReferrer {
+    /// The manifest it refers to: the image's, or (deeper) another referrer's.
+    pub subject: Digest,
+    pub digest: Digest,
+    /// The entry's `artifactType`; for a cosign tag, its manifest's (see
+    /// `ManifestBody::artifact_types`: the first that is not an image config's type).
+    pub artifact_type: Option<String>,
+    /// Where it was found: `referrers API`, `fallback tag sha256-…`, `cosign tag sha256-….sig`.
+    pub found_in: String,
+    /// 1 for what refers to the image, 2 for what refers to those, …
+    pub depth: usize,
+    /// Whether the run's `--referrers-type` takes it (a cosign tag's type is its manifest's).
+    pub wanted: bool,
+}
+
+impl Copier {
+    /// What refers to `image` at the source (its top manifest and each child of an index
+    /// the run's platforms keep), and to those, to the copy's depth: what a copy would look
+    /// for, found the same way (the API, the fallback index, cosign's tags), and nothing
+    /// written. With what is wrong with them, as a copy would note it.
+    pub async fn referrers_at_source(
+        &self,
+        image: &Reference,
+    ) -> Result<(Vec<SourceReferrer>, Vec<String>), CopyError> {
+        let wanted = &self.options.image.referrers;
+        let mut found_all = Vec::new();
+        let mut problems = Vec::new();
+        if !wanted.enabled {
+            return Ok((found_all, problems));
+        }
+        let source = &image.repository;
+        let manifest = self.client(source.registry())?.manifest_get(image).await?;
+        let mut subjects = vec![manifest.digest.clone()];
+        if let Ok(ManifestBody::Index(index)) =
+            ManifestBody::parse(&manifest.media_type, &manifest.bytes)
+        {
+            let platforms = &self.options.image.platforms;
+            subjects.extend(
+                index
+                    .manifests
+                    .iter()
+                    .filter(|child| platforms.is_empty() || platforms.matches(&child.platform()))
+                    .filter_map(|child| child.digest.as_deref()?.parse::<Digest>().ok()),
+            );
+        }
+        let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
+        let mut queue: VecDeque<(Digest, usize)> = subjects.into_iter().map(|d| (d, 1)).collect();
+        while let Some((subject, depth)) = queue.pop_front() {
+            let found = match self.find_referrers(source, &subject, None).await {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(Trouble::Note(note)) => {
+                    problems.push(note);
+                    continue;
+                }
+                Err(Trouble::Fatal(error)) => return Err(error),
+            };
+            let mut here: Vec<SourceReferrer> = Vec::new();
+            let entry = |digest: Digest, artifact_type: Option<String>, found_in: String| {
+                let wanted = wanted.wants(artifact_type.as_deref().into_iter());
+                SourceReferrer {
+                    subject: subject.clone(),
+                    digest,
+                    artifact_type,
+                    found_in,
+                    depth,
+                    wanted,
+                }
+            };
+            let listed = match &found.api {
+                Some(entries) => Some((entries.clone(), "referrers API".to_string())),
+                None if found.fallback_listed => match self.source_fallback(source, &found).await {
+                    Ok(Some(index)) => entries_of(&index.bytes)
+                        .map(|e| (e, format!("fallback tag {}", fallback_tag(&subject)))),
+                    Ok(None) => None,
+                    Err(Trouble::Note(note)) => {
+                        problems.push(note);
+                        None
+                    }
+                    Err(Trouble::Fatal(error)) => return Err(error),
+                },
+                None => None,
+            };
+            for value in listed.iter().flat_map(|(entries, _)| entries) {
+                let Some(digest) = entry_digest(value).and_then(|d| d.parse::<Digest>().ok())
+                else {
+                    problems.push(format!(
+                        "a referrer of {subject} without a valid digest; skipped"
+                    ));
+                    continue;
+                };
+                let artifact_type = value
+                    .get("artifactType")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let found_in = listed
+                    .as_ref()
+                    .map(|(_, how)| how.clone())
+                    .unwrap_or_default();
+                here.push(entry(digest, artifact_type, found_in));
+            }
+            for (tag, digest) in &found.cosign {
+                let reference = source.at(Locator::Digest(digest.clone()));
+                let manifest = self
+                    .client(source.registry())?
+                    .manifest_get(&reference)
+                    .await?;
+                let types: Vec<String> = ManifestBody::parse(&manifest.media_type, &manifest.bytes)
+                    .map(|body| {
+                        body.artifact_types()
+                            .into_iter()
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut referrer = entry(digest.clone(), None, format!("cosign tag {tag}"));
+                referrer.wanted = wanted.wants(types.iter().map(String::as_str));
+                // An image config's media type says nothing of what a cosign tag holds;
+                // its layers' type does.
+                let image_config = |t: &&String| {
+                    t.as_str() == "application/vnd.oci.image.config.v1+json"
+                        || t.as_str() == "application/vnd.docker.container.image.v1+json"
+                };
+                referrer.artifact_type = types
+                    .iter()
+                    .find(|t| !image_config(t))
+                    .or(types.first())
+                    .cloned();
+                here.push(referrer);
+            }
+            for referrer in here {
+                if seen.len() >= MAX_REFERRERS {
+                    problems.push(format!(
+                        "more than {MAX_REFERRERS} referrers; the rest not followed"
+                    ));
+                    found_all.push(referrer);
+                    return Ok((found_all, problems));
+                }
+                if seen.insert(referrer.digest.clone()) && depth < MAX_REFERRER_DEPTH {
+                    queue.push_back((referrer.digest.clone(), depth + 1));
+                }
+                found_all.push(referrer);
+            }
+        }
+        Ok((found_all, problems))
     }
 }
 
