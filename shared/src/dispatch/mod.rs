@@ -29,7 +29,8 @@
 //! and pays no queue round trip, above it the round trip is small next to the work.
 //!
 //! An image in sync may still lack referrers on its targets (a signature pushed since):
-//! `referrers_behind` checks the referrer tags the plan's listing shows for its digest, so
+//! `referrers_behind` checks the referrer tags its repository's listing shows for its
+//! digest (the plan's listing, or one made for the check, once per repository and plan), so
 //! an image with none costs nothing more, and sends its job when a target lacks one.
 //!
 //! Expanding is idempotent: copy jobs go only for targets that lack the image, so a plan job
@@ -61,7 +62,7 @@ use crate::rules::{ImmutableTags, Naming, Rule, Selector};
 use crate::target_tags::ImmutableCheck;
 
 mod referrers;
-use referrers::{referrer_tags, referrers_behind, ReferrerTags};
+use referrers::{referrers_behind, ReferrerTags};
 
 /// The images (or resolving requests) above which planning fans out, unless configured.
 pub const FAN_OUT_IMAGES: usize = 1000;
@@ -289,7 +290,7 @@ async fn dispatch_as(
             return Ok(summary);
         }
     }
-    let referrer_tags = referrer_tags(&plan.listings, &options.image);
+    let referrer_tags = ReferrerTags::new(&plan.listings, &options.image);
     let (outcome, sent) = check_and_send(
         plan.images,
         &summary.plan_id,

@@ -1,45 +1,89 @@
 //! The planner's referrer check: an image whose targets are in sync may still lack
 //! referrers there (a signature pushed since it was mirrored), and then its copy job goes
 //! anyway; the copier brings them (`copy::referrers`). What refers to an image is read from
-//! the plan's listing of its source repository, so an image without referrer tags costs
-//! no request. Deciding what a target lacks mirrors the copier's rules; copying is its.
+//! a listing of its source repository: the plan's when it listed the repository, else one
+//! `tags/list` made here the first time an image of the repository is found in sync (a rule
+//! naming tags or a digest, a fan-out slice's images), shared by its other images. So an
+//! image without referrer tags costs no request, and a repository the plan did not list
+//! costs one per plan. Deciding what a target lacks mirrors the copier's rules; copying is
+//! its.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use super::{CheckError, Staleness};
 use crate::copy::index_lacks_entries;
 use crate::image::{fallback_tag, is_referrer_tag, referrer_subject, ImageOptions, PlannedImage};
 use crate::reference::{Digest, Locator, Repository};
-use crate::registry::{Actions, ManifestHead, Registries};
+use crate::registry::{Actions, ErrorKind, ManifestHead, Registries, RegistryError};
 
-/// The referrer tags (fallback indexes, cosign's) of each source repository the plan listed;
-/// empty when referrers are off.
-pub(super) type ReferrerTags = BTreeMap<Repository, BTreeSet<String>>;
+/// A source repository's referrer tags (fallback indexes, cosign's).
+type Tags = Arc<BTreeSet<String>>;
 
-pub(super) fn referrer_tags(
-    listings: &BTreeMap<Repository, Vec<String>>,
-    image: &ImageOptions,
-) -> ReferrerTags {
-    if !image.referrers.enabled {
-        return ReferrerTags::new();
+/// The referrer tags of source repositories: those of the repositories the plan listed, and
+/// of any other listed here on first need, once per plan (concurrent askers wait for the
+/// one listing).
+#[derive(Default)]
+pub(super) struct ReferrerTags {
+    planned: BTreeMap<Repository, Tags>,
+    listed_here: Mutex<HashMap<Repository, Arc<OnceCell<Tags>>>>,
+}
+
+impl ReferrerTags {
+    /// From the plan's listings; none when referrers are off (nothing is asked then).
+    pub(super) fn new(listings: &BTreeMap<Repository, Vec<String>>, image: &ImageOptions) -> Self {
+        if !image.referrers.enabled {
+            return ReferrerTags::default();
+        }
+        let planned = listings
+            .iter()
+            .map(|(repository, tags)| (repository.clone(), referrer_tags_in(tags)))
+            .collect();
+        ReferrerTags {
+            planned,
+            listed_here: Mutex::default(),
+        }
     }
-    listings
-        .iter()
-        .map(|(repository, tags)| {
-            let tags: BTreeSet<String> = tags
-                .iter()
-                .filter(|t| is_referrer_tag(t))
-                .cloned()
-                .collect();
-            (repository.clone(), tags)
-        })
-        .filter(|(_, tags)| !tags.is_empty())
-        .collect()
+
+    /// The referrer tags of `repository`: from the plan's listing, else from one `tags/list`
+    /// (all its pages) made on the first ask; a repository that does not exist has none.
+    async fn of(
+        &self,
+        repository: &Repository,
+        registries: &Registries,
+    ) -> Result<Tags, RegistryError> {
+        if let Some(tags) = self.planned.get(repository) {
+            return Ok(Arc::clone(tags));
+        }
+        let cell = Arc::clone(
+            self.listed_here
+                .lock()
+                .expect("referrer tags poisoned")
+                .entry(repository.clone())
+                .or_default(),
+        );
+        let tags = cell
+            .get_or_try_init(|| async {
+                match registries.client(repository.registry())?.tag_list(repository).await {
+                    Ok(tags) => Ok(referrer_tags_in(&tags)),
+                    Err(e) if matches!(e.kind, ErrorKind::NotFound(_)) => Ok(Tags::default()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(Arc::clone(tags))
+    }
+}
+
+fn referrer_tags_in(tags: &[String]) -> Tags {
+    Arc::new(tags.iter().filter(|t| is_referrer_tag(t)).cloned().collect())
 }
 
 /// An image whose targets are in sync still needs a job when its source has referrers the
 /// targets lack (a signature pushed after the image was mirrored). Its referrer tags come
-/// from the plan's listing, so an image without any costs nothing; for each one it has, a
+/// from its repository's listing (see [`ReferrerTags`]); for each one it has, a
 /// HEAD at the source and at each target repository: a cosign tag must be at the same
 /// digest; a fallback index at another digest (the target merged referrers of its own) is
 /// read on both sides (one GET each) and must list every source entry.
@@ -50,10 +94,11 @@ pub(super) async fn referrers_behind(
     registries: &Registries,
 ) -> Result<Staleness, CheckError> {
     let fallback = fallback_tag(&digest);
-    let tags: Vec<&String> = referrer_tags
-        .get(&image.source.repository)
-        .into_iter()
-        .flatten()
+    let listed = referrer_tags
+        .of(&image.source.repository, registries)
+        .await?;
+    let tags: Vec<&String> = listed
+        .iter()
         .filter(|tag| referrer_subject(tag).as_ref() == Some(&digest))
         .collect();
     let mut repositories: Vec<&Repository> = Vec::new();

@@ -1,0 +1,183 @@
+//! The planner notices referrers added to images already mirrored (issue 15, item 3)
+//! wherever a listing can show them: a rule naming its tags (its repository listed once,
+//! lazily, only when an image of it is in sync), a fan-out's image slices (whose expansions
+//! list nothing of their own), tags declared immutable (no HEAD at all unless the source's
+//! listing shows a referrer tag a target's listing lacks), and `--referrers-type` (a
+//! referrer of another type sends no job). `ferry plan --queue-url` writes to moto's SQS;
+//! `ferry worker` copies; request counts come from the real registries' access logs.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::referrers::{
+    fallback_tag, oras_push, push_cosign_tag, referrer_descriptor, write_fallback_index,
+    Subject, COSIGN_SIMPLESIGNING, DSSE_ENVELOPE,
+};
+use support::{run_ferry, ImageSpec, Mode, Moto, Output, Pair, Registry, FAST_RETRIES};
+
+const SIGNATURE: &str = r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#;
+
+/// `ferry plan --queue-url` and `ferry worker` on one moto queue, as a machine runs them.
+struct QueueRun {
+    moto: Moto,
+    url: String,
+    auth: PathBuf,
+}
+
+impl QueueRun {
+    async fn start(p: &Pair) -> QueueRun {
+        let moto = Moto::start();
+        let (url, _) = moto.create_queue("ferry-jobs", None).await;
+        QueueRun {
+            moto,
+            url,
+            auth: p.work.auth(),
+        }
+    }
+
+    fn run(&self, mut args: Vec<String>, extra: &[&str]) -> Output {
+        let env = self.moto.cli_env();
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(FAST_RETRIES);
+        args.push(format!("--auth={}", self.auth.display()));
+        args.push(format!("--queue-url={}", self.url));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = run_ferry(&args, &env);
+        out.assert_success();
+        out
+    }
+
+    /// `ferry plan --queue-url`'s summary.
+    fn plan(&self, images: &Path, extra: &[&str]) -> Value {
+        let out = self.run(
+            vec!["plan".into(), format!("--images={}", images.display())],
+            extra,
+        );
+        serde_json::from_str(out.stdout.trim()).unwrap()
+    }
+
+    /// The copy jobs a plan sent.
+    fn jobs(&self, images: &Path, extra: &[&str]) -> u64 {
+        let summary = self.plan(images, extra);
+        summary["jobs_enqueued"].as_u64().unwrap()
+    }
+
+    /// `ferry worker` until the queue is empty.
+    fn work(&self) -> Output {
+        self.run(
+            vec![
+                "worker".into(),
+                "--wait=1".into(),
+                "--exit-when-empty".into(),
+            ],
+            &[],
+        )
+    }
+}
+
+/// Requests about a repository, as `METHOD path`: all but the `/v2/` ping.
+fn repository_requests(registry: &Registry) -> Vec<String> {
+    let mut requests: Vec<String> = registry
+        .requests()
+        .iter()
+        .filter(|r| r.path != "/v2/")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    requests.sort();
+    requests
+}
+
+fn clear(p: &Pair) {
+    p.src.clear_requests();
+    p.dst.clear_requests();
+}
+
+/// `team/app:v1` and `:v2` at the source; `v1`'s digest.
+async fn seeded(p: &Pair) -> String {
+    let v1 = p
+        .src
+        .seed_image("team/app", "v1", &ImageSpec::with_layers(81, 1, 512).oci(true))
+        .await;
+    p.src
+        .seed_image("team/app", "v2", &ImageSpec::with_layers(82, 1, 512).oci(true))
+        .await;
+    v1.digest
+}
+
+async fn sign(p: &Pair, digest: &str, suffix: &str, layer_type: &str) -> String {
+    push_cosign_tag(&p.src, "team/app", digest, suffix, layer_type, &[SIGNATURE]).await;
+    format!("{}.{suffix}", fallback_tag(digest))
+}
+
+/// A rule naming its tag: the plan lists nothing, so a warm plan lists the source repository
+/// once for the referrer check (one `tags/list` more than with `--referrers=false`, nothing
+/// else), and a signature pushed after the mirror is enqueued; a cold plan, with no image in
+/// sync, lists nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_naming_its_tags_notices_a_later_signature() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let digest = seeded(&p).await;
+    let q = QueueRun::start(&p).await;
+    let images = p.work.images(format!(
+        "\"{}\": {}\n",
+        p.src.image("team/app:v1,v2"),
+        p.dst.image("mirror/app")
+    ));
+    clear(&p);
+    assert_eq!(q.jobs(&images, &[]), 2);
+    assert_eq!(p.src.count("GET", "/tags/list"), 0, "{:?}", p.src.requests());
+    q.work();
+
+    // Warm: the same requests as without referrers, and one listing of the source.
+    clear(&p);
+    assert_eq!(q.jobs(&images, &["--referrers=false"]), 0);
+    let (src_before, dst_before) = (repository_requests(&p.src), repository_requests(&p.dst));
+    clear(&p);
+    assert_eq!(q.jobs(&images, &[]), 0);
+    let mut src_expected = src_before.clone();
+    src_expected.push("GET /v2/team/app/tags/list".into());
+    src_expected.sort();
+    assert_eq!(repository_requests(&p.src), src_expected);
+    assert_eq!(repository_requests(&p.dst), dst_before);
+
+    let sig = sign(&p, &digest, "sig", COSIGN_SIMPLESIGNING).await;
+    assert_eq!(q.jobs(&images, &[]), 1);
+    let out = q.work();
+    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+    assert_eq!(q.jobs(&images, &[]), 0);
+}
+
+/// Fan-out into image slices (`listed` plan jobs, whose expansion lists nothing): each
+/// expansion lists the source once for its in-sync images, so a later signature is noticed.
+#[tokio::test(flavor = "multi_thread")]
+async fn fan_out_slices_notice_a_later_signature() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let digest = seeded(&p).await;
+    let q = QueueRun::start(&p).await;
+    let images = p.work.images(format!(
+        "{}: {}\n",
+        p.src.image("team/app"),
+        p.dst.image("mirror/app")
+    ));
+    let fan_out = ["--fan-out=1"];
+    let summary = q.plan(&images, &fan_out);
+    assert_eq!(summary["plan_jobs_enqueued"], 2, "{summary}");
+    let out = q.work();
+    assert!(out.stderr.contains("4 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied("team/app:v1", "mirror/app:v1");
+
+    // Warm: two plan jobs, no copy job.
+    q.plan(&images, &fan_out);
+    let out = q.work();
+    assert!(out.stderr.contains("2 jobs succeeded, 0 failed"), "{out}");
+
+    let sig = sign(&p, &digest, "sig", COSIGN_SIMPLESIGNING).await;
+    clear(&p);
+    q.plan(&images, &fan_out);
+    // The planner's listing, then one per expansion.
+    assert_eq!(p.src.count("GET", "/v2/team/app/tags/list"), 1);
+    let out = q.work();
+    assert!(out.stderr.contains("3 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+}
