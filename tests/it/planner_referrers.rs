@@ -13,7 +13,9 @@ use support::referrers::{
     fallback_tag, oras_push, push_cosign_tag, referrer_descriptor, write_fallback_index,
     Subject, COSIGN_SIMPLESIGNING, DSSE_ENVELOPE,
 };
-use support::{run_ferry, ImageSpec, Mode, Moto, Output, Pair, Registry, FAST_RETRIES};
+use support::{
+    run_ferry, ImageSpec, Mode, Moto, Output, Pair, Registry, SeededImage, FAST_RETRIES,
+};
 
 const SIGNATURE: &str = r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#;
 
@@ -92,8 +94,8 @@ fn clear(p: &Pair) {
     p.dst.clear_requests();
 }
 
-/// `team/app:v1` and `:v2` at the source; `v1`'s digest.
-async fn seeded(p: &Pair) -> String {
+/// `team/app:v1` and `:v2` at the source; `v1`.
+async fn seeded(p: &Pair) -> SeededImage {
     let v1 = p
         .src
         .seed_image("team/app", "v1", &ImageSpec::with_layers(81, 1, 512).oci(true))
@@ -101,7 +103,7 @@ async fn seeded(p: &Pair) -> String {
     p.src
         .seed_image("team/app", "v2", &ImageSpec::with_layers(82, 1, 512).oci(true))
         .await;
-    v1.digest
+    v1
 }
 
 async fn sign(p: &Pair, digest: &str, suffix: &str, layer_type: &str) -> String {
@@ -116,7 +118,7 @@ async fn sign(p: &Pair, digest: &str, suffix: &str, layer_type: &str) -> String 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rule_naming_its_tags_notices_a_later_signature() {
     let p = Pair::start(Mode::Http, Mode::Http);
-    let digest = seeded(&p).await;
+    let digest = seeded(&p).await.digest;
     let q = QueueRun::start(&p).await;
     let images = p.work.images(format!(
         "\"{}\": {}\n",
@@ -153,7 +155,7 @@ async fn a_rule_naming_its_tags_notices_a_later_signature() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fan_out_slices_notice_a_later_signature() {
     let p = Pair::start(Mode::Http, Mode::Http);
-    let digest = seeded(&p).await;
+    let digest = seeded(&p).await.digest;
     let q = QueueRun::start(&p).await;
     let images = p.work.images(format!(
         "{}: {}\n",
@@ -180,4 +182,49 @@ async fn fan_out_slices_notice_a_later_signature() {
     let out = q.work();
     assert!(out.stderr.contains("3 jobs succeeded, 0 failed"), "{out}");
     p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+}
+
+/// Every tag immutable and on the target: a warm plan asks nothing but the two listings, as
+/// before; a signature pushed later is a referrer tag the target's listing lacks, so the
+/// repository's immutable images are HEADed (the listing cannot tell whose it is) and the
+/// signed one is enqueued, by digest, which the worker copies; then listings only again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_immutable_tag_s_later_signature_is_noticed() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let digest = seeded(&p).await.digest;
+    let q = QueueRun::start(&p).await;
+    let images = p.work.images(format!(
+        "{}: {}\n",
+        p.src.image("team/app"),
+        p.dst.image("mirror/app")
+    ));
+    let immutable = ["--immutable-tags=^v"];
+    assert_eq!(q.jobs(&images, &immutable), 2);
+    q.work();
+    let listings_only = |p: &Pair| {
+        assert_eq!(
+            repository_requests(&p.src),
+            ["GET /v2/team/app/tags/list"],
+            "source"
+        );
+        assert_eq!(
+            repository_requests(&p.dst),
+            ["GET /v2/mirror/app/tags/list"],
+            "target"
+        );
+    };
+    clear(&p);
+    assert_eq!(q.jobs(&images, &immutable), 0);
+    listings_only(&p);
+
+    let sig = sign(&p, &digest, "sig", COSIGN_SIMPLESIGNING).await;
+    clear(&p);
+    assert_eq!(q.jobs(&images, &immutable), 1);
+    assert_eq!(p.src.count("HEAD", "/manifests/v"), 2, "{:?}", p.src.requests());
+    let out = q.work();
+    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+    clear(&p);
+    assert_eq!(q.jobs(&images, &immutable), 0);
+    listings_only(&p);
 }

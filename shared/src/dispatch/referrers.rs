@@ -16,8 +16,10 @@ use tokio::sync::OnceCell;
 use super::{CheckError, Staleness};
 use crate::copy::index_lacks_entries;
 use crate::image::{fallback_tag, is_referrer_tag, referrer_subject, ImageOptions, PlannedImage};
+use crate::plan::head_source;
 use crate::reference::{Digest, Locator, Repository};
 use crate::registry::{Actions, ErrorKind, ManifestHead, Registries, RegistryError};
+use crate::target_tags::TargetTags;
 
 /// A source repository's referrer tags (fallback indexes, cosign's).
 type Tags = Arc<BTreeSet<String>>;
@@ -101,12 +103,7 @@ pub(super) async fn referrers_behind(
         .iter()
         .filter(|tag| referrer_subject(tag).as_ref() == Some(&digest))
         .collect();
-    let mut repositories: Vec<&Repository> = Vec::new();
-    for target in &image.targets {
-        if !repositories.contains(&&target.repository) {
-            repositories.push(&target.repository);
-        }
-    }
+    let repositories = target_repositories(image);
     for tag in tags {
         let at = |repository: &Repository| repository.at(Locator::Tag(tag.clone()));
         let mut references = vec![at(&image.source.repository)];
@@ -141,4 +138,74 @@ pub(super) async fn referrers_behind(
         }
     }
     Ok(Staleness::InSync(Some(digest)))
+}
+
+/// An image whose immutable tag every target lists was spared any request (`target_tags`);
+/// `image` comes with all its targets. Its referrers are checked only when the plan's
+/// listing of its source repository shows a referrer tag that the listing of one of its
+/// target repositories (made to spare it, so no new request) lacks: then its source is
+/// HEADed and checked like any image's. A job that goes is by digest, to its target
+/// repositories, as the webhook sends one for a new signature: the copier skips a copy of
+/// an immutable tag the targets list, referrers and all. Images of a repository the plan
+/// did not list are not checked: listing it would cost what immutable tags spare.
+pub(super) async fn immutable_referrers_behind(
+    image: PlannedImage,
+    referrer_tags: &ReferrerTags,
+    target_tags: &TargetTags,
+    registries: &Registries,
+) -> (PlannedImage, Result<Staleness, CheckError>) {
+    let Some(source_tags) = referrer_tags.planned.get(&image.source.repository) else {
+        return (image, Ok(Staleness::InSync(None)));
+    };
+    let mut lacking = false;
+    for repository in target_repositories(&image) {
+        if source_tags.is_empty() {
+            break;
+        }
+        lacking = match target_tags.of(registries, repository).await {
+            Some(listed) => source_tags.iter().any(|tag| !listed.contains(tag)),
+            None => true,
+        };
+        if lacking {
+            break;
+        }
+    }
+    if !lacking {
+        return (image, Ok(Staleness::InSync(None)));
+    }
+    let digest = match head_source(&image.source, registries).await {
+        Ok(Some(digest)) => digest,
+        // No digest told: nothing to compare; as without referrers.
+        Ok(None) => return (image, Ok(Staleness::InSync(None))),
+        Err(error) => return (image, Err(error.into())),
+    };
+    match referrers_behind(&image, digest.clone(), referrer_tags, registries).await {
+        Ok(Staleness::Stale { .. }) => {
+            let at = |repository: &Repository| repository.at(Locator::Digest(digest.clone()));
+            let by_digest = PlannedImage {
+                source: at(&image.source.repository),
+                digest: Some(digest.clone()),
+                targets: target_repositories(&image).into_iter().map(at).collect(),
+                rule_options: image.rule_options.clone(),
+            };
+            let targets = by_digest.targets.clone();
+            let stale = Staleness::Stale {
+                targets,
+                digest: Some(digest),
+            };
+            (by_digest, Ok(stale))
+        }
+        other => (image, other),
+    }
+}
+
+/// The repositories of `image`'s targets, each once, in order.
+fn target_repositories(image: &PlannedImage) -> Vec<&Repository> {
+    let mut repositories: Vec<&Repository> = Vec::new();
+    for target in &image.targets {
+        if !repositories.contains(&&target.repository) {
+            repositories.push(&target.repository);
+        }
+    }
+    repositories
 }
