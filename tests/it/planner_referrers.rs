@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use support::referrers::{
-    fallback_tag, oras_push, push_cosign_tag, referrer_descriptor, write_fallback_index,
-    Subject, COSIGN_SIMPLESIGNING, DSSE_ENVELOPE,
+    fallback_tag, oras_push, push_cosign_tag, referrer_descriptor, write_fallback_index, Subject,
+    COSIGN_SIMPLESIGNING, DSSE_ENVELOPE,
 };
 use support::{
     run_ferry, ImageSpec, Mode, Moto, Output, Pair, Registry, SeededImage, FAST_RETRIES,
 };
 
-const SIGNATURE: &str = r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#;
+const SIGNATURE: &str =
+    r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#;
 
 /// `ferry plan --queue-url` and `ferry worker` on one moto queue, as a machine runs them.
 struct QueueRun {
@@ -33,7 +34,7 @@ impl QueueRun {
         QueueRun {
             moto,
             url,
-            auth: p.work.auth(),
+            auth: p.work.auth().to_path_buf(),
         }
     }
 
@@ -98,10 +99,18 @@ fn clear(p: &Pair) {
 async fn seeded(p: &Pair) -> SeededImage {
     let v1 = p
         .src
-        .seed_image("team/app", "v1", &ImageSpec::with_layers(81, 1, 512).oci(true))
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(81, 1, 512).oci(true),
+        )
         .await;
     p.src
-        .seed_image("team/app", "v2", &ImageSpec::with_layers(82, 1, 512).oci(true))
+        .seed_image(
+            "team/app",
+            "v2",
+            &ImageSpec::with_layers(82, 1, 512).oci(true),
+        )
         .await;
     v1
 }
@@ -127,7 +136,12 @@ async fn a_rule_naming_its_tags_notices_a_later_signature() {
     ));
     clear(&p);
     assert_eq!(q.jobs(&images, &[]), 2);
-    assert_eq!(p.src.count("GET", "/tags/list"), 0, "{:?}", p.src.requests());
+    assert_eq!(
+        p.src.count("GET", "/tags/list"),
+        0,
+        "{:?}",
+        p.src.requests()
+    );
     q.work();
 
     // Warm: the same requests as without referrers, and one listing of the source.
@@ -220,11 +234,62 @@ async fn an_immutable_tag_s_later_signature_is_noticed() {
     let sig = sign(&p, &digest, "sig", COSIGN_SIMPLESIGNING).await;
     clear(&p);
     assert_eq!(q.jobs(&images, &immutable), 1);
-    assert_eq!(p.src.count("HEAD", "/manifests/v"), 2, "{:?}", p.src.requests());
+    assert_eq!(
+        p.src.count("HEAD", "/manifests/v"),
+        2,
+        "{:?}",
+        p.src.requests()
+    );
     let out = q.work();
     assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
     p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
     clear(&p);
     assert_eq!(q.jobs(&images, &immutable), 0);
     listings_only(&p);
+}
+
+/// `--referrers-type`: a signature or an SBOM of another type than the one named sends no
+/// job (the cosign tag's manifest read once to tell its type, the fallback index's entries
+/// by their `artifactType`); an attestation of the type named does.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_referrers_of_the_type_named_send_a_job() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let v1 = seeded(&p).await;
+    let digest = &v1.digest;
+    let q = QueueRun::start(&p).await;
+    // `/^v/`: oras tags the SBOM `sbom-v1`, no image to copy.
+    let images = p.work.images(format!(
+        "\"{}\": {}\n",
+        p.src.image("team/app:/^v/"),
+        p.dst.image("mirror/app")
+    ));
+    let only = format!("--referrers-type={DSSE_ENVELOPE}");
+    let only = [only.as_str()];
+    assert_eq!(q.jobs(&images, &only), 2);
+    q.work();
+
+    sign(&p, digest, "sig", COSIGN_SIMPLESIGNING).await;
+    let subject = Subject::new(&v1.media_type, digest, v1.bytes.len());
+    let sbom = oras_push(
+        &p.src,
+        "team/app",
+        "sbom-v1",
+        &subject,
+        "application/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+    );
+    let entry = referrer_descriptor(&p.src, "team/app", &sbom).await;
+    write_fallback_index(&p.src, "team/app", digest, &[entry]).await;
+    clear(&p);
+    assert_eq!(q.jobs(&images, &only), 0);
+    assert_eq!(p.src.count("GET", ".sig"), 1, "{:?}", p.src.requests());
+    // Without the filter they are wanted.
+    assert_eq!(q.jobs(&images, &[]), 1);
+
+    let att = sign(&p, digest, "att", DSSE_ENVELOPE).await;
+    assert_eq!(q.jobs(&images, &only), 1);
+    let out = q.work();
+    assert!(out.stderr.contains("2 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied(&format!("team/app:{att}"), &format!("mirror/app:{att}"));
+    assert_eq!(q.jobs(&images, &only), 0);
 }

@@ -355,14 +355,22 @@ async fn check_and_send(
                         return (image, Ok(Staleness::InSync(None)));
                     }
                     let listed = &immutable.listed;
-                    return immutable_referrers_behind(image, referrer_tags, listed, registries)
-                        .await;
+                    let wanted = &own.referrers;
+                    return immutable_referrers_behind(
+                        image,
+                        wanted,
+                        referrer_tags,
+                        listed,
+                        registries,
+                    )
+                    .await;
                 }
                 image.targets = targets;
                 let compare = !own.force && own.platforms.is_empty();
                 let stale = match stale_targets_of(&image, compare, registries).await {
                     Ok(Staleness::InSync(Some(digest))) if own.referrers.enabled => {
-                        referrers_behind(&image, digest, referrer_tags, registries).await
+                        referrers_behind(&image, digest, &own.referrers, referrer_tags, registries)
+                            .await
                     }
                     other => other,
                 };

@@ -15,10 +15,12 @@ use tokio::sync::OnceCell;
 
 use super::{CheckError, Staleness};
 use crate::copy::index_lacks_entries;
-use crate::image::{fallback_tag, is_referrer_tag, referrer_subject, ImageOptions, PlannedImage};
+use crate::image::{
+    fallback_tag, is_referrer_tag, referrer_subject, ImageOptions, PlannedImage, Referrers,
+};
 use crate::plan::head_source;
 use crate::reference::{Digest, Locator, Repository};
-use crate::registry::{Actions, ErrorKind, ManifestHead, Registries, RegistryError};
+use crate::registry::{Actions, ErrorKind, Manifest, ManifestHead, Registries, RegistryError};
 use crate::target_tags::TargetTags;
 
 /// A source repository's referrer tags (fallback indexes, cosign's).
@@ -68,7 +70,11 @@ impl ReferrerTags {
         );
         let tags = cell
             .get_or_try_init(|| async {
-                match registries.client(repository.registry())?.tag_list(repository).await {
+                match registries
+                    .client(repository.registry())?
+                    .tag_list(repository)
+                    .await
+                {
                     Ok(tags) => Ok(referrer_tags_in(&tags)),
                     Err(e) if matches!(e.kind, ErrorKind::NotFound(_)) => Ok(Tags::default()),
                     Err(e) => Err(e),
@@ -80,7 +86,12 @@ impl ReferrerTags {
 }
 
 fn referrer_tags_in(tags: &[String]) -> Tags {
-    Arc::new(tags.iter().filter(|t| is_referrer_tag(t)).cloned().collect())
+    Arc::new(
+        tags.iter()
+            .filter(|t| is_referrer_tag(t))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// An image whose targets are in sync still needs a job when its source has referrers the
@@ -88,10 +99,14 @@ fn referrer_tags_in(tags: &[String]) -> Tags {
 /// from its repository's listing (see [`ReferrerTags`]); for each one it has, a
 /// HEAD at the source and at each target repository: a cosign tag must be at the same
 /// digest; a fallback index at another digest (the target merged referrers of its own) is
-/// read on both sides (one GET each) and must list every source entry.
+/// read on both sides (one GET each) and must list every source entry. With
+/// `--referrers-type`, only what the copier would copy counts (`wanted`): a cosign tag a
+/// target lacks only if its manifest (one GET) is of a wanted type, a fallback index only
+/// for its entries of a wanted type, so a referrer of another type sends no job.
 pub(super) async fn referrers_behind(
     image: &PlannedImage,
     digest: Digest,
+    wanted: &Referrers,
     referrer_tags: &ReferrerTags,
     registries: &Registries,
 ) -> Result<Staleness, CheckError> {
@@ -114,19 +129,32 @@ pub(super) async fn referrers_behind(
         let Some(source) = ManifestHead::digest_of(&heads[0]) else {
             continue; // gone since the listing
         };
+        // The source's document at the tag, read (one GET) only when a target lacks the tag
+        // and its content decides: a fallback index's entries, a cosign tag's type.
+        let ours: OnceCell<Manifest> = OnceCell::new();
+        let read_ours = || {
+            ours.get_or_try_init(|| async {
+                let client = registries.client(image.source.repository.registry())?;
+                client.manifest_get(&references[0]).await
+            })
+        };
+        let any_type = wanted.types.is_empty();
         for (reference, head) in references.iter().zip(&heads).skip(1) {
-            let behind = match ManifestHead::digest_of(head) {
-                None => true,
-                Some(held) if held == source => false,
-                Some(_) if *tag != fallback => true,
-                Some(_) => {
+            let held = ManifestHead::digest_of(head);
+            if held == Some(source) {
+                continue;
+            }
+            let behind = match (*tag == fallback, held) {
+                (false, _) | (true, None) if any_type => true,
+                (false, _) => {
+                    let ours = read_ours().await?;
+                    wanted.wants_manifest(&ours.media_type, &ours.bytes)
+                }
+                (true, None) => index_lacks_entries(&read_ours().await?.bytes, &[], wanted),
+                (true, Some(_)) => {
                     let client = registries.client(reference.repository.registry())?;
                     let theirs = client.manifest_get(reference).await?;
-                    let ours = registries
-                        .client(image.source.repository.registry())?
-                        .manifest_get(&references[0])
-                        .await?;
-                    index_lacks_entries(&ours.bytes, &theirs.bytes)
+                    index_lacks_entries(&read_ours().await?.bytes, &theirs.bytes, wanted)
                 }
             };
             if behind {
@@ -150,6 +178,7 @@ pub(super) async fn referrers_behind(
 /// did not list are not checked: listing it would cost what immutable tags spare.
 pub(super) async fn immutable_referrers_behind(
     image: PlannedImage,
+    wanted: &Referrers,
     referrer_tags: &ReferrerTags,
     target_tags: &TargetTags,
     registries: &Registries,
@@ -179,7 +208,7 @@ pub(super) async fn immutable_referrers_behind(
         Ok(None) => return (image, Ok(Staleness::InSync(None))),
         Err(error) => return (image, Err(error.into())),
     };
-    match referrers_behind(&image, digest.clone(), referrer_tags, registries).await {
+    match referrers_behind(&image, digest.clone(), wanted, referrer_tags, registries).await {
         Ok(Staleness::Stale { .. }) => {
             let at = |repository: &Repository| repository.at(Locator::Digest(digest.clone()));
             let by_digest = PlannedImage {
