@@ -65,6 +65,15 @@ impl QueueRun {
         summary["jobs_enqueued"].as_u64().unwrap()
     }
 
+    /// `ferry worker` until the queue is empty, which ran `jobs` jobs, all successfully;
+    /// then `tag` is on the target as at the source.
+    fn work_copies(&self, p: &Pair, jobs: usize, tag: &str) {
+        let out = self.work();
+        let line = format!("{jobs} jobs succeeded, 0 failed");
+        assert!(out.stderr.contains(&line), "{out}");
+        p.assert_copied(&format!("team/app:{tag}"), &format!("mirror/app:{tag}"));
+    }
+
     /// `ferry worker` until the queue is empty.
     fn work(&self) -> Output {
         self.run(
@@ -115,6 +124,19 @@ async fn seeded(p: &Pair) -> SeededImage {
     v1
 }
 
+/// A pair with [`seeded`]'s images at the source, a queue, and the rule `"source": mirror/app`.
+async fn set_up(source: &str) -> (Pair, SeededImage, QueueRun, PathBuf) {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let v1 = seeded(&p).await;
+    let q = QueueRun::start(&p).await;
+    let images = p.work.images(format!(
+        "\"{}\": {}\n",
+        p.src.image(source),
+        p.dst.image("mirror/app")
+    ));
+    (p, v1, q, images)
+}
+
 async fn sign(p: &Pair, digest: &str, suffix: &str, layer_type: &str) -> String {
     push_cosign_tag(&p.src, "team/app", digest, suffix, layer_type, &[SIGNATURE]).await;
     format!("{}.{suffix}", fallback_tag(digest))
@@ -126,14 +148,8 @@ async fn sign(p: &Pair, digest: &str, suffix: &str, layer_type: &str) -> String 
 /// sync, lists nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rule_naming_its_tags_notices_a_later_signature() {
-    let p = Pair::start(Mode::Http, Mode::Http);
-    let digest = seeded(&p).await.digest;
-    let q = QueueRun::start(&p).await;
-    let images = p.work.images(format!(
-        "\"{}\": {}\n",
-        p.src.image("team/app:v1,v2"),
-        p.dst.image("mirror/app")
-    ));
+    let (p, v1, q, images) = set_up("team/app:v1,v2").await;
+    let digest = v1.digest;
     clear(&p);
     assert_eq!(q.jobs(&images, &[]), 2);
     assert_eq!(
@@ -158,9 +174,7 @@ async fn a_rule_naming_its_tags_notices_a_later_signature() {
 
     let sig = sign(&p, &digest, "sig", COSIGN_SIMPLESIGNING).await;
     assert_eq!(q.jobs(&images, &[]), 1);
-    let out = q.work();
-    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
-    p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+    q.work_copies(&p, 1, &sig);
     assert_eq!(q.jobs(&images, &[]), 0);
 }
 
@@ -168,14 +182,8 @@ async fn a_rule_naming_its_tags_notices_a_later_signature() {
 /// expansion lists the source once for its in-sync images, so a later signature is noticed.
 #[tokio::test(flavor = "multi_thread")]
 async fn fan_out_slices_notice_a_later_signature() {
-    let p = Pair::start(Mode::Http, Mode::Http);
-    let digest = seeded(&p).await.digest;
-    let q = QueueRun::start(&p).await;
-    let images = p.work.images(format!(
-        "{}: {}\n",
-        p.src.image("team/app"),
-        p.dst.image("mirror/app")
-    ));
+    let (p, v1, q, images) = set_up("team/app").await;
+    let digest = v1.digest;
     let fan_out = ["--fan-out=1"];
     let summary = q.plan(&images, &fan_out);
     assert_eq!(summary["plan_jobs_enqueued"], 2, "{summary}");
@@ -191,11 +199,9 @@ async fn fan_out_slices_notice_a_later_signature() {
     let sig = sign(&p, &digest, "sig", COSIGN_SIMPLESIGNING).await;
     clear(&p);
     q.plan(&images, &fan_out);
-    // The planner's listing, then one per expansion.
+    // The planner lists the repository once; each expansion lists it for its image.
     assert_eq!(p.src.count("GET", "/v2/team/app/tags/list"), 1);
-    let out = q.work();
-    assert!(out.stderr.contains("3 jobs succeeded, 0 failed"), "{out}");
-    p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+    q.work_copies(&p, 3, &sig);
 }
 
 /// Every tag immutable and on the target: a warm plan asks nothing but the two listings, as
@@ -204,14 +210,8 @@ async fn fan_out_slices_notice_a_later_signature() {
 /// signed one is enqueued, by digest, which the worker copies; then listings only again.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_immutable_tag_s_later_signature_is_noticed() {
-    let p = Pair::start(Mode::Http, Mode::Http);
-    let digest = seeded(&p).await.digest;
-    let q = QueueRun::start(&p).await;
-    let images = p.work.images(format!(
-        "{}: {}\n",
-        p.src.image("team/app"),
-        p.dst.image("mirror/app")
-    ));
+    let (p, v1, q, images) = set_up("team/app").await;
+    let digest = v1.digest;
     let immutable = ["--immutable-tags=^v"];
     assert_eq!(q.jobs(&images, &immutable), 2);
     q.work();
@@ -240,9 +240,7 @@ async fn an_immutable_tag_s_later_signature_is_noticed() {
         "{:?}",
         p.src.requests()
     );
-    let out = q.work();
-    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
-    p.assert_copied(&format!("team/app:{sig}"), &format!("mirror/app:{sig}"));
+    q.work_copies(&p, 1, &sig);
     clear(&p);
     assert_eq!(q.jobs(&images, &immutable), 0);
     listings_only(&p);
@@ -253,16 +251,9 @@ async fn an_immutable_tag_s_later_signature_is_noticed() {
 /// by their `artifactType`); an attestation of the type named does.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_referrers_of_the_type_named_send_a_job() {
-    let p = Pair::start(Mode::Http, Mode::Http);
-    let v1 = seeded(&p).await;
-    let digest = &v1.digest;
-    let q = QueueRun::start(&p).await;
     // `/^v/`: oras tags the SBOM `sbom-v1`, no image to copy.
-    let images = p.work.images(format!(
-        "\"{}\": {}\n",
-        p.src.image("team/app:/^v/"),
-        p.dst.image("mirror/app")
-    ));
+    let (p, v1, q, images) = set_up("team/app:/^v/").await;
+    let digest = &v1.digest;
     let only = format!("--referrers-type={DSSE_ENVELOPE}");
     let only = [only.as_str()];
     assert_eq!(q.jobs(&images, &only), 2);
@@ -288,8 +279,6 @@ async fn only_referrers_of_the_type_named_send_a_job() {
 
     let att = sign(&p, digest, "att", DSSE_ENVELOPE).await;
     assert_eq!(q.jobs(&images, &only), 1);
-    let out = q.work();
-    assert!(out.stderr.contains("2 jobs succeeded, 0 failed"), "{out}");
-    p.assert_copied(&format!("team/app:{att}"), &format!("mirror/app:{att}"));
+    q.work_copies(&p, 2, &att);
     assert_eq!(q.jobs(&images, &only), 0);
 }
