@@ -2,6 +2,7 @@
 //! goes to), `ImageOptions` (what a copy asks for beyond that) and what "stale" means for a
 //! target. How images are found is `plan`'s; how they are copied is `copy`'s.
 
+use crate::manifest::ManifestBody;
 use crate::platform::PlatformFilter;
 use crate::reference::{Digest, Reference};
 
@@ -59,6 +60,17 @@ impl Referrers {
     /// one whose type is unknown (`None`) is, unless types were named.
     pub fn wants<'a>(&self, mut types: impl Iterator<Item = &'a str>) -> bool {
         self.types.is_empty() || types.any(|t| self.types.iter().any(|w| w == t))
+    }
+
+    /// Whether the referrer manifest `body` is copied, by its types.
+    pub fn wants_body(&self, body: &ManifestBody) -> bool {
+        self.wants(body.artifact_types().into_iter())
+    }
+
+    /// [`Referrers::wants_body`] of a manifest as served; one that does not parse is not
+    /// wanted (it could not be copied).
+    pub fn wants_manifest(&self, media_type: &str, bytes: &[u8]) -> bool {
+        ManifestBody::parse(media_type, bytes).is_ok_and(|body| self.wants_body(&body))
     }
 }
 

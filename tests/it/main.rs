@@ -15,6 +15,7 @@ mod hostile;
 mod immutable;
 mod multitarget;
 mod plan;
+mod planner_referrers;
 mod queue;
 mod s3;
 mod ratelimit;

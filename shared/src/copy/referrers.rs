@@ -397,8 +397,7 @@ impl Copier {
                 all_wanted = false;
                 continue;
             };
-            let types = entry.get("artifactType").and_then(Value::as_str);
-            if !wanted.wants(types.into_iter()) {
+            if !entry_wanted(entry, wanted) {
                 all_wanted = false;
                 continue;
             }
@@ -516,7 +515,7 @@ impl Copier {
             }
         }
         if let Some((_, wanted)) = tag {
-            if !wanted.wants(tree.body().artifact_types().into_iter()) {
+            if !wanted.wants_body(tree.body()) {
                 return Ok(());
             }
         }
@@ -798,10 +797,11 @@ fn entry_digest(entry: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Whether a target's fallback index (`target`) lacks an entry of the source's (`source`):
-/// a source that is no index lacks nothing worth copying; a target that is none lacks all.
-pub fn index_lacks_entries(source: &[u8], target: &[u8]) -> bool {
-    let Some(wanted) = entries_of(source) else {
+/// Whether a target's fallback index (`target`) lacks an entry of the source's (`source`)
+/// that the run wants (by its `artifactType`): a source that is no index lacks nothing
+/// worth copying; a target that is none lacks all.
+pub fn index_lacks_entries(source: &[u8], target: &[u8], wanted: &Referrers) -> bool {
+    let Some(entries) = entries_of(source) else {
         return false;
     };
     let held: HashSet<String> = entries_of(target)
@@ -809,10 +809,17 @@ pub fn index_lacks_entries(source: &[u8], target: &[u8]) -> bool {
         .iter()
         .filter_map(entry_digest)
         .collect();
-    wanted
+    entries
         .iter()
+        .filter(|entry| entry_wanted(entry, wanted))
         .filter_map(entry_digest)
         .any(|digest| !held.contains(&digest))
+}
+
+/// Whether an index entry's referrer is of a type the run copies.
+fn entry_wanted(entry: &Value, wanted: &Referrers) -> bool {
+    let types = entry.get("artifactType").and_then(Value::as_str);
+    wanted.wants(types.into_iter())
 }
 
 /// The fallback index ferry writes: what the target had, in its order, then what was
@@ -867,9 +874,21 @@ mod tests {
         assert!(entries_of(b"{\"layers\":[]}").is_none());
         assert!(entries_of(b"not json").is_none());
         let source = merged_index(vec![entry('a')], vec![entry('c')]);
-        assert!(!index_lacks_entries(&source, &bytes));
-        assert!(index_lacks_entries(&bytes, &source));
-        assert!(index_lacks_entries(&source, b"not json"));
-        assert!(!index_lacks_entries(b"not json", &source));
+        let all = Referrers::default();
+        assert!(!index_lacks_entries(&source, &bytes, &all));
+        assert!(index_lacks_entries(&bytes, &source, &all));
+        assert!(index_lacks_entries(&source, b"not json", &all));
+        assert!(!index_lacks_entries(b"not json", &source, &all));
+        // Only entries of a wanted type count.
+        let typed = |c: char, kind: &str| json!({"digest": format!("sha256:{}", c.to_string().repeat(64)), "artifactType": kind});
+        let source = merged_index(vec![typed('b', "sbom"), typed('c', "sig")], Vec::new());
+        let target = merged_index(vec![typed('c', "sig")], Vec::new());
+        let signatures = Referrers {
+            enabled: true,
+            types: vec!["sig".into()],
+        };
+        assert!(!index_lacks_entries(&source, &target, &signatures));
+        assert!(index_lacks_entries(&source, &target, &all));
+        assert!(index_lacks_entries(&source, b"", &signatures));
     }
 }

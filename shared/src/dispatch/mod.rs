@@ -4,7 +4,9 @@
 //! images are still being checked, so the registries and the queue work at once. Resolving
 //! is `plan`'s; the jobs' shapes are `job`'s. A copy of a tag declared immutable to a target
 //! that lists it is in sync without a HEAD on either side: one `tags/list` per target
-//! repository instead, as the copier does (`target_tags`).
+//! repository instead, as the copier does (`target_tags`); only when the plan's listing of
+//! its source shows a referrer tag that listing lacks is its source HEADed, for the referrer
+//! check below.
 //!
 //! A migration larger than one invocation should carry fans out ([`FanOut`]): rather than
 //! resolving and checking it all, the planner sends *plan jobs* to the same queue, each a
@@ -29,7 +31,8 @@
 //! and pays no queue round trip, above it the round trip is small next to the work.
 //!
 //! An image in sync may still lack referrers on its targets (a signature pushed since):
-//! `referrers_behind` checks the referrer tags the plan's listing shows for its digest, so
+//! `referrers_behind` checks the referrer tags its repository's listing shows for its
+//! digest (the plan's listing, or one made for the check, once per repository and plan), so
 //! an image with none costs nothing more, and sends its job when a target lacks one.
 //!
 //! Expanding is idempotent: copy jobs go only for targets that lack the image, so a plan job
@@ -61,7 +64,7 @@ use crate::rules::{ImmutableTags, Naming, Rule, Selector};
 use crate::target_tags::ImmutableCheck;
 
 mod referrers;
-use referrers::{referrer_tags, referrers_behind, ReferrerTags};
+use referrers::{immutable_referrers_behind, referrers_behind, ReferrerTags};
 
 /// The images (or resolving requests) above which planning fans out, unless configured.
 pub const FAN_OUT_IMAGES: usize = 1000;
@@ -289,7 +292,7 @@ async fn dispatch_as(
             return Ok(summary);
         }
     }
-    let referrer_tags = referrer_tags(&plan.listings, &options.image);
+    let referrer_tags = ReferrerTags::new(&plan.listings, &options.image);
     let (outcome, sent) = check_and_send(
         plan.images,
         &summary.plan_id,
@@ -337,8 +340,9 @@ async fn check_and_send(
         let mut checked = stream::iter(images)
             .map(|mut image| async move {
                 let own = image.rule_options.over(run);
-                // Copies of immutable tags the targets list are done: no HEAD at all.
-                image.targets = immutable
+                // Copies of immutable tags the targets list are done: no HEAD at all, unless
+                // the listings show a referrer tag a target lacks.
+                let targets = immutable
                     .targets_to_check(
                         &image.source,
                         &image.targets,
@@ -346,13 +350,27 @@ async fn check_and_send(
                         registries,
                     )
                     .await;
-                if image.targets.is_empty() {
-                    return (image, Ok(Staleness::InSync(None)));
+                if targets.is_empty() {
+                    if !own.referrers.enabled {
+                        return (image, Ok(Staleness::InSync(None)));
+                    }
+                    let listed = &immutable.listed;
+                    let wanted = &own.referrers;
+                    return immutable_referrers_behind(
+                        image,
+                        wanted,
+                        referrer_tags,
+                        listed,
+                        registries,
+                    )
+                    .await;
                 }
+                image.targets = targets;
                 let compare = !own.force && own.platforms.is_empty();
                 let stale = match stale_targets_of(&image, compare, registries).await {
                     Ok(Staleness::InSync(Some(digest))) if own.referrers.enabled => {
-                        referrers_behind(&image, digest, referrer_tags, registries).await
+                        referrers_behind(&image, digest, &own.referrers, referrer_tags, registries)
+                            .await
                     }
                     other => other,
                 };
@@ -749,7 +767,7 @@ struct CheckOutcome {
 /// What checking an image's targets found.
 enum Staleness {
     /// Every target has the source's manifest, at this digest when it was HEADed (not for
-    /// an immutable tag the targets list: its referrers are left to the copies).
+    /// an immutable tag the targets list, unless the listings showed a referrer to check).
     InSync(Option<Digest>),
     /// These targets need the image; `digest` is the source's, when it had to be HEADed.
     Stale {
@@ -767,6 +785,15 @@ enum CheckError {
 impl From<RegistryError> for CheckError {
     fn from(error: RegistryError) -> Self {
         CheckError::Registry(error)
+    }
+}
+
+impl From<PlanError> for CheckError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Registry(error) => CheckError::Registry(error),
+            gone => CheckError::SourceGone(gone),
+        }
     }
 }
 
@@ -797,16 +824,14 @@ async fn stale_targets_of(
                 digest: None,
             })
         }
-        None => match head_source(&image.source, registries).await {
-            Ok(Some(digest)) => digest,
-            Ok(None) => {
+        None => match head_source(&image.source, registries).await? {
+            Some(digest) => digest,
+            None => {
                 return Ok(Staleness::Stale {
                     targets: image.targets.clone(),
                     digest: None,
                 })
             }
-            Err(PlanError::Registry(error)) => return Err(error.into()),
-            Err(gone) => return Err(CheckError::SourceGone(gone)),
         },
     };
     let targets = stale(
