@@ -727,27 +727,22 @@ impl Copier {
                     .client(source.registry())?
                     .manifest_get(&reference)
                     .await?;
-                let types: Vec<String> = ManifestBody::parse(&manifest.media_type, &manifest.bytes)
-                    .map(|body| {
-                        body.artifact_types()
-                            .into_iter()
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let body = ManifestBody::parse(&manifest.media_type, &manifest.bytes).ok();
                 let mut referrer = entry(digest.clone(), None, format!("cosign tag {tag}"));
-                referrer.wanted = wanted.wants(types.iter().map(String::as_str));
+                referrer.wanted = body.as_ref().is_some_and(|b| wanted.wants_body(b));
                 // An image config's media type says nothing of what a cosign tag holds;
                 // its layers' type does.
-                let image_config = |t: &&String| {
-                    t.as_str() == "application/vnd.oci.image.config.v1+json"
-                        || t.as_str() == "application/vnd.docker.container.image.v1+json"
+                let image_config = |t: &&str| {
+                    *t == "application/vnd.oci.image.config.v1+json"
+                        || *t == "application/vnd.docker.container.image.v1+json"
                 };
+                let types = body.as_ref().map(ManifestBody::artifact_types);
+                let types = types.unwrap_or_default();
                 referrer.artifact_type = types
                     .iter()
                     .find(|t| !image_config(t))
                     .or(types.first())
-                    .cloned();
+                    .map(|t| t.to_string());
                 here.push(referrer);
             }
             for referrer in here {
