@@ -9,14 +9,16 @@
 //! logs; bad referrers are named in the report while their images are still copied.
 
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use support::referrers::{
     fallback_entries, fallback_tag, oras_push, push_artifact_by_digest, push_cosign_tag,
     referrer_descriptor, referrers_api_proxy, write_fallback_index, Subject, COSIGN_SIMPLESIGNING,
     DSSE_ENVELOPE,
 };
+
 use support::{
-    assert_same_raw, free_port, run_ferry, ImageSpec, Mode, Moto, Options, Pair, Registry, Workdir,
-    MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
+    assert_same_raw, free_port, run_ferry, ImageSpec, Mode, Moto, Options, Output, Pair, Registry,
+    Workdir, MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
 };
 
 const SBOM_TYPE: &str = "application/spdx+json";
@@ -35,6 +37,72 @@ fn summary(reg: &Registry) -> Vec<String> {
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
+}
+
+/// `ferry plan --queue-url` and `ferry worker --exit-when-empty` on one moto SQS queue.
+struct Queued {
+    _moto: Moto,
+    endpoint: String,
+    url: String,
+    images: PathBuf,
+    auth: PathBuf,
+}
+
+impl Queued {
+    async fn start(auth: &Path, images: &Path) -> Queued {
+        let moto = Moto::start();
+        let (url, _) = moto.create_queue("ferry-jobs", None).await;
+        Queued {
+            endpoint: moto.endpoint(),
+            _moto: moto,
+            url,
+            images: images.to_path_buf(),
+            auth: auth.to_path_buf(),
+        }
+    }
+
+    fn run(&self, args: Vec<String>) -> Output {
+        let aws = [
+            ("AWS_ENDPOINT_URL_SQS", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
+            ("AWS_REGION", MOTO_REGION),
+            support::FAST_RETRIES,
+        ];
+        let out = run_ferry(&args, &aws);
+        out.assert_success();
+        out
+    }
+
+    /// Plans into the queue: the copy jobs sent.
+    fn plan(&self) -> u64 {
+        let out = self.run(vec![
+            "plan".to_string(),
+            format!("--images={}", self.images.display()),
+            format!("--auth={}", self.auth.display()),
+            format!("--queue-url={}", self.url),
+        ]);
+        let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        summary["jobs_enqueued"].as_u64().unwrap()
+    }
+
+    /// Runs the queued jobs.
+    fn work(&self) -> Output {
+        self.run(vec![
+            "worker".to_string(),
+            format!("--queue-url={}", self.url),
+            format!("--auth={}", self.auth.display()),
+            "--wait=1".into(),
+            "--exit-when-empty".into(),
+        ])
+    }
+}
+
+/// Asserts `reg` was sent `expected` requests with `method` (`*`: any) and `path` in theirs.
+#[track_caller]
+fn assert_asked(reg: &Registry, method: &str, path: &str, expected: usize) {
+    let asked = reg.count(method, path);
+    assert_eq!(asked, expected, "{method} {path}: {:?}", summary(reg));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -486,60 +554,28 @@ async fn the_planner_enqueues_a_signature_added_after_mirroring() {
             &ImageSpec::with_layers(72, 1, 512).oci(true),
         )
         .await;
-    let moto = Moto::start();
-    let (url, _) = moto.create_queue("ferry-jobs", None).await;
     let images = p.work.images(format!(
         "\"{}\": {}\n",
         p.src.image("team/app:/^v/"),
         p.dst.image("mirror/app")
     ));
-    let endpoint = moto.endpoint();
-    let aws = [
-        ("AWS_ENDPOINT_URL_SQS", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
-        ("AWS_REGION", MOTO_REGION),
-        support::FAST_RETRIES,
-    ];
-    let plan = || {
-        let out = run_ferry(
-            &[
-                "plan".to_string(),
-                format!("--images={}", images.display()),
-                format!("--auth={}", p.work.auth().display()),
-                format!("--queue-url={url}"),
-            ],
-            &aws,
-        );
-        out.assert_success();
-        let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
-        summary["jobs_enqueued"].as_u64().unwrap()
-    };
-    let work = || {
-        let out = run_ferry(
-            &[
-                "worker".to_string(),
-                format!("--queue-url={url}"),
-                format!("--auth={}", p.work.auth().display()),
-                "--wait=1".into(),
-                "--exit-when-empty".into(),
-            ],
-            &aws,
-        );
-        out.assert_success();
-        out
-    };
+    let queue = Queued::start(p.work.auth(), &images).await;
+    let plan = || queue.plan();
+    let work = || queue.work();
     assert_eq!(plan(), 2);
     work();
     p.assert_copied("team/app:v1", "mirror/app:v1");
 
-    // Warm, nothing signed: no referrer request at all.
+    // Warm, nothing signed: no referrer tag asked for; the one referrers API probe (404:
+    // distribution 2.8 has none) and nothing at the target.
     p.src.clear_requests();
     p.dst.clear_requests();
     assert_eq!(plan(), 0);
     for reg in [&p.src, &p.dst] {
         assert_eq!(reg.count("*", "sha256-"), 0, "{:?}", summary(reg));
     }
+    assert_asked(&p.src, "GET", "/referrers/", 1);
+    assert_asked(&p.dst, "*", "/referrers/", 0);
 
     // A signature pushed after the mirror: enqueued, copied, then in sync.
     let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
@@ -687,4 +723,157 @@ async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
         &format!("mirror/app:{sig_tag}"),
     );
     assert!(out.stderr.contains(" 0 failed"), "{out}");
+}
+
+/// A source with the referrers API (the proxy in front of a real registry) holding an
+/// artifact pushed by digest alone after its image was mirrored (as notation or
+/// `oras attach` push one): no tag lists it, yet `ferry plan --queue-url` notices it with
+/// one referrers GET per image, and `ferry worker` copies it byte-exact. With nothing new,
+/// the same one GET per image and no job.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_planner_notices_a_referrer_only_the_api_lists() {
+    let src = Registry::start(Mode::Http);
+    let one = src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(91, 1, 512).oci(true),
+        )
+        .await;
+    src.seed_image(
+        "team/app",
+        "v2",
+        &ImageSpec::with_layers(92, 1, 512).oci(true),
+    )
+    .await;
+    let proxy = referrers_api_proxy(&src);
+    let dst = Registry::start(Mode::Http);
+    let work = Workdir::insecure(&[proxy.host(), dst.host()]);
+    let images = work.images(format!(
+        "\"{}\": {}\n",
+        proxy.image("team/app:/^v/"),
+        dst.image("mirror/app")
+    ));
+    let queue = Queued::start(work.auth(), &images).await;
+    assert_eq!(queue.plan(), 2);
+    queue.work();
+    assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
+
+    // A plan with nothing to send: one referrers GET per image at the source (the first
+    // also tells that the registry has the API).
+    let warm_plan = || {
+        proxy.clear_requests();
+        dst.clear_requests();
+        assert_eq!(queue.plan(), 0);
+        let asked = proxy.count("GET", "/referrers/");
+        assert_eq!(asked, 2, "{:?}", proxy.requests());
+    };
+
+    // Warm, nothing refers to either image: the target is never asked.
+    warm_plan();
+    assert_asked(&dst, "*", "/referrers/", 0);
+    assert_asked(&dst, "*", "sha256-", 0);
+
+    // An SBOM pushed by digest only, no fallback index: enqueued, copied, then in sync.
+    let subject = Subject::new(&one.media_type, &one.digest, one.bytes.len());
+    let sbom = push_artifact_by_digest(&src, "team/app", &subject, SBOM_TYPE, b"sbom").await;
+    let sbom = sbom["digest"].as_str().unwrap().to_string();
+    assert_eq!(src.count("*", &fallback_tag(&one.digest)), 0);
+    assert_eq!(queue.plan(), 1);
+    let out = queue.work();
+    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
+    assert_same_raw(
+        &src,
+        &format!("team/app@{sbom}"),
+        &dst,
+        &format!("mirror/app@{sbom}"),
+    );
+    let listed = digests(
+        &fallback_entries(&dst, "mirror/app", &one.digest)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(listed, std::slice::from_ref(&sbom));
+
+    // Warm again: still one referrers GET per image at the source; the target (no API:
+    // one probe answered 404) has v1's fallback index read, listing the SBOM.
+    warm_plan();
+    assert_asked(&dst, "GET", "/referrers/", 1);
+    assert_asked(&dst, "GET", &fallback_tag(&one.digest), 1);
+}
+
+/// `cosign sign --recursive` signs an index's children too (`sha256-<child>.sig`); the
+/// planner knows only the index's digest. A signature on a child of a mirrored index,
+/// pushed later, is noticed (its tag refers to no planned image: the index is read, once)
+/// and copied by the worker. Before it, the repository's referrer tags all refer to
+/// planned images, and the warm plan reads no manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_planner_notices_a_signature_on_a_child_of_an_index() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let platforms = [("linux", "amd64", None), ("linux", "arm64", Some("v8"))];
+    let index = p
+        .src
+        .seed_index("team/app", "multi", &platforms, true)
+        .await;
+    let single = p
+        .src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(93, 1, 512).oci(true),
+        )
+        .await;
+    let signature =
+        [r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#];
+    // v1 is signed: a referrer tag of another planned image's digest, no orphan.
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &single.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &signature,
+    )
+    .await;
+    let images = p.rule("team/app", "mirror/app");
+    let queue = Queued::start(p.work.auth(), &images).await;
+    assert_eq!(queue.plan(), 2);
+    queue.work();
+    p.assert_copied("team/app:multi", "mirror/app:multi");
+
+    // Warm, no orphan: a HEAD of each image and of v1's `.sig` at the source; the index is
+    // not read.
+    p.src.clear_requests();
+    p.dst.clear_requests();
+    assert_eq!(queue.plan(), 0);
+    assert_asked(&p.src, "GET", "/manifests/", 0);
+    assert_asked(&p.src, "HEAD", "/manifests/", 3);
+    assert_asked(&p.dst, "GET", "/manifests/", 0);
+
+    // A signature on the first child, pushed after the mirror.
+    let child = &index.children[0];
+    let sig_tag = format!("{}.sig", fallback_tag(&child.digest));
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &child.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &signature,
+    )
+    .await;
+    assert_eq!(queue.plan(), 1);
+    let out = queue.work();
+    assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
+    p.assert_copied(
+        &format!("team/app:{sig_tag}"),
+        &format!("mirror/app:{sig_tag}"),
+    );
+
+    // In sync again: the orphan costs one GET of the index, then its `.sig` HEADs.
+    p.src.clear_requests();
+    assert_eq!(queue.plan(), 0);
+    assert_asked(&p.src, "GET", &format!("/manifests/{}", index.digest), 1);
+    assert_asked(&p.src, "GET", "/manifests/", 1);
+    assert_asked(&p.src, "HEAD", &sig_tag, 1);
 }

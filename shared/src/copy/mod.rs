@@ -41,7 +41,7 @@ use crate::error::{HasKind, Kind};
 use crate::image::{stale, ImageOptions, PlannedImage, Referrers};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{
-    Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
+    media_types, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
 };
 use crate::report::{ImageReport, Status};
 use crate::rules::ImmutableTags;
@@ -50,7 +50,10 @@ use referrers::ReferrerMemory;
 use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
 use tree::ManifestTree;
 
-pub use referrers::{index_lacks_entries, SourceReferrer};
+pub use referrers::{
+    children_of, entries_of, index_lacks_entries, is_wanted, lacks_entries, repositories,
+    SourceReferrer,
+};
 pub use tree::ManifestProblem;
 pub use verify::Mismatch;
 
@@ -462,7 +465,15 @@ impl Copier {
             )
             .is_empty()
             {
-                return Ok(Work::InSync(vec![digest.clone()]));
+                let index = heads
+                    .iter()
+                    .flatten()
+                    .filter_map(|head| head.media_type.as_deref())
+                    .any(media_types::is_index);
+                let subjects = self
+                    .in_sync_subjects(&source.repository, digest, index, options)
+                    .await?;
+                return Ok(Work::InSync(subjects));
             }
         }
         let tree = match &known {

@@ -9,7 +9,10 @@
 //! remembered); else the referrers tag schema, a `sha256-<hex>` tag holding an index; and
 //! cosign's `sha256-<hex>.sig`/`.att`/`.sbom` tags. Which of those tags exist is read from
 //! the source repository's tag list, listed once per repository (the planner's own listing
-//! is reused when it made one), so an image without referrer tags costs no request.
+//! is reused when it made one), so an image without referrer tags costs no request. An
+//! image every target holds already has only its top manifest's referrers looked for,
+//! unless it is an index and the listing shows referrer tags of another digest (a child's,
+//! from `cosign sign --recursive`): then the index is read (one GET) for its children.
 //!
 //! On a target, a referrer is pushed like an image (blobs, then the manifest by digest; a
 //! cosign tag by its tag). A target with the referrers API indexes `subject`s itself; one
@@ -34,10 +37,10 @@ use tokio::sync::OnceCell;
 use super::tree::ManifestTree;
 use super::{Copier, CopyError};
 use crate::error::{HasKind, Kind};
-use crate::image::{fallback_tag, Referrers, COSIGN_SUFFIXES};
+use crate::image::{fallback_tag, referrer_subject, ImageOptions, Referrers, COSIGN_SUFFIXES};
 use crate::manifest::{media_types, ManifestBody};
 use crate::reference::{Digest, Locator, Reference, Repository};
-use crate::registry::{Actions, ErrorKind, Manifest, ManifestHead};
+use crate::registry::{Actions, ErrorKind, Manifest, ManifestHead, ReferrersApi};
 use crate::report::ImageReport;
 
 /// Referrers of referrers are followed this deep (a signature of an SBOM of an image is 2).
@@ -56,7 +59,7 @@ type ListingCell = (Instant, Arc<OnceCell<Listing>>);
 /// repository's tags.
 #[derive(Default)]
 pub(super) struct ReferrerMemory {
-    api: Mutex<HashMap<String, Arc<OnceCell<bool>>>>,
+    api: ReferrersApi,
     listings: Mutex<HashMap<Repository, ListingCell>>,
 }
 
@@ -201,6 +204,40 @@ impl Copier {
         Ok(())
     }
 
+    /// The manifests whose referrers the copy of an image every target holds looks for:
+    /// its own, and, for an index when the source's listing shows referrer tags of another
+    /// digest (a child's, as `cosign sign --recursive` makes), its children's too (one GET
+    /// of the index). An index in a repository without such tags costs nothing more.
+    pub(super) async fn in_sync_subjects(
+        &self,
+        source: &Repository,
+        digest: &Digest,
+        index: bool,
+        options: &ImageOptions,
+    ) -> Result<Vec<Digest>, CopyError> {
+        let own = vec![digest.clone()];
+        if !index || !options.referrers.enabled {
+            return Ok(own);
+        }
+        let listing = match self.listing(source, None).await {
+            Ok(listing) => listing,
+            Err(Trouble::Note(_)) => return Ok(own),
+            Err(Trouble::Fatal(error)) => return Err(error),
+        };
+        let others = listing
+            .iter()
+            .filter_map(|tag| referrer_subject(tag))
+            .any(|subject| subject != *digest);
+        if !others {
+            return Ok(own);
+        }
+        let index = self
+            .client(source.registry())?
+            .manifest_get(&source.at(Locator::Digest(digest.clone())))
+            .await?;
+        Ok(own.into_iter().chain(children_of(&index)).collect())
+    }
+
     /// What refers to `subject` at the source, or `None` when nothing does (which the
     /// listing tells for free where the source has no referrers API).
     async fn find_referrers(
@@ -254,42 +291,19 @@ impl Copier {
         }))
     }
 
-    /// `GET …/referrers/<subject>` unless the registry is known to have no API. The first
-    /// answer from a registry decides for the run, and images starting at once wait for it
-    /// rather than each asking.
+    /// `GET …/referrers/<subject>` unless the registry is known to have no API (the
+    /// run's [`ReferrersApi`] memory).
     async fn api_answer(
         &self,
         repository: &Repository,
         subject: &Digest,
     ) -> Result<Option<Vec<Value>>, Trouble> {
         let client = self.client(repository.registry())?;
-        let cell = Arc::clone(
-            self.referrer_memory
-                .api
-                .lock()
-                .expect("api map poisoned")
-                .entry(repository.registry().to_string())
-                .or_default(),
-        );
-        let mut first = None;
-        let supported = *cell
-            .get_or_try_init(|| async {
-                let answer = client.referrers(repository, subject).await?;
-                let supported = answer.is_some();
-                first = Some(answer);
-                Ok::<bool, Trouble>(supported)
-            })
-            .await?;
-        if let Some(answer) = first {
-            return Ok(answer);
-        }
-        if !supported {
-            return Ok(None);
-        }
-        // A registry with the API that answers 404 here (a repository it does not have
-        // yet) lists nothing.
-        let answer = client.referrers(repository, subject).await?;
-        Ok(Some(answer.unwrap_or_default()))
+        Ok(self
+            .referrer_memory
+            .api
+            .referrers(&client, repository, subject)
+            .await?)
     }
 
     /// The source repository's tags, listed once per `LISTING_TTL`; a repository that does
@@ -397,7 +411,7 @@ impl Copier {
                 all_wanted = false;
                 continue;
             };
-            if !entry_wanted(entry, wanted) {
+            if !is_wanted(entry, wanted) {
                 all_wanted = false;
                 continue;
             }
@@ -763,6 +777,18 @@ impl Copier {
     }
 }
 
+/// The digests an index lists (none for any other manifest).
+pub fn children_of(manifest: &Manifest) -> Vec<Digest> {
+    match ManifestBody::parse(&manifest.media_type, &manifest.bytes) {
+        Ok(ManifestBody::Index(index)) => index
+            .manifests
+            .iter()
+            .filter_map(|child| child.digest.as_deref()?.parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether the listing holds a referrer tag of `digest` (its fallback index or cosign's).
 fn has_referrer_tags(listing: &HashSet<String>, digest: &Digest) -> bool {
     let tag = fallback_tag(digest);
@@ -780,7 +806,7 @@ fn not_an_index(repository: &Repository, tag: &str, where_: &str) -> Trouble {
 }
 
 /// The `manifests` of an index document, `None` when it is not one.
-fn entries_of(bytes: &[u8]) -> Option<Vec<Value>> {
+pub fn entries_of(bytes: &[u8]) -> Option<Vec<Value>> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
     value.get("manifests")?.as_array().cloned()
 }
@@ -799,20 +825,25 @@ pub fn index_lacks_entries(source: &[u8], target: &[u8], wanted: &Referrers) -> 
     let Some(entries) = entries_of(source) else {
         return false;
     };
-    let held: HashSet<String> = entries_of(target)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(entry_digest)
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .filter(|entry| is_wanted(entry, wanted))
         .collect();
+    lacks_entries(&entries, &entries_of(target).unwrap_or_default())
+}
+
+/// Whether `held` (a target's referrers, as descriptors) lacks any of `entries`, by digest.
+pub fn lacks_entries(entries: &[Value], held: &[Value]) -> bool {
+    let held: HashSet<String> = held.iter().filter_map(entry_digest).collect();
     entries
         .iter()
-        .filter(|entry| entry_wanted(entry, wanted))
         .filter_map(entry_digest)
         .any(|digest| !held.contains(&digest))
 }
 
-/// Whether an index entry's referrer is of a type the run copies.
-fn entry_wanted(entry: &Value, wanted: &Referrers) -> bool {
+/// Whether a referrer, as a referrers index lists it, is one the run copies (by its
+/// `artifactType`).
+pub fn is_wanted(entry: &Value, wanted: &Referrers) -> bool {
     let types = entry.get("artifactType").and_then(Value::as_str);
     wanted.wants(types.into_iter())
 }
@@ -844,7 +875,7 @@ pub(super) fn subjects(tree: &ManifestTree) -> Vec<Digest> {
 }
 
 /// The target repositories of an image's targets, each once.
-pub(super) fn repositories(targets: &[Reference]) -> Vec<Repository> {
+pub fn repositories(targets: &[Reference]) -> Vec<Repository> {
     let mut seen = HashSet::new();
     targets
         .iter()

@@ -31,9 +31,11 @@
 //! and pays no queue round trip, above it the round trip is small next to the work.
 //!
 //! An image in sync may still lack referrers on its targets (a signature pushed since):
-//! `referrers_behind` checks the referrer tags its repository's listing shows for its
-//! digest (the plan's listing, or one made for the check, once per repository and plan), so
-//! an image with none costs nothing more, and sends its job when a target lacks one.
+//! `ReferrerCheck` checks the referrer tags its repository's listing shows for its digest
+//! (the plan's listing, or one made for the check, once per repository and plan), so an
+//! image with none costs nothing more, and, at a source with the referrers API, asks it
+//! once per image; it sends the job when a target lacks one. An index whose children may
+//! have referrers of their own is checked once every image has been (see `referrers`).
 //!
 //! Expanding is idempotent: copy jobs go only for targets that lack the image, so a plan job
 //! delivered again after its copies ran enqueues no copy job. (One delivered again whose
@@ -58,13 +60,13 @@ use crate::job::{new_plan_id, Job, PlanJob};
 use crate::plan::{head_source, resolve, PlanError, PlanOptions, SourceHeads};
 use crate::queue::{Queue, QueueError, SQS_MAX_BATCH, SQS_MAX_PAYLOAD};
 use crate::reference::{Digest, Locator, Reference, Repository};
-use crate::registry::{Actions, ManifestHead, Registries, RegistryError};
+use crate::registry::{media_types, Actions, ManifestHead, Registries, RegistryError};
 use crate::report::Failure;
 use crate::rules::{ImmutableTags, Naming, Rule, Selector};
 use crate::target_tags::ImmutableCheck;
 
 mod referrers;
-use referrers::{immutable_referrers_behind, referrers_behind, ReferrerTags};
+use referrers::{ReferrerCheck, ReferrerTags};
 
 /// The images (or resolving requests) above which planning fans out, unless configured.
 pub const FAN_OUT_IMAGES: usize = 1000;
@@ -293,10 +295,11 @@ async fn dispatch_as(
         }
     }
     let referrer_tags = ReferrerTags::new(&plan.listings, &options.image);
+    let referrers = ReferrerCheck::new(&referrer_tags);
     let (outcome, sent) = check_and_send(
         plan.images,
         &summary.plan_id,
-        (registries, &referrer_tags),
+        (registries, &referrers),
         queue,
         options,
         &immutable,
@@ -321,11 +324,11 @@ fn log_planned(summary: &DispatchSummary, checked_at: Duration, elapsed: Duratio
 }
 
 /// Checks each image's targets and sends a copy job for each image some target lacks, while
-/// later images are still being checked.
+/// later images are still being checked (the indexes `referrers` leaves for later, last).
 async fn check_and_send(
     images: Vec<PlannedImage>,
     plan_id: &str,
-    (registries, referrer_tags): (&Arc<Registries>, &ReferrerTags),
+    (registries, referrers): (&Arc<Registries>, &ReferrerCheck<'_>),
     queue: &dyn Queue,
     options: &DispatchOptions,
     immutable: &ImmutableCheck,
@@ -337,7 +340,7 @@ async fn check_and_send(
     let check = async move {
         let mut jobs = jobs;
         let mut outcome = CheckOutcome::default();
-        let mut checked = stream::iter(images)
+        let checked = stream::iter(images)
             .map(|mut image| async move {
                 let own = image.rule_options.over(run);
                 // Copies of immutable tags the targets list are done: no HEAD at all, unless
@@ -356,33 +359,29 @@ async fn check_and_send(
                     }
                     let listed = &immutable.listed;
                     let wanted = &own.referrers;
-                    return immutable_referrers_behind(
-                        image,
-                        wanted,
-                        referrer_tags,
-                        listed,
-                        registries,
-                    )
-                    .await;
+                    return referrers
+                        .immutable_behind(image, wanted, listed, registries)
+                        .await;
                 }
                 image.targets = targets;
                 let compare = !own.force && own.platforms.is_empty();
-                let stale = match stale_targets_of(&image, compare, registries).await {
-                    Ok(Staleness::InSync(Some(digest))) if own.referrers.enabled => {
-                        referrers_behind(&image, digest, &own.referrers, referrer_tags, registries)
-                            .await
-                    }
-                    other => other,
-                };
+                let stale = stale_targets_of(&image, compare, registries).await;
+                let stale = referrers
+                    .check(&image, stale, &own.referrers, registries)
+                    .await;
                 (image, stale)
             })
-            .buffer_unordered(concurrency);
+            .buffer_unordered(concurrency)
+            .chain(referrers.indexes_checked(registries, concurrency));
+        let mut checked = std::pin::pin!(checked);
         while let Some((mut image, stale)) = checked.next().await {
             match stale {
                 Ok(Staleness::InSync(_)) => {
                     outcome.in_sync += 1;
                     continue;
                 }
+                // Back from `indexes_checked`, after the others.
+                Ok(Staleness::Later) => continue,
                 Ok(Staleness::Stale { targets, digest }) => {
                     image.targets = targets;
                     image.digest = image.digest.or(digest);
@@ -766,14 +765,23 @@ struct CheckOutcome {
 
 /// What checking an image's targets found.
 enum Staleness {
-    /// Every target has the source's manifest, at this digest when it was HEADed (not for
-    /// an immutable tag the targets list, unless the listings showed a referrer to check).
-    InSync(Option<Digest>),
+    /// Every target has the source's manifest, as their HEADs told (not for an immutable
+    /// tag the targets list, unless the listings showed a referrer to check).
+    InSync(Option<Synced>),
+    /// In sync, but an index whose children's referrers are checked once every image is.
+    Later,
     /// These targets need the image; `digest` is the source's, when it had to be HEADed.
     Stale {
         targets: Vec<Reference>,
         digest: Option<Digest>,
     },
+}
+
+/// What the targets' HEADs told of an image they all hold.
+struct Synced {
+    digest: Digest,
+    /// Its manifest is an index (or a manifest list).
+    index: bool,
 }
 
 enum CheckError {
@@ -840,7 +848,12 @@ async fn stale_targets_of(
         &digest,
     );
     Ok(if targets.is_empty() {
-        Staleness::InSync(Some(digest))
+        let index = heads
+            .iter()
+            .flatten()
+            .filter_map(|head| head.media_type.as_deref())
+            .any(media_types::is_index);
+        Staleness::InSync(Some(Synced { digest, index }))
     } else {
         Staleness::Stale {
             targets,

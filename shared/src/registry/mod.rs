@@ -41,6 +41,7 @@ pub use challenge::{parse_challenge, Challenge};
 pub use error::{ErrorKind, RegistryError, SetupProblem};
 pub use manifest::{Manifest, ManifestHead};
 pub use ratelimit::DEFAULT_REQUESTS_IN_FLIGHT;
+pub use referrers::ReferrersApi;
 pub use transport::RetryPolicy;
 pub use upload::{UploadSession, UploadStart};
 

@@ -2,11 +2,17 @@
 //! whose `subject` is that digest. A registry without the API (distribution 2.8) answers
 //! 404, or something that is not an index: both read as "unsupported" (`None`), and the
 //! caller falls back to the referrers tag schema. Pages (`Link: rel="next"`) are followed to
-//! a bound, each read with a cap. What the entries mean, and what is copied, is `copy`'s.
+//! a bound, each read with a cap. [`ReferrersApi`] remembers, for a run, which registries
+//! have the API, so the copier and the planner each ask a registry without it once. What
+//! the entries mean, and what is copied, is `copy`'s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LINK};
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 use super::error::{ErrorKind, RegistryError};
 use super::path::ApiPath;
@@ -98,5 +104,52 @@ impl Client {
             context,
             ErrorKind::Protocol(format!("more than {MAX_PAGES} pages of referrers")),
         ))
+    }
+}
+
+/// Which registries have the referrers API, as the first answer from each in a run told
+/// (a 404 or an answer that is not an index: it has not). Requests starting at once wait
+/// for that first answer rather than each asking; a registry without the API is asked no
+/// more.
+#[derive(Default)]
+pub struct ReferrersApi {
+    known: Mutex<HashMap<String, Arc<OnceCell<bool>>>>,
+}
+
+impl ReferrersApi {
+    /// The referrers of `subject` in `repository` (one GET, `client` being its registry's),
+    /// or `None`, without a request once the registry is known to have no API. A registry
+    /// with the API that answers 404 for a repository (one it does not have yet) lists
+    /// nothing. A failed first request decides nothing: the next one asks again.
+    pub async fn referrers(
+        &self,
+        client: &Client,
+        repository: &Repository,
+        subject: &Digest,
+    ) -> Result<Option<Vec<Value>>, RegistryError> {
+        let cell = Arc::clone(
+            self.known
+                .lock()
+                .expect("referrers API map poisoned")
+                .entry(client.registry().to_string())
+                .or_default(),
+        );
+        let mut first = None;
+        let supported = *cell
+            .get_or_try_init(|| async {
+                let answer = client.referrers(repository, subject).await?;
+                let supported = answer.is_some();
+                first = Some(answer);
+                Ok::<bool, RegistryError>(supported)
+            })
+            .await?;
+        if let Some(answer) = first {
+            return Ok(answer);
+        }
+        if !supported {
+            return Ok(None);
+        }
+        let answer = client.referrers(repository, subject).await?;
+        Ok(Some(answer.unwrap_or_default()))
     }
 }
