@@ -188,6 +188,7 @@ async fn row4_a_replayed_job_never_rolls_a_target_tag_back() {
         digest: Some(old.digest.parse().unwrap()),
         targets: vec![Reference::parse(&format!("{}/mirror/app:v1", dst.host())).unwrap()],
         rule_options: Default::default(),
+        pushed_referrer: None,
     };
     let (report, _) = copier
         .copy_image_with(&late, &ImageOptions::default())

@@ -908,6 +908,7 @@ mod tests {
             digest: None,
             targets: vec![Reference::parse("b.io/x:1.2.0").unwrap()],
             rule_options: configured[0].options.clone(),
+            pushed_referrer: None,
         };
         let jobs = image_slices(&[image], 10, "p", &ImageOptions::default());
         let again = &parsed_unchecked(&jobs)[0][0];
@@ -1013,6 +1014,7 @@ mod tests {
                 source,
                 digest: None,
                 rule_options: Default::default(),
+                pushed_referrer: None,
             });
         }
         let q = Reference::parse("a.io/y:q").unwrap();
@@ -1021,6 +1023,7 @@ mod tests {
             source: q,
             digest: None,
             rule_options: Default::default(),
+            pushed_referrer: None,
         });
         images.sort_by(|a, b| a.source.cmp(&b.source));
         let jobs = image_slices(&images, 10, "p", &ImageOptions::default());
