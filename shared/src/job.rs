@@ -17,7 +17,7 @@
 //!
 //! A webhook's job for a pushed referrer says what was pushed in `pushed_referrer`: the
 //! referrer tag (`sha256-<hex>.sig`, …), whose subject the job copies by digest and whose
-//! tag the source must list before the copy counts (a registry may notify before it lists
+//! tag the source must serve before the copy counts (a registry may notify before it serves
 //! the tag); or the job's own digest, a manifest pushed with no tag, whose `subject`'s
 //! referrers the copier brings up to date (see `copy`). A worker older than the field
 //! ignores it: it copies the subject as a plain image, or the untagged manifest by digest. A job never carries credentials: workers read them from their own

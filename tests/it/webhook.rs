@@ -152,9 +152,15 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
     assert_eq!(dst.list_tags("mirror/app").await, ["v2"], "{out}");
     assert!(dst.list_tags("mirror/other").await.is_empty());
     assert!(dst.list_tags("team/other").await.is_empty());
+    // The index's children, pushed by digest alone, are two jobs more: each reads its
+    // manifest (no `subject`: not a referrer) and copies nothing.
     assert!(
         out.stderr
-            .contains("ferry: serve: 2 jobs succeeded, 0 failed"),
+            .contains("ferry: serve: 4 jobs succeeded, 0 failed"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.matches("not a referrer: nothing copied").count() == 2,
         "{out}"
     );
 }

@@ -116,8 +116,8 @@ pub enum CopyError {
     #[error("interrupted")]
     Interrupted,
     /// A referrer tag a push announced that the source does not show yet (see `pushed`).
-    #[error("{0} is not at the source yet (announced before it was listed); worth another try")]
-    NotYetListed(Reference),
+    #[error("{0} is not served by the source yet (announced before); worth another try")]
+    NotYetServed(Reference),
 }
 
 impl HasKind for CopyError {
@@ -130,7 +130,7 @@ impl HasKind for CopyError {
             CopyError::Interrupted => Kind::Interrupted,
             // The registry has not caught up with its own notification: like a 5xx, it
             // passes.
-            CopyError::NotYetListed(_) => Kind::Transport,
+            CopyError::NotYetServed(_) => Kind::Transport,
         }
     }
 }

@@ -3,12 +3,12 @@
 //! file owns those two cases; finding and copying referrers is `referrers`'s.
 //!
 //! A pushed referrer tag (`sha256-<hex>.sig`, …): the job copies its subject by digest, and
-//! the subject's referrers with it. A registry may notify before it lists the tag
-//! (distribution 2.8 notifies from its manifest PUT, before it links the tag), so first the
-//! tag must be in the source's listing made for this job, else one HEAD must find it (and
-//! the listing is then taken to hold it). When neither shows it, the job fails with
-//! [`CopyError::NotYetListed`], a transient kind: the run's rounds, or the queue's
-//! redelivery, try again later, within their own limits.
+//! the subject's referrers with it. A registry may notify before it serves the tag
+//! (distribution 2.8 notifies from its manifest PUT, before it links the tag, and lists the
+//! tag a moment before a HEAD finds it), so first one HEAD of the tag must find it (the
+//! source's listing made for this job is then taken to hold it). When it does not, the job
+//! fails with [`CopyError::NotYetServed`], a transient kind: the run's rounds, or the
+//! queue's redelivery, try again later, within their own limits.
 //!
 //! A manifest pushed by digest alone: one GET of it. Without a `subject` nothing is copied
 //! (the children of an index pushed by tag come this way, and the index's own job copies
@@ -49,9 +49,9 @@ impl Copier {
         tag: &str,
         listed_since: Option<Instant>,
     ) -> Result<(), CopyError> {
-        match self.source_has_tag(source, tag, listed_since).await? {
+        match self.source_serves_tag(source, tag, listed_since).await? {
             true => Ok(()),
-            false => Err(CopyError::NotYetListed(
+            false => Err(CopyError::NotYetServed(
                 source.at(Locator::Tag(tag.to_string())),
             )),
         }

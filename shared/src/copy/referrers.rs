@@ -594,10 +594,11 @@ impl Copier {
         Ok(())
     }
 
-    /// Whether the source has `tag`: in its listing made since `listed_since`, else (a
-    /// registry whose listing lags its pushes) by one HEAD, and then the listing is taken
-    /// to hold it, so the referrers under it are looked for.
-    pub(super) async fn source_has_tag(
+    /// Whether the source serves `tag` (one HEAD; distribution 2.8 lists a tag a moment
+    /// before it serves it, and notifies before either), with the listing made since
+    /// `listed_since` taken to hold it when the HEAD found it first, so the referrers
+    /// under it are looked for.
+    pub(super) async fn source_serves_tag(
         &self,
         source: &Repository,
         tag: &str,
@@ -609,9 +610,6 @@ impl Copier {
             // A listing that is not one: the HEAD decides.
             Err(Trouble::Note(_)) => Listing::default(),
         };
-        if listing.contains(tag) {
-            return Ok(true);
-        }
         let head = self
             .client(source.registry())?
             .manifest_head(&source.at(Locator::Tag(tag.to_string())))
@@ -619,8 +617,14 @@ impl Copier {
         if head.is_none() {
             return Ok(false);
         }
-        let tags: Vec<String> = listing.iter().cloned().chain([tag.to_string()]).collect();
-        self.know_tags(source, &tags);
+        if !listing.contains(tag) {
+            let tags: Vec<String> = listing
+                .iter()
+                .cloned()
+                .chain([tag.to_string()])
+                .collect();
+            self.know_tags(source, &tags);
+        }
         Ok(true)
     }
 

@@ -21,7 +21,7 @@
 //! target repositories of every rule selecting the repository (whatever its tags, which a
 //! digest does not show; `referrers: false` rules aside), so the copy brings the new
 //! referrers along. The job names the pushed tag (`PushedReferrer::Tag`): a registry may
-//! notify before it lists the tag, and the copier waits for it rather than finding nothing.
+//! notify before it serves the tag, and the copier waits for it rather than finding nothing.
 //!
 //! A push by digest alone may be a referrer too (notation, `oras attach`, cosign's OCI 1.1
 //! mode on a registry with the referrers API push a manifest with a `subject` and no tag).
