@@ -618,11 +618,7 @@ impl Copier {
             return Ok(false);
         }
         if !listing.contains(tag) {
-            let tags: Vec<String> = listing
-                .iter()
-                .cloned()
-                .chain([tag.to_string()])
-                .collect();
+            let tags: Vec<String> = listing.iter().cloned().chain([tag.to_string()]).collect();
             self.know_tags(source, &tags);
         }
         Ok(true)
