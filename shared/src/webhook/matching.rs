@@ -9,6 +9,7 @@
 //! image arrives as its own tagged event, so one job copies the whole image. Targets come
 //! only from the rules, so a forged or replayed event can at worst re-copy something the
 //! rules already copy.
+//!
 //! A long-form rule's `tags:` filters apply too (include, semver, exclude): a push of
 //! `nginx:1.27.0-rc1` to a rule excluding `/-rc/` is ignored. `latest: N` ranks a tag
 //! against the repository's other tags, which the webhook never lists (it contacts no
