@@ -16,6 +16,20 @@ pub struct PlannedImage {
     /// What the rule that selected it asks beyond the run's flags (the long form's
     /// `platforms`/`force`); the default asks nothing.
     pub rule_options: RuleOptions,
+    /// Set by a webhook when a push of a referrer made this image (by digest): what was
+    /// pushed, for the copier to make sure of at the source.
+    pub pushed_referrer: Option<PushedReferrer>,
+}
+
+/// What a webhook saw pushed when a referrer's push made the job of an image by digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushedReferrer {
+    /// A referrer tag of the image (`sha256-<hex>.sig`, `.att`, `.sbom`, or the fallback
+    /// index `sha256-<hex>`): the image's referrers are copied once the source lists it.
+    Tag(String),
+    /// The image's digest itself, pushed with no tag: a manifest that may refer to a
+    /// `subject`, whose referrers are then brought up to date on the targets holding it.
+    Manifest,
 }
 
 /// What one image's copy asks for beyond its source and targets; a queued job carries its

@@ -13,7 +13,14 @@
 //!
 //! `digest`, `os`, `arch` and `force` may be absent; unknown fields are ignored so a newer
 //! planner can add optional fields without breaking older workers, while a different `v`
-//! is refused. A job never carries credentials: workers read them from their own
+//! is refused.
+//!
+//! A webhook's job for a pushed referrer says what was pushed in `pushed_referrer`: the
+//! referrer tag (`sha256-<hex>.sig`, …), whose subject the job copies by digest and whose
+//! tag the source must serve before the copy counts (a registry may notify before it serves
+//! the tag); or the job's own digest, a manifest pushed with no tag, whose `subject`'s
+//! referrers the copier brings up to date (see `copy`). A worker older than the field
+//! ignores it: it copies the subject as a plain image, or the untagged manifest by digest. A job never carries credentials: workers read them from their own
 //! configuration. A malformed body is an error naming the field and value, never a panic.
 //!
 //! A plan job says so with `"kind":"plan"` (a copy job may say `"kind":"copy"`, and writes
@@ -43,7 +50,7 @@ use thiserror::Error;
 use crate::env::MapEnv;
 use crate::error::truncate;
 use crate::error::{HasKind, Kind};
-use crate::image::{ImageOptions, PlannedImage, Referrers};
+use crate::image::{referrer_subject, ImageOptions, PlannedImage, PushedReferrer, Referrers};
 use crate::platform::{PlatformError, PlatformFilter};
 use crate::reference::{Digest, Locator, Reference, ReferenceError};
 use crate::rules::{rules_from_value, Defaults, Rule};
@@ -105,6 +112,10 @@ pub struct Job {
     /// Only referrers of these artifact types (`--referrers-type`); empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referrer_types: Vec<String>,
+    /// The referrer a push made this job for: a referrer tag of `source`'s digest, or that
+    /// digest itself (see the module's notes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_referrer: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -146,6 +157,8 @@ pub enum JobError {
     },
     #[error("job field {field:?} is {len} characters long, too long for a reference")]
     TooLong { field: String, len: usize },
+    #[error("job field \"pushed_referrer\" {value:?}: {reason}")]
+    PushedReferrer { value: String, reason: &'static str },
     #[error("job field \"digest\" {digest:?} contradicts the source's digest {source_digest:?}")]
     DigestConflict {
         digest: String,
@@ -193,6 +206,14 @@ impl Job {
             force: options.force,
             referrers: options.referrers.enabled,
             referrer_types: options.referrers.types.clone(),
+            pushed_referrer: image.pushed_referrer.as_ref().map(|pushed| match pushed {
+                PushedReferrer::Tag(tag) => tag.clone(),
+                // A webhook's image for a manifest pushed by digest is named by it.
+                PushedReferrer::Manifest => match &image.source.locator {
+                    Locator::Digest(digest) => digest.to_string(),
+                    Locator::Tag(tag) => tag.clone(),
+                },
+            }),
         }
     }
 
@@ -218,6 +239,7 @@ impl Job {
             force: optional_bool(map, "force")?.unwrap_or(false),
             referrers: optional_bool(map, "referrers")?.unwrap_or(true),
             referrer_types: string_list(map, "referrer_types")?.unwrap_or_default(),
+            pushed_referrer: optional_string(map, "pushed_referrer")?,
         };
         job.work()?;
         Ok(job)
@@ -262,13 +284,51 @@ impl Job {
                 targets.push(target);
             }
         }
+        let pushed_referrer = self.checked_pushed_referrer(&source)?;
         // The job's own os/arch/force are its options (`options`), a rule's already in them.
         Ok(PlannedImage {
             source,
             digest,
             targets,
             rule_options: Default::default(),
+            pushed_referrer,
         })
+    }
+
+    /// `pushed_referrer` read: the job is by digest, and the value is that digest, or a
+    /// referrer tag of it (a tag cannot hold a ':').
+    fn checked_pushed_referrer(
+        &self,
+        source: &Reference,
+    ) -> Result<Option<PushedReferrer>, JobError> {
+        let Some(text) = &self.pushed_referrer else {
+            return Ok(None);
+        };
+        let refused = |reason| JobError::PushedReferrer {
+            value: quote(text),
+            reason,
+        };
+        let Locator::Digest(digest) = &source.locator else {
+            return Err(refused("the job's source is not by digest"));
+        };
+        if text.contains(':') {
+            let pushed: Digest = text
+                .parse()
+                .map_err(|_| refused("neither a referrer tag nor a valid digest"))?;
+            return match pushed == *digest {
+                true => Ok(Some(PushedReferrer::Manifest)),
+                false => Err(refused("a digest other than the source's")),
+            };
+        }
+        match referrer_subject(text) {
+            Some(subject) if subject == *digest => Ok(Some(PushedReferrer::Tag(text.clone()))),
+            Some(_) => Err(refused(
+                "a referrer tag of another digest than the source's",
+            )),
+            None => Err(refused(
+                "not a referrer tag (sha256-<hex>, or .sig/.att/.sbom)",
+            )),
+        }
     }
 
     /// The `--os`/`--arch` filter the planner was run with.
@@ -576,6 +636,7 @@ mod tests {
                 Reference::parse("backup.example.com/etcd:v3.5.0").unwrap(),
             ],
             rule_options: Default::default(),
+            pushed_referrer: None,
         }
     }
 
@@ -933,5 +994,70 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.len() <= 24, "{a}");
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn a_pushed_referrer_round_trips_and_bad_ones_are_refused_by_name() {
+        let (d, other) = (digest('a'), digest('b'));
+        let hex = &d["sha256:".len()..];
+        let by_digest = |pushed: &str| {
+            format!(
+                r#"{{"v":1,"source":"a.io/x@{d}","targets":["b.io/x@{d}"],"pushed_referrer":"{pushed}"}}"#
+            )
+        };
+        for (pushed, expected) in [
+            (
+                format!("sha256-{hex}.sig"),
+                PushedReferrer::Tag(format!("sha256-{hex}.sig")),
+            ),
+            (
+                format!("sha256-{hex}"),
+                PushedReferrer::Tag(format!("sha256-{hex}")),
+            ),
+            (d.clone(), PushedReferrer::Manifest),
+        ] {
+            let job = Job::parse(&by_digest(&pushed)).unwrap();
+            let image = job.to_planned().unwrap();
+            assert_eq!(image.pushed_referrer, Some(expected));
+            // Written back as read.
+            let again = Job::from_planned(&image, "p", &ImageOptions::default());
+            assert_eq!(again.pushed_referrer.as_deref(), Some(pushed.as_str()));
+            assert!(again
+                .to_body()
+                .contains(&format!(r#""pushed_referrer":"{pushed}""#)));
+        }
+        let cases: Vec<(String, &str)> = vec![
+            (by_digest("v1"), "not a referrer tag"),
+            (
+                by_digest(&format!("sha256-{hex}.txt")),
+                "not a referrer tag",
+            ),
+            (
+                by_digest(&format!("sha256-{}.sig", &other["sha256:".len()..])),
+                "another digest",
+            ),
+            (by_digest(&other), "a digest other than the source's"),
+            (
+                by_digest("md5:00"),
+                "neither a referrer tag nor a valid digest",
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"source":"a.io/x:v1","targets":["b.io/x:v1"],"pushed_referrer":"sha256-{hex}.sig"}}"#
+                ),
+                "not by digest",
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"source":"a.io/x@{d}","targets":["b.io/x@{d}"],"pushed_referrer":7}}"#
+                ),
+                "must be a string",
+            ),
+        ];
+        for (body, reason) in cases {
+            let error = Job::parse(&body).unwrap_err().to_string();
+            assert!(error.contains("\"pushed_referrer\""), "{error}");
+            assert!(error.contains(reason), "{body}: {error}");
+        }
     }
 }

@@ -207,18 +207,26 @@ impl ManifestBody {
     /// else its config's media type (what OCI 1.1 says an artifact's type falls back to),
     /// and its layers' media types (cosign's signatures are told apart by their layer).
     pub fn artifact_types(&self) -> Vec<&str> {
+        let layers = match self {
+            ManifestBody::Image(image) => image.layers.as_slice(),
+            _ => &[],
+        };
+        self.artifact_type()
+            .into_iter()
+            .chain(layers.iter().filter_map(|l| l.media_type.as_deref()))
+            .collect()
+    }
+
+    /// The artifact type a referrers list gives this manifest: its `artifactType`, else (an
+    /// image manifest's) its config's media type.
+    pub fn artifact_type(&self) -> Option<&str> {
         match self {
-            ManifestBody::Image(image) => {
-                let main = image
-                    .artifact_type
-                    .as_deref()
-                    .or_else(|| image.config.as_ref()?.media_type.as_deref());
-                main.into_iter()
-                    .chain(image.layers.iter().filter_map(|l| l.media_type.as_deref()))
-                    .collect()
-            }
-            ManifestBody::Index(index) => index.artifact_type.as_deref().into_iter().collect(),
-            ManifestBody::Schema1(_) => Vec::new(),
+            ManifestBody::Image(image) => image
+                .artifact_type
+                .as_deref()
+                .or_else(|| image.config.as_ref()?.media_type.as_deref()),
+            ManifestBody::Index(index) => index.artifact_type.as_deref(),
+            ManifestBody::Schema1(_) => None,
         }
     }
 

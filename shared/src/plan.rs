@@ -260,6 +260,7 @@ pub async fn resolve(rules: &[Rule], registries: &Arc<Registries>, options: &Pla
                     digest,
                     targets: targets.into_iter().collect(),
                     rule_options,
+                    pushed_referrer: None,
                 })
         })
         .collect();

@@ -111,6 +111,7 @@ proptest! {
             digest: None,
             targets: targets.iter().map(|t| Reference::parse(t).unwrap()).collect(),
             rule_options: Default::default(),
+            pushed_referrer: None,
         };
         let options = ImageOptions {
             force,

@@ -171,23 +171,14 @@ async fn row4_a_replayed_job_never_rolls_a_target_tag_back() {
         .seed_image("team/app", "v1", &ImageSpec::with_layers(1205, 1, 512))
         .await;
     let dst = Registry::start(Mode::Http);
-    let auth = format!(
-        "{}: {{insecure: true}}\n{}: {{insecure: true}}\n",
-        src.host(),
-        dst.host()
-    );
-    let env = MapEnv::new([("FERRY_AUTH", auth.as_str())]);
-    let inputs = ::ferry::input::load_inputs_from_env(&env, false, &::ferry::s3::S3::new())
-        .await
-        .unwrap();
-    let registries = Arc::new(Registries::from_env(Arc::new(inputs.auth), &env));
-    let copier = Copier::new(registries, CopyOptions::default(), Arc::new(NoProgress));
+    let copier = crate::copier_for(&[&src, &dst]).await;
     // The job a push of the old image made, delivered late: its digest is the old one.
     let late = PlannedImage {
         source: Reference::parse(&format!("{}/team/app:v1", src.host())).unwrap(),
         digest: Some(old.digest.parse().unwrap()),
         targets: vec![Reference::parse(&format!("{}/mirror/app:v1", dst.host())).unwrap()],
         rule_options: Default::default(),
+        pushed_referrer: None,
     };
     let (report, _) = copier
         .copy_image_with(&late, &ImageOptions::default())

@@ -28,8 +28,12 @@ mod sync;
 mod transport;
 mod webhook;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::ferry::copy::{Copier, CopyOptions, NoProgress};
+use ::ferry::env::MapEnv;
+use ::ferry::registry::Registries;
 use ferry::queue::{Delivery, Queue};
 use serde_json::Value;
 use support::{read_json, workspace_root};
@@ -50,4 +54,19 @@ pub async fn receive_at_least(queue: &dyn Queue, want: usize) -> Vec<Delivery> {
         got.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
     }
     got
+}
+
+/// A copier with the default options for these plain-HTTP registries, as a worker builds
+/// one: for tests that hand it jobs themselves.
+pub async fn copier_for(registries: &[&support::Registry]) -> Copier {
+    let auth: String = registries
+        .iter()
+        .map(|r| format!("{}: {{insecure: true}}\n", r.host()))
+        .collect();
+    let env = MapEnv::new([("FERRY_AUTH", auth.as_str())]);
+    let inputs = ::ferry::input::load_inputs_from_env(&env, false, &::ferry::s3::S3::new())
+        .await
+        .unwrap();
+    let registries = Arc::new(Registries::from_env(Arc::new(inputs.auth), &env));
+    Copier::new(registries, CopyOptions::default(), Arc::new(NoProgress))
 }

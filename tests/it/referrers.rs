@@ -8,6 +8,10 @@
 //! answers from that registry's own stored manifests. Warm runs are counted from the access
 //! logs; bad referrers are named in the report while their images are still copied.
 
+use ::ferry::error::Kind;
+use ::ferry::image::{ImageOptions, PlannedImage, PushedReferrer};
+use ::ferry::reference::Reference;
+use ::ferry::report::Status;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use support::referrers::{
@@ -17,8 +21,8 @@ use support::referrers::{
 };
 
 use support::{
-    assert_same_raw, free_port, run_ferry, ImageSpec, Mode, Moto, Options, Output, Pair, Registry,
-    Workdir, MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
+    assert_same_raw, free_port, run_ferry, sha256_digest, ImageSpec, Mode, Moto, Options, Output,
+    Pair, Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
 };
 
 const SBOM_TYPE: &str = "application/spdx+json";
@@ -662,8 +666,17 @@ async fn the_planner_enqueues_a_signature_added_after_mirroring() {
 /// Webhooks (part 5): a real docker-registry notifies `ferry serve` of every push; a
 /// cosign signature pushed for an image a regex rule already mirrored (its `.sig` tag no
 /// image of its own) becomes a job for the subject by digest, which copies the signature.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
+/// `ferry serve` mirroring a notifying source's `team/app` tags matching `^v` to
+/// `mirror/app`, with `team/app:v1` (an OCI image) pushed and copied already.
+struct Mirrored {
+    src: Registry,
+    dst: Registry,
+    served: crate::webhook::Served,
+    image: support::SeededImage,
+    _work: Workdir,
+}
+
+async fn mirrored_through_serve(seed: u64) -> Mirrored {
     let port = free_port();
     let src = Registry::start_with(
         Mode::Http,
@@ -690,7 +703,7 @@ async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
         .seed_image(
             "team/app",
             "v1",
-            &ImageSpec::with_layers(81, 1, 512).oci(true),
+            &ImageSpec::with_layers(seed, 1, 512).oci(true),
         )
         .await;
     let copied =
@@ -699,6 +712,24 @@ async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
     if !copied {
         panic!("v1 was not copied\n{}", served.terminate());
     }
+    Mirrored {
+        src,
+        dst,
+        served,
+        image,
+        _work: work,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
+    let Mirrored {
+        src,
+        dst,
+        mut served,
+        image,
+        _work,
+    } = mirrored_through_serve(81).await;
     let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
     push_cosign_tag(
         &src,
@@ -709,10 +740,9 @@ async fn a_pushed_signature_reaches_the_target_through_the_webhook() {
         &[r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#],
     )
     .await;
-    let signed = crate::webhook::came_true(async || {
-        dst.fetch_manifest("mirror/app", &sig_tag).await.is_some()
-    })
-    .await;
+    // Watched in the target's access log: reading a tag while it is written can be a 500.
+    let sig_path = format!("/v2/mirror/app/manifests/{sig_tag}");
+    let signed = crate::webhook::came_true(async || dst.count("PUT", &sig_path) == 1).await;
     let out = served.terminate();
     assert!(signed, "the signature was not copied\n{out}");
     out.assert_success();
@@ -876,4 +906,178 @@ async fn the_planner_notices_a_signature_on_a_child_of_an_index() {
     assert_asked(&p.src, "GET", &format!("/manifests/{}", index.digest), 1);
     assert_asked(&p.src, "GET", "/manifests/", 1);
     assert_asked(&p.src, "HEAD", &sig_tag, 1);
+}
+
+/// Notation, `oras attach` or cosign in OCI 1.1 mode push a referrer by digest alone: the
+/// webhook cannot read it, so the push becomes a job of that digest, and the copier finds
+/// its `subject` and copies it to the target holding the subject, merging the target's
+/// fallback index. A manifest without `subject` pushed so (an index's child) copies nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_referrer_pushed_by_digest_alone_reaches_the_target_through_the_webhook() {
+    let Mirrored {
+        src,
+        dst,
+        mut served,
+        image,
+        _work,
+    } = mirrored_through_serve(82).await;
+    let subject = Subject::new(&image.media_type, &image.digest, image.bytes.len());
+    // The target holds a referrer of its own, listed in its fallback index.
+    let theirs = push_artifact_by_digest(
+        &dst,
+        "mirror/app",
+        &subject,
+        "application/vnd.example.theirs",
+        b"theirs",
+    )
+    .await;
+    write_fallback_index(
+        &dst,
+        "mirror/app",
+        &image.digest,
+        std::slice::from_ref(&theirs),
+    )
+    .await;
+    // Pushed by digest alone at the source: a manifest without subject (v1's, annotated),
+    // then an SBOM of v1.
+    let mut plain: Value = serde_json::from_slice(&image.bytes).unwrap();
+    plain["annotations"] = serde_json::json!({"example": "no subject"});
+    let plain = serde_json::to_vec(&plain).unwrap();
+    let plain_digest = sha256_digest(&plain);
+    src.push_manifest("team/app", &plain_digest, &image.media_type, &plain)
+        .await;
+    let sbom = push_artifact_by_digest(
+        &src,
+        "team/app",
+        &subject,
+        SBOM_TYPE,
+        br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+    )
+    .await;
+    let sbom_digest = sbom["digest"].as_str().unwrap().to_string();
+    // Watched in the target's access log: reading a tag while it is written can be a 500.
+    let index_path = format!("/v2/mirror/app/manifests/{}", fallback_tag(&image.digest));
+    let arrived = crate::webhook::came_true(async || dst.count("PUT", &index_path) == 2).await;
+    // `ferry serve` finishes every queued job before it exits.
+    let out = served.terminate();
+    assert!(arrived, "the SBOM was not copied\n{out}");
+    out.assert_success();
+    assert!(out.stderr.contains(" 0 failed"), "{out}");
+    // Merged: the target's own referrer first, then the SBOM, described as a referrers
+    // list describes it.
+    let entries = fallback_entries(&dst, "mirror/app", &image.digest)
+        .await
+        .unwrap();
+    assert_eq!(entries, [theirs, sbom], "{out}");
+    // The manifest without subject: read once at the source, nothing pushed for it.
+    assert_eq!(
+        src.count("GET", &format!("/v2/team/app/manifests/{plain_digest}")),
+        1,
+        "{:?}",
+        summary(&src)
+    );
+    assert_eq!(
+        dst.count("PUT", &format!("/manifests/{plain_digest}")),
+        0,
+        "{:?}",
+        summary(&dst)
+    );
+    assert!(dst
+        .fetch_manifest("mirror/app", &plain_digest)
+        .await
+        .is_none());
+    // The SBOM's job: one GET of it at the source, one PUT of it on the target.
+    assert_eq!(
+        src.count("GET", &format!("/v2/team/app/manifests/{sbom_digest}")),
+        1,
+        "{:?}",
+        summary(&src)
+    );
+    assert_eq!(
+        dst.count("PUT", &format!("/v2/mirror/app/manifests/{sbom_digest}")),
+        1,
+        "{:?}",
+        summary(&dst)
+    );
+    assert_same_raw(
+        &src,
+        &format!("team/app@{sbom_digest}"),
+        &dst,
+        &format!("mirror/app@{sbom_digest}"),
+    );
+}
+
+/// A registry may notify of a tag before it lists it (distribution 2.8 links the tag after
+/// notifying): a job for a pushed signature whose tag the source does not show yet fails as
+/// worth another try, never "in sync", and copies the signature once it is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_signature_not_listed_yet_fails_to_be_tried_again() {
+    let p = Pair::start(Mode::Http, Mode::Http);
+    let image = p
+        .src
+        .seed_image(
+            "team/app",
+            "v1",
+            &ImageSpec::with_layers(83, 1, 512).oci(true),
+        )
+        .await;
+    let copier = crate::copier_for(&[&p.src, &p.dst]).await;
+    let sig_tag = format!("{}.sig", fallback_tag(&image.digest));
+    // The webhook's job for the signature's push: its subject, by digest, naming the tag.
+    let job = PlannedImage {
+        source: Reference::parse(&format!("{}/team/app@{}", p.src.host(), image.digest)).unwrap(),
+        digest: Some(image.digest.parse().unwrap()),
+        targets: vec![
+            Reference::parse(&format!("{}/mirror/app@{}", p.dst.host(), image.digest)).unwrap(),
+        ],
+        rule_options: Default::default(),
+        pushed_referrer: Some(PushedReferrer::Tag(sig_tag.clone())),
+    };
+    let (report, retryable) = copier.copy_image_with(&job, &ImageOptions::default()).await;
+    assert_eq!(report.status, Status::Failed, "{report:?}");
+    assert!(retryable, "{report:?}");
+    assert_eq!(report.kind, Some(Kind::Transport), "{report:?}");
+    assert!(
+        report.reason.as_deref().unwrap().contains(&sig_tag),
+        "{report:?}"
+    );
+    // Nothing was copied on that attempt: one listing and one HEAD of the tag at the source.
+    assert_eq!(
+        p.dst.count("PUT", "/manifests/"),
+        0,
+        "{:?}",
+        summary(&p.dst)
+    );
+    assert_eq!(
+        p.src.count("GET", "/v2/team/app/tags/list"),
+        1,
+        "{:?}",
+        summary(&p.src)
+    );
+    assert_eq!(
+        p.src
+            .count("HEAD", &format!("/v2/team/app/manifests/{sig_tag}")),
+        1,
+        "{:?}",
+        summary(&p.src)
+    );
+    push_cosign_tag(
+        &p.src,
+        "team/app",
+        &image.digest,
+        "sig",
+        COSIGN_SIMPLESIGNING,
+        &[r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#],
+    )
+    .await;
+    // The next attempt finds it: the image and its signature are copied.
+    let (report, _) = copier.copy_image_with(&job, &ImageOptions::default()).await;
+    assert_eq!(report.status, Status::Copied, "{report:?}");
+    assert_eq!(report.referrers_copied, 1, "{report:?}");
+    assert_same_raw(
+        &p.src,
+        &format!("team/app:{sig_tag}"),
+        &p.dst,
+        &format!("mirror/app:{sig_tag}"),
+    );
 }

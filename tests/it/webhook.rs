@@ -152,9 +152,15 @@ async fn registry_notifications_make_ferry_serve_copy_the_pushed_tag() {
     assert_eq!(dst.list_tags("mirror/app").await, ["v2"], "{out}");
     assert!(dst.list_tags("mirror/other").await.is_empty());
     assert!(dst.list_tags("team/other").await.is_empty());
+    // The index's children, pushed by digest alone, are two jobs more: each reads its
+    // manifest (no `subject`: not a referrer) and copies nothing.
     assert!(
         out.stderr
-            .contains("ferry: serve: 2 jobs succeeded, 0 failed"),
+            .contains("ferry: serve: 4 jobs succeeded, 0 failed"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.matches("not a referrer: nothing copied").count() == 2,
         "{out}"
     );
 }
@@ -269,4 +275,70 @@ async fn webhook_function_queues_a_function_url_delivery_and_an_ecr_event() {
     assert_eq!(outcome["queued"], 1, "{outcome}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(moto.message_count(&url).await, 2);
+}
+
+/// A push by digest alone may be a referrer's (notation, `oras attach`), which the webhook
+/// cannot read: the job is that digest's, marked as a pushed referrer for the copier to
+/// read. A rule with `referrers: false` makes none.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_function_marks_a_push_by_digest_alone_as_a_possible_referrer() {
+    let moto = Moto::start();
+    let (url, _) = moto.create_queue("ferry-jobs", None).await;
+    let queue = Arc::new(moto.queue(&url));
+    let function = async |images: &str| {
+        let env = MapEnv::new([("FERRY_IMAGES", images), ("FERRY_WEBHOOK_SECRET", SECRET)]);
+        WebhookFunction::from_env(Arc::new(env), queue.clone())
+            .await
+            .unwrap()
+    };
+    // The documented example: a manifest pushed by digest, no tag.
+    let notification = fixture("webhook/distribution.json");
+    assert!(notification["events"][0]["target"].get("tag").is_none());
+    let digest = notification["events"][0]["target"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut request = fixture("function-url-request.json");
+    request["body"] = Value::from(notification.to_string());
+    request["headers"]["authorization"] = Value::from(format!("Bearer {SECRET}"));
+
+    let all_tags = function("registry.example.com:5000/team/app: 127.0.0.1:5999/mirror/app").await;
+    let response = all_tags.handle(request.clone()).await.unwrap();
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let deliveries = queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert!(
+        deliveries[0]
+            .body
+            .contains(&format!(r#""pushed_referrer":"{digest}""#)),
+        "{}",
+        deliveries[0].body
+    );
+    let job = Job::parse(&deliveries[0].body).unwrap();
+    assert_eq!(
+        job.source,
+        format!("registry.example.com:5000/team/app@{digest}")
+    );
+    assert_eq!(job.targets, [format!("127.0.0.1:5999/mirror/app@{digest}")]);
+    queue.delete(&deliveries[0].receipt).await.unwrap();
+
+    let quiet = function(
+        "registry.example.com:5000/team/app: {to: 127.0.0.1:5999/mirror/app, referrers: false}",
+    )
+    .await;
+    let response = quiet.handle(request).await.unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("no rule selects"),
+        "{body}"
+    );
+    assert!(queue
+        .receive(10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
 }

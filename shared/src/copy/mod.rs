@@ -1,6 +1,7 @@
 //! The copy engine: one planned source image → its targets, registry to registry through
 //! memory only. This file holds the `Copier` and the flow of one image; the rest of the
 //! module is split by concern: `tree` (the source's manifests and the platform filter),
+//! `referrers` (what refers to the image's manifests), `pushed` (a webhook's pushed referrer),
 //! `blob` (one blob into one target), `fanout` (one blob read once for several target
 //! registries), `verify` (checking a blob as it streams) and `scheduler` (permits,
 //! placements and once-cells shared by every image of a run, on `permits`).
@@ -15,6 +16,9 @@
 //! its top manifest, so no tag ever points at an incomplete image. Manifests are pushed
 //! byte-identical unless a filter dropped entries.
 //!
+//! A webhook's job for a pushed referrer (`PushedReferrer`) first makes sure of it at the
+//! source, or is only about it (`pushed`).
+//!
 //! Blob transfers across all images share `--proc` permits, handed out largest blob first;
 //! blobs under 1 MiB have as many permits again, so configs and small layers do not queue
 //! behind the big ones. The same blob wanted twice for one target repository is transferred
@@ -25,6 +29,7 @@
 mod blob;
 mod fanout;
 mod permits;
+mod pushed;
 mod referrers;
 mod scheduler;
 mod tree;
@@ -38,7 +43,7 @@ use futures::stream::{self, StreamExt};
 use thiserror::Error;
 
 use crate::error::{HasKind, Kind};
-use crate::image::{stale, ImageOptions, PlannedImage, Referrers};
+use crate::image::{stale, ImageOptions, PlannedImage, PushedReferrer, Referrers};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{
     media_types, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
@@ -46,7 +51,7 @@ use crate::registry::{
 use crate::report::{ImageReport, Status};
 use crate::rules::ImmutableTags;
 use blob::BlobOutcome;
-use referrers::ReferrerMemory;
+use referrers::{ReferrerMemory, ReferrerSearch};
 use scheduler::{round_backoff, Scheduler, HEADS_IN_FLIGHT, IMAGES_IN_FLIGHT};
 use tree::ManifestTree;
 
@@ -113,6 +118,9 @@ pub enum CopyError {
     },
     #[error("interrupted")]
     Interrupted,
+    /// A referrer tag a push announced that the source does not show yet (see `pushed`).
+    #[error("{0} is not served by the source yet (announced before); worth another try")]
+    NotYetServed(Reference),
 }
 
 impl HasKind for CopyError {
@@ -123,6 +131,9 @@ impl HasKind for CopyError {
             CopyError::BlobMismatch { .. } => Kind::DigestMismatch,
             CopyError::BadManifest { .. } => Kind::Protocol,
             CopyError::Interrupted => Kind::Interrupted,
+            // The registry has not caught up with its own notification: like a 5xx, it
+            // passes.
+            CopyError::NotYetServed(_) => Kind::Transport,
         }
     }
 }
@@ -344,6 +355,23 @@ impl Copier {
         // the planner or a push event saw then: a replayed or late job never moves a target
         // tag backwards (the newest state wins). Only a digest source is pinned.
         let source = image.source.clone();
+        // A job by digest may be a webhook's for a signature just pushed: listed anew.
+        let relist = matches!(source.locator, Locator::Digest(_));
+        let search = ReferrerSearch {
+            wanted: &options.referrers,
+            listed_since: relist.then(Instant::now),
+            pushed: None,
+        };
+        match (&image.pushed_referrer, &source.locator) {
+            (Some(PushedReferrer::Manifest), Locator::Digest(_)) => {
+                return self.copy_pushed_manifest(image, search, report).await
+            }
+            (Some(PushedReferrer::Tag(tag)), _) if options.referrers.enabled => {
+                self.check_pushed_tag(&source.repository, tag, search.listed_since)
+                    .await?
+            }
+            _ => {}
+        }
         let left = self.targets_to_check(image, options.force).await;
         if left.is_empty() {
             return Ok(Some("immutable tag already on every target".into()));
@@ -371,13 +399,10 @@ impl Copier {
             self.work_for(image, &source, pinned, options).await?
         };
         let everywhere = referrers::repositories(&image.targets);
-        // A job by digest may be a webhook's for a signature just pushed: listed anew.
-        let relist = matches!(image.source.locator, Locator::Digest(_));
-        let wanted = (&options.referrers, relist);
         match work {
             Work::Skip(reason) => Ok(Some(reason.into())),
             Work::InSync(subjects) => {
-                self.copy_referrers(&source.repository, subjects, &everywhere, wanted, report)
+                self.copy_referrers(&source.repository, subjects, &everywhere, search, report)
                     .await?;
                 Ok((report.referrers_copied == 0).then(|| "already in sync".into()))
             }
@@ -390,7 +415,7 @@ impl Copier {
                     &source.repository,
                     referrers::subjects(&tree),
                     &everywhere,
-                    wanted,
+                    search,
                     report,
                 )
                 .await?;

@@ -21,6 +21,10 @@
 //! index is copied byte-exact, so the next run finds both tags at one digest and stops
 //! after two HEADs. Every referrer manifest is copied as served, never re-serialised.
 //!
+//! A webhook's job for a referrer pushed by digest alone names it (`pushed`): it counts
+//! among its subject's referrers even where the source lists it nowhere (a source without
+//! the API, no fallback tag), and is then merged into the target's fallback index.
+//!
 //! What is wrong with the referrers (a fallback tag that is not an index, a loop, a
 //! referrer missing at the source or naming another subject) is noted in the image's report
 //! and the image itself still counts as copied; a transient registry fault fails the image
@@ -34,6 +38,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
+use super::pushed::PushedManifest;
 use super::tree::ManifestTree;
 use super::{Copier, CopyError};
 use crate::error::{HasKind, Kind};
@@ -108,8 +113,20 @@ impl From<crate::registry::RegistryError> for Trouble {
     }
 }
 
+/// How one image's referrers are looked for.
+#[derive(Clone, Copy)]
+pub(super) struct ReferrerSearch<'a> {
+    pub(super) wanted: &'a Referrers,
+    /// Listings of the source's tags made before this are not used (a job by digest may be
+    /// for a signature just pushed); `None`: any made within `LISTING_TTL`.
+    pub(super) listed_since: Option<Instant>,
+    /// A referrer pushed by digest alone, counted among its subject's even where the source
+    /// lists it nowhere (no referrers API, no fallback tag).
+    pub(super) pushed: Option<&'a PushedManifest>,
+}
+
 /// What refers to one subject at the source.
-struct Found {
+struct Found<'a> {
     subject: Digest,
     /// Entries (descriptors as served) from the API, when the source has it.
     api: Option<Vec<Value>>,
@@ -122,26 +139,27 @@ struct Found {
     cosign: Vec<(String, Digest)>,
     /// Whether the listing holds any referrer tag of a digest, so one with none is skipped.
     listing: Listing,
+    /// The referrer of this subject a job was made for, read already.
+    pushed: Option<&'a PushedManifest>,
 }
 
 impl Copier {
     /// Copies the referrers of `subjects` (manifests of one image, already on the targets)
-    /// from `source` to every repository in `targets`, and theirs, to a bounded depth.
-    /// `relist`: the source's tags are listed anew rather than taken from a listing made
-    /// before this call (a webhook's job for a signature just pushed is by digest, and a
-    /// worker's listing of a minute ago would not show it).
+    /// from `source` to every repository in `targets`, and theirs, to a bounded depth, as
+    /// `search` says (a webhook's job for a signature just pushed is by digest, and a
+    /// worker's listing of a minute ago would not show it: such a job lists anew).
     pub(super) async fn copy_referrers(
         &self,
         source: &Repository,
         subjects: Vec<Digest>,
         targets: &[Repository],
-        (wanted, relist): (&Referrers, bool),
+        search: ReferrerSearch<'_>,
         report: &mut ImageReport,
     ) -> Result<(), CopyError> {
+        let wanted = search.wanted;
         if !wanted.enabled || targets.is_empty() {
             return Ok(());
         }
-        let listed_since = relist.then(Instant::now);
         let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
         let mut queue: VecDeque<(Digest, Vec<Digest>)> =
             subjects.into_iter().map(|d| (d, Vec::new())).collect();
@@ -150,7 +168,7 @@ impl Copier {
             if self.is_stopped() {
                 return Err(CopyError::Interrupted);
             }
-            let found = match self.find_referrers(source, &subject, listed_since).await {
+            let found = match self.find_referrers(source, &subject, search).await {
                 Ok(Some(found)) => found,
                 Ok(None) => continue,
                 Err(Trouble::Note(note)) => {
@@ -240,13 +258,14 @@ impl Copier {
 
     /// What refers to `subject` at the source, or `None` when nothing does (which the
     /// listing tells for free where the source has no referrers API).
-    async fn find_referrers(
+    async fn find_referrers<'a>(
         &self,
         source: &Repository,
         subject: &Digest,
-        listed_since: Option<Instant>,
-    ) -> Result<Option<Found>, Trouble> {
-        let listing = self.listing(source, listed_since).await?;
+        search: ReferrerSearch<'a>,
+    ) -> Result<Option<Found<'a>>, Trouble> {
+        let listing = self.listing(source, search.listed_since).await?;
+        let pushed = search.pushed.filter(|p| p.subject == *subject);
         let api = self.api_answer(source, subject).await?;
         let tag = fallback_tag(subject);
         let fallback_listed = api.is_none() && listing.contains(&tag);
@@ -275,8 +294,10 @@ impl Copier {
                 None => {}
             }
         }
-        let nothing =
-            api.as_ref().is_none_or(Vec::is_empty) && !fallback_listed && cosign.is_empty();
+        let nothing = api.as_ref().is_none_or(Vec::is_empty)
+            && !fallback_listed
+            && cosign.is_empty()
+            && pushed.is_none();
         if nothing {
             return Ok(None);
         }
@@ -288,6 +309,7 @@ impl Copier {
             fallback: OnceCell::new(),
             cosign,
             listing,
+            pushed,
         }))
     }
 
@@ -351,7 +373,7 @@ impl Copier {
         &self,
         source: &Repository,
         target: &Repository,
-        found: &Found,
+        found: &Found<'_>,
         wanted: &Referrers,
         report: &mut ImageReport,
         next: &mut Vec<Digest>,
@@ -364,7 +386,7 @@ impl Copier {
                 next.push(digest.clone());
             }
         }
-        if found.api.is_none() && !found.fallback_listed {
+        if found.api.is_none() && !found.fallback_listed && found.pushed.is_none() {
             return Ok(());
         }
         let tag = fallback_tag(&found.subject);
@@ -374,8 +396,9 @@ impl Copier {
             None => {
                 let (digest, entries) = self.target_index(target, &tag).await?;
                 // Both fallback tags at one digest: the target has all the source lists
-                // (a HEAD at the source; its index is read only when they differ).
-                if found.fallback_listed && digest.is_some() {
+                // (a HEAD at the source; its index is read only when they differ), which
+                // says nothing of a referrer pushed by digest that the source lists nowhere.
+                if found.fallback_listed && digest.is_some() && found.pushed.is_none() {
                     let source_head = self.fallback_head(source, found).await?;
                     if source_head.is_some() && digest == source_head {
                         return Ok(());
@@ -384,16 +407,29 @@ impl Copier {
                 Some(entries)
             }
         };
-        let entries: Vec<Value> = match &found.api {
+        let mut entries: Vec<Value> = match &found.api {
             Some(entries) => entries.clone(),
-            None => {
-                let Some(index) = self.source_fallback(source, found).await? else {
-                    return Ok(());
-                };
-                entries_of(&index.bytes)
-                    .ok_or_else(|| not_an_index(source, &tag, "at the source"))?
-            }
+            // No index (the tag went away since the listing): nothing but a pushed one.
+            None if found.fallback_listed => match self.source_fallback(source, found).await? {
+                Some(index) => entries_of(&index.bytes)
+                    .ok_or_else(|| not_an_index(source, &tag, "at the source"))?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
         };
+        // The pushed referrer, where the source lists it nowhere (no API, no fallback tag):
+        // then the source's index is no longer the whole list, and not copied as it is.
+        let mut listed_in_full = true;
+        if let Some(pushed) = found.pushed {
+            let digest = pushed.tree.manifest.digest.as_str();
+            if !entries
+                .iter()
+                .any(|e| entry_digest(e).as_deref() == Some(digest))
+            {
+                entries.push(pushed.entry.clone());
+                listed_in_full = false;
+            }
+        }
         // What the target holds already, by digest.
         let held: HashSet<String> = match (&target_api, &target_index) {
             (Some(listed), _) => listed.iter().filter_map(entry_digest).collect(),
@@ -425,10 +461,22 @@ impl Copier {
             if held_here {
                 continue;
             }
-            match self
-                .copy_referrer(source, target, &digest, Some(&found.subject), None, report)
-                .await
+            let copied = match found
+                .pushed
+                .filter(|pushed| pushed.tree.manifest.digest == digest)
             {
+                // Read already, and known to name this subject.
+                Some(pushed) => {
+                    let locator = Locator::Digest(digest.clone());
+                    self.push_referrer(&pushed.tree, source, target, locator, report)
+                        .await
+                }
+                None => {
+                    self.copy_referrer(source, target, &digest, Some(&found.subject), None, report)
+                        .await
+                }
+            };
+            match copied {
                 Ok(()) => added.push(entry.clone()),
                 Err(Trouble::Note(note)) => {
                     all_wanted = false;
@@ -446,7 +494,10 @@ impl Copier {
         }
         let target_ref = target.at(Locator::Tag(tag.clone()));
         let client = self.client(target.registry())?;
-        let verbatim = match (&existing, found.api.is_none() && all_wanted) {
+        let verbatim = match (
+            &existing,
+            found.api.is_none() && all_wanted && listed_in_full,
+        ) {
             (None, true) => self.source_fallback(source, found).await?,
             _ => None,
         };
@@ -537,10 +588,53 @@ impl Copier {
             Some((tag, _)) => Locator::Tag(tag.to_string()),
             None => Locator::Digest(digest.clone()),
         };
-        self.push_to(&tree, source, &[target.at(locator)], false, report)
+        self.push_referrer(&tree, source, target, locator, report)
+            .await
+    }
+
+    /// A referrer read from `source` into `target` as `locator`: like an image, counted.
+    async fn push_referrer(
+        &self,
+        tree: &ManifestTree,
+        source: &Repository,
+        target: &Repository,
+        locator: Locator,
+        report: &mut ImageReport,
+    ) -> Result<(), Trouble> {
+        self.push_to(tree, source, &[target.at(locator)], false, report)
             .await?;
         report.referrers_copied += 1;
         Ok(())
+    }
+
+    /// Whether the source serves `tag` (one HEAD; distribution 2.8 lists a tag a moment
+    /// before it serves it, and notifies before either), with the listing made since
+    /// `listed_since` taken to hold it when the HEAD found it first, so the referrers
+    /// under it are looked for.
+    pub(super) async fn source_serves_tag(
+        &self,
+        source: &Repository,
+        tag: &str,
+        listed_since: Option<Instant>,
+    ) -> Result<bool, CopyError> {
+        let listing = match self.listing(source, listed_since).await {
+            Ok(listing) => listing,
+            Err(Trouble::Fatal(error)) => return Err(error),
+            // A listing that is not one: the HEAD decides.
+            Err(Trouble::Note(_)) => Listing::default(),
+        };
+        let head = self
+            .client(source.registry())?
+            .manifest_head(&source.at(Locator::Tag(tag.to_string())))
+            .await?;
+        if head.is_none() {
+            return Ok(false);
+        }
+        if !listing.contains(tag) {
+            let tags: Vec<String> = listing.iter().cloned().chain([tag.to_string()]).collect();
+            self.know_tags(source, &tags);
+        }
+        Ok(true)
     }
 
     /// The target's referrers of `subject` when it has the API (`None`: it has not; asked
@@ -585,7 +679,7 @@ impl Copier {
     async fn fallback_head(
         &self,
         source: &Repository,
-        found: &Found,
+        found: &Found<'_>,
     ) -> Result<Option<Digest>, Trouble> {
         let head = found
             .fallback_head
@@ -605,7 +699,7 @@ impl Copier {
     async fn source_fallback(
         &self,
         source: &Repository,
-        found: &Found,
+        found: &Found<'_>,
     ) -> Result<Option<Manifest>, Trouble> {
         let tag = fallback_tag(&found.subject);
         let manifest = found
@@ -682,7 +776,12 @@ impl Copier {
         let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
         let mut queue: VecDeque<(Digest, usize)> = subjects.into_iter().map(|d| (d, 1)).collect();
         while let Some((subject, depth)) = queue.pop_front() {
-            let found = match self.find_referrers(source, &subject, None).await {
+            let search = ReferrerSearch {
+                wanted,
+                listed_since: None,
+                pushed: None,
+            };
+            let found = match self.find_referrers(source, &subject, search).await {
                 Ok(Some(found)) => found,
                 Ok(None) => continue,
                 Err(Trouble::Note(note)) => {

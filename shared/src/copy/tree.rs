@@ -83,6 +83,17 @@ impl ManifestTree {
         fetch_at(registries, reference, 0, &budget).await
     }
 
+    /// The tree of a manifest already fetched from `reference`: only its children (of an
+    /// index) are fetched.
+    pub(super) async fn of_manifest(
+        registries: &Registries,
+        reference: &Reference,
+        manifest: Manifest,
+    ) -> Result<ManifestTree, CopyError> {
+        let budget = Budget(AtomicUsize::new(MAX_MANIFESTS));
+        tree_of(registries, reference, manifest, 0, &budget).await
+    }
+
     /// The manifest's typed body (its `subject`, its types).
     pub(super) fn body(&self) -> &ManifestBody {
         &self.body
@@ -256,51 +267,62 @@ fn fetch_at<'a>(
             }
             other => other?,
         };
-        let bad = |problem| CopyError::BadManifest {
-            reference: reference.clone(),
-            problem,
-        };
-        let body = ManifestBody::parse(&manifest.media_type, &manifest.bytes)
-            .map_err(|e| bad(ManifestProblem::NotJson(Arc::new(e))))?;
-        let references = references(&body).map_err(bad)?;
-        let mut children = Vec::new();
-        if matches!(body, ManifestBody::Index(_)) {
-            if depth >= MAX_DEPTH {
-                return Err(bad(ManifestProblem::NestedTooDeep { max: MAX_DEPTH }));
-            }
-            // An index may name one child many times (and nested indexes multiply that):
-            // each distinct child is fetched, and later pushed, once.
-            let mut distinct = HashSet::new();
-            let child_refs: Vec<Reference> = references
-                .children
-                .iter()
-                .filter(|child| distinct.insert(child.digest.clone()))
-                .map(|child| {
-                    reference
-                        .repository
-                        .at(Locator::Digest(child.digest.clone()))
-                })
-                .collect();
-            if budget.spend(child_refs.len()).is_err() {
-                return Err(bad(ManifestProblem::TooManyManifests {
-                    max: MAX_MANIFESTS,
-                }));
-            }
-            let fetches: Vec<_> = child_refs
-                .iter()
-                .map(|child| fetch_at(registries, child, depth + 1, budget))
-                .collect();
-            children = stream::iter(fetches)
-                .buffered(CHILDREN_IN_FLIGHT)
-                .try_collect()
-                .await?;
+        tree_of(registries, reference, manifest, depth, budget).await
+    })
+}
+
+/// The tree of `manifest`, fetched from `reference` at `depth`: its children fetched.
+async fn tree_of(
+    registries: &Registries,
+    reference: &Reference,
+    manifest: Manifest,
+    depth: usize,
+    budget: &Budget,
+) -> Result<ManifestTree, CopyError> {
+    let bad = |problem| CopyError::BadManifest {
+        reference: reference.clone(),
+        problem,
+    };
+    let body = ManifestBody::parse(&manifest.media_type, &manifest.bytes)
+        .map_err(|e| bad(ManifestProblem::NotJson(Arc::new(e))))?;
+    let references = references(&body).map_err(bad)?;
+    let mut children = Vec::new();
+    if matches!(body, ManifestBody::Index(_)) {
+        if depth >= MAX_DEPTH {
+            return Err(bad(ManifestProblem::NestedTooDeep { max: MAX_DEPTH }));
         }
-        Ok(ManifestTree {
-            manifest,
-            body,
-            blobs: references.blobs,
-            children,
-        })
+        // An index may name one child many times (and nested indexes multiply that):
+        // each distinct child is fetched, and later pushed, once.
+        let mut distinct = HashSet::new();
+        let child_refs: Vec<Reference> = references
+            .children
+            .iter()
+            .filter(|child| distinct.insert(child.digest.clone()))
+            .map(|child| {
+                reference
+                    .repository
+                    .at(Locator::Digest(child.digest.clone()))
+            })
+            .collect();
+        if budget.spend(child_refs.len()).is_err() {
+            return Err(bad(ManifestProblem::TooManyManifests {
+                max: MAX_MANIFESTS,
+            }));
+        }
+        let fetches: Vec<_> = child_refs
+            .iter()
+            .map(|child| fetch_at(registries, child, depth + 1, budget))
+            .collect();
+        children = stream::iter(fetches)
+            .buffered(CHILDREN_IN_FLIGHT)
+            .try_collect()
+            .await?;
+    }
+    Ok(ManifestTree {
+        manifest,
+        body,
+        blobs: references.blobs,
+        children,
     })
 }
 

@@ -946,6 +946,7 @@ mod tests {
             digest: None,
             targets: vec![Reference::parse("b.io/x:1.2.0").unwrap()],
             rule_options: configured[0].options.clone(),
+            pushed_referrer: None,
         };
         let jobs = image_slices(&[image], 10, "p", &ImageOptions::default());
         let again = &parsed_unchecked(&jobs)[0][0];
@@ -1051,6 +1052,7 @@ mod tests {
                 source,
                 digest: None,
                 rule_options: Default::default(),
+                pushed_referrer: None,
             });
         }
         let q = Reference::parse("a.io/y:q").unwrap();
@@ -1059,6 +1061,7 @@ mod tests {
             source: q,
             digest: None,
             rule_options: Default::default(),
+            pushed_referrer: None,
         });
         images.sort_by(|a, b| a.source.cmp(&b.source));
         let jobs = image_slices(&images, 10, "p", &ImageOptions::default());

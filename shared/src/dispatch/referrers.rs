@@ -330,6 +330,7 @@ impl<'a> ReferrerCheck<'a> {
                     digest: Some(digest.clone()),
                     targets: target_repositories(&image).into_iter().map(at).collect(),
                     rule_options: image.rule_options.clone(),
+                    pushed_referrer: None,
                 };
                 let targets = by_digest.targets.clone();
                 let stale = Staleness::Stale {

@@ -278,7 +278,8 @@ impl Target {
 /// names): what a job for `source` may copy to, and nothing else. A digest a tag rule
 /// cannot see may go, by digest, to that rule's targets that keep the source's names, unless
 /// the rule turned referrers off: that is how a new signature reaches the targets (the
-/// webhook's job for a pushed `sha256-<hex>.sig` is its subject's); pushing by digest moves
+/// webhook's job for a pushed `sha256-<hex>.sig` is its subject's, and for a manifest pushed
+/// by digest alone, which may be a referrer, that digest's); pushing by digest moves
 /// no tag, so such a job at worst copies an untagged manifest of a source repository a rule
 /// mirrors to that rule's target repository.
 pub fn targets_of(rules: &[Rule], source: &Reference) -> BTreeSet<Reference> {

@@ -4,11 +4,11 @@
 //! Matching uses the rules' own semantics, the same as planning ([`Rule::select`] and
 //! [`Rule::targets_for`]): an all-tags rule takes any tag of its repository, a tag list its
 //! tags (renamed by position), a regex the tags it matches, a digest rule only its digest. A
-//! push by digest without a tag (the children of an index, `docker push repo@sha256:…`)
-//! therefore only matches digest rules: an all-tags rule never selects an untagged manifest
-//! when planning either, and the index that names the children arrives as its own tagged
-//! event, so one job copies the whole image. Targets come only from the rules, so a forged
-//! or replayed event can at worst re-copy something the rules already copy.
+//! push by digest without a tag is no image of a tag rule: an all-tags rule never selects an
+//! untagged manifest when planning either, and the index that names the children of an
+//! image arrives as its own tagged event, so one job copies the whole image. Targets come
+//! only from the rules, so a forged or replayed event can at worst re-copy something the
+//! rules already copy.
 //!
 //! A long-form rule's `tags:` filters apply too (include, semver, exclude): a push of
 //! `nginx:1.27.0-rc1` to a rule excluding `/-rc/` is ignored. `latest: N` ranks a tag
@@ -21,37 +21,48 @@
 //! planning): it becomes the subject, `repository@sha256:<hex>`, copied by digest to the
 //! target repositories of every rule selecting the repository (whatever its tags, which a
 //! digest does not show; `referrers: false` rules aside), so the copy brings the new
-//! referrers along. The worker's job policy (`rules::targets_of`) allows such a digest job
-//! for the same reason; a target that renames tags takes no digest job.
+//! referrers along. The job names the pushed tag (`PushedReferrer::Tag`): a registry may
+//! notify before it serves the tag, and the copier waits for it rather than finding nothing.
+//!
+//! A push by digest alone may be a referrer too (notation, `oras attach`, cosign's OCI 1.1
+//! mode on a registry with the referrers API push a manifest with a `subject` and no tag).
+//! The webhook cannot read it (it has no registry credentials), so with referrers on it
+//! becomes a job of that digest, marked `PushedReferrer::Manifest`, to the same targets a
+//! subject would get ([`Rule::subject_targets`]); a digest rule naming it takes it as its
+//! image instead. The copier reads the manifest and copies nothing when it has no subject
+//! (an index's children come this way). The worker's job policy (`rules::targets_of`)
+//! allows such digest jobs for the same reason; a target that renames tags takes none.
 //!
 //! Reading payloads is `formats.rs`'s job; queueing the images the handler's (`mod.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::push::PushEvent;
-use crate::image::{referrer_subject, PlannedImage, RuleOptions};
+use crate::image::{referrer_subject, PlannedImage, PushedReferrer, RuleOptions};
 use crate::reference::{Digest, Locator, Reference};
 use crate::rules::{Rule, Selector};
 
 /// What the events mean under `rules`: one planned image per source (repository plus tag,
 /// or plus digest for digest rules) with every target the matching rules give it, sorted by
 /// source. Several events for one source (retries, two rules) become one image. With
-/// `referrers`, a referrer tag's push is its subject's (see the module's notes).
+/// `referrers`, a referrer's push is its subject's, or its own digest's (see the module's
+/// notes).
 pub fn match_rules(rules: &[Rule], events: &[PushEvent], referrers: bool) -> Vec<PlannedImage> {
-    // Per source, one image per rule options (a rule's own platforms/force), as planning.
-    type Groups = Vec<(RuleOptions, SeenDigest, BTreeSet<Reference>)>;
+    // Per source, one image per rule options (a rule's own platforms/force), as planning,
+    // and per referrer pushed (each makes its own check at the source).
+    type Groups = Vec<(Group, SeenDigest, BTreeSet<Reference>)>;
     let mut images: BTreeMap<Reference, Groups> = BTreeMap::new();
     for event in events {
-        let subject = event
-            .tag
-            .as_deref()
-            .filter(|_| referrers)
-            .and_then(referrer_subject);
+        let pushed = referrers.then(|| pushed_referrer(event)).flatten();
         for rule in rules.iter().filter_map(|r| r.concrete(&event.repository)) {
             let rule = &rule;
+            // A digest rule takes a digest pushed alone as the image it names.
+            let pushed = pushed.as_ref().filter(|(_, what)| {
+                *what != PushedReferrer::Manifest || !matches!(rule.selector, Selector::Digest(_))
+            });
             // (source locator, its targets) for each image the event means under this rule.
-            let selected: Vec<(Locator, Vec<Reference>)> = match &subject {
-                Some(subject) => {
+            let selected: Vec<(Locator, Vec<Reference>)> = match pushed {
+                Some((subject, _)) => {
                     let targets = rule.subject_targets(subject);
                     let locator = Locator::Digest(subject.clone());
                     (!targets.is_empty())
@@ -67,18 +78,19 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent], referrers: bool) -> Vec
                     })
                     .collect(),
             };
+            let group = (rule.options.clone(), pushed.map(|(_, what)| what.clone()));
             for (locator, targets) in selected {
                 let groups = images.entry(rule.source.at(locator)).or_default();
-                let at = match groups.iter().position(|(o, _, _)| *o == rule.options) {
+                let at = match groups.iter().position(|(g, _, _)| *g == group) {
                     Some(at) => at,
                     None => {
-                        groups.push((rule.options.clone(), SeenDigest::default(), BTreeSet::new()));
+                        groups.push((group.clone(), SeenDigest::default(), BTreeSet::new()));
                         groups.len() - 1
                     }
                 };
                 let (_, digest, all_targets) = &mut groups[at];
-                match &subject {
-                    Some(subject) => digest.see(Some(subject)),
+                match pushed {
+                    Some((subject, _)) => digest.see(Some(subject)),
                     None => digest.see(event.digest.as_ref()),
                 }
                 all_targets.extend(targets);
@@ -90,14 +102,33 @@ pub fn match_rules(rules: &[Rule], events: &[PushEvent], referrers: bool) -> Vec
         .flat_map(|(source, groups)| {
             groups
                 .into_iter()
-                .map(move |(rule_options, digest, targets)| PlannedImage {
-                    source: source.clone(),
-                    digest: digest.into_digest(),
-                    targets: targets.into_iter().collect(),
-                    rule_options,
-                })
+                .map(
+                    move |((rule_options, pushed_referrer), digest, targets)| PlannedImage {
+                        source: source.clone(),
+                        digest: digest.into_digest(),
+                        targets: targets.into_iter().collect(),
+                        rule_options,
+                        pushed_referrer,
+                    },
+                )
         })
         .collect()
+}
+
+/// What a planned image is kept apart by, besides its source.
+type Group = (RuleOptions, Option<PushedReferrer>);
+
+/// The digest a referrer's push is about, and what was pushed: a referrer tag is its
+/// subject's; a digest pushed with no tag may be a referrer (the webhook cannot read it to
+/// know), its own.
+fn pushed_referrer(event: &PushEvent) -> Option<(Digest, PushedReferrer)> {
+    match (&event.tag, &event.digest) {
+        (Some(tag), _) => {
+            referrer_subject(tag).map(|subject| (subject, PushedReferrer::Tag(tag.clone())))
+        }
+        (None, Some(digest)) => Some((digest.clone(), PushedReferrer::Manifest)),
+        (None, None) => None,
+    }
 }
 
 /// Where `event` sits in the rule's selection (the position pairs renamed tags) and how the
@@ -165,19 +196,70 @@ mod tests {
     #[test]
     fn all_tags_rule_takes_any_tag_but_not_an_untagged_digest() {
         let rules = rules("quay.io/a/b: mirror.io/b");
-        let images = match_rules(
-            &rules,
-            &[
-                event("quay.io/a/b:v1", Some(D1)),
-                event("quay.io/a/b", Some(D2)),
-            ],
-            true,
-        );
+        let events = [
+            event("quay.io/a/b:v1", Some(D1)),
+            event("quay.io/a/b", Some(D2)),
+        ];
+        // Referrers off: the digest pushed alone is nothing (with them on, see below).
+        let images = match_rules(&rules, &events, false);
         assert_eq!(
             strings(&images),
             [("quay.io/a/b:v1".into(), vec!["mirror.io/b:v1".into()])]
         );
         assert_eq!(images[0].digest.as_ref().map(Digest::as_str), Some(D1));
+        assert_eq!(images[0].pushed_referrer, None);
+    }
+
+    #[test]
+    fn a_digest_pushed_alone_is_a_possible_referrer_for_the_subjects_targets() {
+        let rules = rules(&format!(
+            "quay.io/a/b:/^v/: mirror.io/b\n\
+             quay.io/a/b:v1: 'renamed.io/b:x'\n\
+             quay.io/a/*: backup.io/a\n\
+             quay.io/a/b@{D1}: pinned.io/b\n\
+             quay.io/a/c:\n  to: mirror.io/c\n  referrers: false\n"
+        ));
+        let pushed = event("quay.io/a/b", Some(D2));
+        let images = match_rules(&rules, std::slice::from_ref(&pushed), true);
+        // Its own digest, to the targets that keep names (a regex's, a wildcard's).
+        assert_eq!(
+            strings(&images),
+            [(
+                format!("quay.io/a/b@{D2}"),
+                vec![format!("backup.io/a/b@{D2}"), format!("mirror.io/b@{D2}")]
+            )]
+        );
+        assert_eq!(images[0].pushed_referrer, Some(PushedReferrer::Manifest));
+        assert_eq!(images[0].digest.as_ref().map(Digest::as_str), Some(D2));
+        // The job policy allows exactly that: no renaming target, nothing elsewhere.
+        let allowed = crate::rules::targets_of(&rules, &images[0].source);
+        assert_eq!(allowed, images[0].targets.iter().cloned().collect());
+        // A digest rule naming the digest takes it as its image, unmarked; the other rules
+        // still make a marked job.
+        let named = match_rules(&rules, &[event("quay.io/a/b", Some(D1))], true);
+        let plain: Vec<_> = named
+            .iter()
+            .filter(|i| i.pushed_referrer.is_none())
+            .collect();
+        assert_eq!(plain.len(), 1);
+        assert_eq!(
+            plain[0].targets,
+            [Reference::parse(&format!("pinned.io/b@{D1}")).unwrap()]
+        );
+        assert_eq!(named.len(), 2);
+        // `referrers: false` on the rule, or for the run: nothing.
+        assert_eq!(
+            strings(&match_rules(
+                &rules,
+                &[event("quay.io/a/c", Some(D2))],
+                true
+            )),
+            [(
+                format!("quay.io/a/c@{D2}"),
+                vec![format!("backup.io/a/c@{D2}")]
+            )]
+        );
+        assert!(match_rules(&rules, &[pushed], false).is_empty());
     }
 
     #[test]
@@ -376,6 +458,11 @@ mod tests {
             assert_eq!(
                 images[0].digest.as_ref().map(ToString::to_string),
                 Some(D1.into())
+            );
+            // The job names the tag, which the copier waits for at the source.
+            assert_eq!(
+                images[0].pushed_referrer,
+                Some(PushedReferrer::Tag(tag.clone()))
             );
             // The job policy allows what the webhook sends.
             let allowed = crate::rules::targets_of(&rules, &images[0].source);

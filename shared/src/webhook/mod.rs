@@ -465,7 +465,17 @@ mod tests {
             .handle_http(&post(fixture!("distribution-index")), &queue)
             .await;
         assert_eq!(response.status, 202, "{:?}", response.body);
-        let jobs = jobs(&queue).await;
+        let (jobs, children): (Vec<Job>, Vec<Job>) = jobs(&queue)
+            .await
+            .into_iter()
+            .partition(|job| job.pushed_referrer.is_none());
+        // The children, pushed by digest first, might be referrers: the copier reads them
+        // to know (and copies nothing for them).
+        assert_eq!(children.len(), 2);
+        for child in &children {
+            assert_eq!(child.digest, child.pushed_referrer);
+            assert_eq!(child.targets.len(), 1);
+        }
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].source, "registry.example.com:5000/team/app:v1.2.0");
         assert_eq!(jobs[0].targets, ["mirror.io/team/app:v1.2.0"]);
