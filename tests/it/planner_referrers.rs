@@ -21,20 +21,21 @@ const SIGNATURE: &str =
     r#"{"critical":{"identity":{"docker-reference":"team/app"}},"optional":null}"#;
 
 /// `ferry plan --queue-url` and `ferry worker` on one moto queue, as a machine runs them.
-struct QueueRun {
+pub(crate) struct QueueRun {
     moto: Moto,
     url: String,
     auth: PathBuf,
 }
 
 impl QueueRun {
-    async fn start(p: &Pair) -> QueueRun {
+    /// A queue for runs with the `auth` file.
+    pub(crate) async fn start(auth: &Path) -> QueueRun {
         let moto = Moto::start();
         let (url, _) = moto.create_queue("ferry-jobs", None).await;
         QueueRun {
             moto,
             url,
-            auth: p.work.auth().to_path_buf(),
+            auth: auth.to_path_buf(),
         }
     }
 
@@ -60,7 +61,7 @@ impl QueueRun {
     }
 
     /// The copy jobs a plan sent.
-    fn jobs(&self, images: &Path, extra: &[&str]) -> u64 {
+    pub(crate) fn jobs(&self, images: &Path, extra: &[&str]) -> u64 {
         let summary = self.plan(images, extra);
         summary["jobs_enqueued"].as_u64().unwrap()
     }
@@ -75,7 +76,7 @@ impl QueueRun {
     }
 
     /// `ferry worker` until the queue is empty.
-    fn work(&self) -> Output {
+    pub(crate) fn work(&self) -> Output {
         self.run(
             vec![
                 "worker".into(),
@@ -128,7 +129,7 @@ async fn seeded(p: &Pair) -> SeededImage {
 async fn set_up(source: &str) -> (Pair, SeededImage, QueueRun, PathBuf) {
     let p = Pair::start(Mode::Http, Mode::Http);
     let v1 = seeded(&p).await;
-    let q = QueueRun::start(&p).await;
+    let q = QueueRun::start(p.work.auth()).await;
     let images = p.work.images(format!(
         "\"{}\": {}\n",
         p.src.image(source),

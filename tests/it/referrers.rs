@@ -8,12 +8,12 @@
 //! answers from that registry's own stored manifests. Warm runs are counted from the access
 //! logs; bad referrers are named in the report while their images are still copied.
 
+use crate::planner_referrers::QueueRun;
 use ::ferry::error::Kind;
 use ::ferry::image::{ImageOptions, PlannedImage, PushedReferrer};
 use ::ferry::reference::Reference;
 use ::ferry::report::Status;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use support::referrers::{
     fallback_entries, fallback_tag, oras_push, push_artifact_by_digest, push_cosign_tag,
     referrer_descriptor, referrers_api_proxy, write_fallback_index, Subject, COSIGN_SIMPLESIGNING,
@@ -21,8 +21,8 @@ use support::referrers::{
 };
 
 use support::{
-    assert_same_raw, free_port, run_ferry, sha256_digest, ImageSpec, Mode, Moto, Options, Output,
-    Pair, Registry, Workdir, MOTO_ACCESS_KEY, MOTO_REGION, OCI_INDEX,
+    assert_same_raw, free_port, sha256_digest, ImageSpec, Mode, Options, Pair, Registry, Workdir,
+    OCI_INDEX,
 };
 
 const SBOM_TYPE: &str = "application/spdx+json";
@@ -41,65 +41,6 @@ fn summary(reg: &Registry) -> Vec<String> {
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
-}
-
-/// `ferry plan --queue-url` and `ferry worker --exit-when-empty` on one moto SQS queue.
-struct Queued {
-    _moto: Moto,
-    endpoint: String,
-    url: String,
-    images: PathBuf,
-    auth: PathBuf,
-}
-
-impl Queued {
-    async fn start(auth: &Path, images: &Path) -> Queued {
-        let moto = Moto::start();
-        let (url, _) = moto.create_queue("ferry-jobs", None).await;
-        Queued {
-            endpoint: moto.endpoint(),
-            _moto: moto,
-            url,
-            images: images.to_path_buf(),
-            auth: auth.to_path_buf(),
-        }
-    }
-
-    fn run(&self, args: Vec<String>) -> Output {
-        let aws = [
-            ("AWS_ENDPOINT_URL_SQS", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", MOTO_ACCESS_KEY),
-            ("AWS_REGION", MOTO_REGION),
-            support::FAST_RETRIES,
-        ];
-        let out = run_ferry(&args, &aws);
-        out.assert_success();
-        out
-    }
-
-    /// Plans into the queue: the copy jobs sent.
-    fn plan(&self) -> u64 {
-        let out = self.run(vec![
-            "plan".to_string(),
-            format!("--images={}", self.images.display()),
-            format!("--auth={}", self.auth.display()),
-            format!("--queue-url={}", self.url),
-        ]);
-        let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
-        summary["jobs_enqueued"].as_u64().unwrap()
-    }
-
-    /// Runs the queued jobs.
-    fn work(&self) -> Output {
-        self.run(vec![
-            "worker".to_string(),
-            format!("--queue-url={}", self.url),
-            format!("--auth={}", self.auth.display()),
-            "--wait=1".into(),
-            "--exit-when-empty".into(),
-        ])
-    }
 }
 
 /// Asserts `reg` was sent `expected` requests with `method` (`*`: any) and `path` in theirs.
@@ -563,8 +504,8 @@ async fn the_planner_enqueues_a_signature_added_after_mirroring() {
         p.src.image("team/app:/^v/"),
         p.dst.image("mirror/app")
     ));
-    let queue = Queued::start(p.work.auth(), &images).await;
-    let plan = || queue.plan();
+    let queue = QueueRun::start(p.work.auth()).await;
+    let plan = || queue.jobs(&images, &[]);
     let work = || queue.work();
     assert_eq!(plan(), 2);
     work();
@@ -784,8 +725,8 @@ async fn the_planner_notices_a_referrer_only_the_api_lists() {
         proxy.image("team/app:/^v/"),
         dst.image("mirror/app")
     ));
-    let queue = Queued::start(work.auth(), &images).await;
-    assert_eq!(queue.plan(), 2);
+    let queue = QueueRun::start(work.auth()).await;
+    assert_eq!(queue.jobs(&images, &[]), 2);
     queue.work();
     assert_same_raw(&src, "team/app:v1", &dst, "mirror/app:v1");
 
@@ -794,7 +735,7 @@ async fn the_planner_notices_a_referrer_only_the_api_lists() {
     let warm_plan = || {
         proxy.clear_requests();
         dst.clear_requests();
-        assert_eq!(queue.plan(), 0);
+        assert_eq!(queue.jobs(&images, &[]), 0);
         let asked = proxy.count("GET", "/referrers/");
         assert_eq!(asked, 2, "{:?}", proxy.requests());
     };
@@ -809,7 +750,7 @@ async fn the_planner_notices_a_referrer_only_the_api_lists() {
     let sbom = push_artifact_by_digest(&src, "team/app", &subject, SBOM_TYPE, b"sbom").await;
     let sbom = sbom["digest"].as_str().unwrap().to_string();
     assert_eq!(src.count("*", &fallback_tag(&one.digest)), 0);
-    assert_eq!(queue.plan(), 1);
+    assert_eq!(queue.jobs(&images, &[]), 1);
     let out = queue.work();
     assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
     assert_same_raw(
@@ -866,8 +807,8 @@ async fn the_planner_notices_a_signature_on_a_child_of_an_index() {
     )
     .await;
     let images = p.rule("team/app", "mirror/app");
-    let queue = Queued::start(p.work.auth(), &images).await;
-    assert_eq!(queue.plan(), 2);
+    let queue = QueueRun::start(p.work.auth()).await;
+    assert_eq!(queue.jobs(&images, &[]), 2);
     queue.work();
     p.assert_copied("team/app:multi", "mirror/app:multi");
 
@@ -875,7 +816,7 @@ async fn the_planner_notices_a_signature_on_a_child_of_an_index() {
     // not read.
     p.src.clear_requests();
     p.dst.clear_requests();
-    assert_eq!(queue.plan(), 0);
+    assert_eq!(queue.jobs(&images, &[]), 0);
     assert_asked(&p.src, "GET", "/manifests/", 0);
     assert_asked(&p.src, "HEAD", "/manifests/", 3);
     assert_asked(&p.dst, "GET", "/manifests/", 0);
@@ -892,7 +833,7 @@ async fn the_planner_notices_a_signature_on_a_child_of_an_index() {
         &signature,
     )
     .await;
-    assert_eq!(queue.plan(), 1);
+    assert_eq!(queue.jobs(&images, &[]), 1);
     let out = queue.work();
     assert!(out.stderr.contains("1 jobs succeeded, 0 failed"), "{out}");
     p.assert_copied(
@@ -902,7 +843,7 @@ async fn the_planner_notices_a_signature_on_a_child_of_an_index() {
 
     // In sync again: the orphan costs one GET of the index, then its `.sig` HEADs.
     p.src.clear_requests();
-    assert_eq!(queue.plan(), 0);
+    assert_eq!(queue.jobs(&images, &[]), 0);
     assert_asked(&p.src, "GET", &format!("/manifests/{}", index.digest), 1);
     assert_asked(&p.src, "GET", "/manifests/", 1);
     assert_asked(&p.src, "HEAD", &sig_tag, 1);
