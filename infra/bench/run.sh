@@ -4,8 +4,9 @@
 # local TLS registries, seeds the corpora and measures ferry against `skopeo sync --all` and
 # a raw copy floor. Prints the table; writes infra/bench/results/latest.{json,md}.
 # Arguments go to ferry-bench: --runs N (default 3), --quick (small corpus, smoke test),
-# --only cold,warm,big,calibrate,planner, --tools ferry,skopeo,floor,floor-h2, --auth basic|token,
-# --proc N, --out DIR, --keep, --ferry BIN (measure that ferry binary instead of building one).
+# --only cold,warm,warm-immutable,warm-no-referrers,three-targets,big,calibrate,planner,
+# --tools ferry,skopeo,floor,floor-h2, --auth basic|token, --proc N, --out DIR, --keep,
+# --ferry BIN (measure that ferry binary instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export FERRY_BENCH_COMMAND="infra/bench/run.sh${*:+ $*}"
