@@ -983,25 +983,10 @@ async fn a_pushed_signature_not_listed_yet_fails_to_be_tried_again() {
         "{report:?}"
     );
     // Nothing was copied on that attempt: one listing and one HEAD of the tag at the source.
-    assert_eq!(
-        p.dst.count("PUT", "/manifests/"),
-        0,
-        "{:?}",
-        summary(&p.dst)
-    );
-    assert_eq!(
-        p.src.count("GET", "/v2/team/app/tags/list"),
-        1,
-        "{:?}",
-        summary(&p.src)
-    );
-    assert_eq!(
-        p.src
-            .count("HEAD", &format!("/v2/team/app/manifests/{sig_tag}")),
-        1,
-        "{:?}",
-        summary(&p.src)
-    );
+    assert_asked(&p.dst, "PUT", "/manifests/", 0);
+    assert_asked(&p.src, "GET", "/v2/team/app/tags/list", 1);
+    let sig_path = format!("/v2/team/app/manifests/{sig_tag}");
+    assert_asked(&p.src, "HEAD", &sig_path, 1);
     push_cosign_tag(
         &p.src,
         "team/app",

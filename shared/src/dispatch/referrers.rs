@@ -146,11 +146,11 @@ async fn referrers_behind(
         .iter()
         .filter(|tag| referrer_subject(tag).as_ref() == Some(&digest))
         .collect();
-    let repositories = target_repositories(image);
+    let target_repositories = repositories(&image.targets);
     for tag in tags {
         let at = |repository: &Repository| repository.at(Locator::Tag(tag.clone()));
         let mut references = vec![at(&image.source.repository)];
-        references.extend(repositories.iter().map(|r| at(r)));
+        references.extend(target_repositories.iter().map(at));
         let heads = registries
             .manifest_heads(&references, Actions::Pull, references.len())
             .await?;
@@ -301,7 +301,7 @@ impl<'a> ReferrerCheck<'a> {
             return (image, Ok(Staleness::InSync(None)));
         };
         let mut lacking = false;
-        for repository in target_repositories(&image) {
+        for repository in &repositories(&image.targets) {
             if source_tags.is_empty() {
                 break;
             }
@@ -328,7 +328,7 @@ impl<'a> ReferrerCheck<'a> {
                 let by_digest = PlannedImage {
                     source: at(&image.source.repository),
                     digest: Some(digest.clone()),
-                    targets: target_repositories(&image).into_iter().map(at).collect(),
+                    targets: repositories(&image.targets).iter().map(at).collect(),
                     rule_options: image.rule_options.clone(),
                     pushed_referrer: None,
                 };
@@ -485,15 +485,4 @@ fn stale_everywhere(image: &PlannedImage, digest: Digest) -> Staleness {
         targets: image.targets.clone(),
         digest: Some(digest),
     }
-}
-
-/// The repositories of `image`'s targets, each once, in order.
-fn target_repositories(image: &PlannedImage) -> Vec<&Repository> {
-    let mut repositories: Vec<&Repository> = Vec::new();
-    for target in &image.targets {
-        if !repositories.contains(&&target.repository) {
-            repositories.push(&target.repository);
-        }
-    }
-    repositories
 }
