@@ -44,6 +44,7 @@ use super::{Copier, CopyError};
 use crate::error::{HasKind, Kind};
 use crate::image::{fallback_tag, referrer_subject, ImageOptions, Referrers, COSIGN_SUFFIXES};
 use crate::manifest::{media_types, ManifestBody};
+use crate::platform::PlatformFilter;
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{Actions, ErrorKind, Manifest, ManifestHead, ReferrersApi};
 use crate::report::ImageReport;
@@ -253,7 +254,10 @@ impl Copier {
             .client(source.registry())?
             .manifest_get(&source.at(Locator::Digest(digest.clone())))
             .await?;
-        Ok(own.into_iter().chain(children_of(&index)).collect())
+        Ok(own
+            .into_iter()
+            .chain(children_of(&index, &options.platforms))
+            .collect())
     }
 
     /// What refers to `subject` at the source, or `None` when nothing does (which the
@@ -761,18 +765,7 @@ impl Copier {
         let source = &image.repository;
         let manifest = self.client(source.registry())?.manifest_get(image).await?;
         let mut subjects = vec![manifest.digest.clone()];
-        if let Ok(ManifestBody::Index(index)) =
-            ManifestBody::parse(&manifest.media_type, &manifest.bytes)
-        {
-            let platforms = &self.options.image.platforms;
-            subjects.extend(
-                index
-                    .manifests
-                    .iter()
-                    .filter(|child| platforms.is_empty() || platforms.matches(&child.platform()))
-                    .filter_map(|child| child.digest.as_deref()?.parse::<Digest>().ok()),
-            );
-        }
+        subjects.extend(children_of(&manifest, &self.options.image.platforms));
         let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
         let mut queue: VecDeque<(Digest, usize)> = subjects.into_iter().map(|d| (d, 1)).collect();
         while let Some((subject, depth)) = queue.pop_front() {
@@ -876,12 +869,14 @@ impl Copier {
     }
 }
 
-/// The digests an index lists (none for any other manifest).
-pub fn children_of(manifest: &Manifest) -> Vec<Digest> {
+/// The digests an index lists for the platforms `platforms` keeps (all, when empty); none
+/// for any other manifest.
+pub fn children_of(manifest: &Manifest, platforms: &PlatformFilter) -> Vec<Digest> {
     match ManifestBody::parse(&manifest.media_type, &manifest.bytes) {
         Ok(ManifestBody::Index(index)) => index
             .manifests
             .iter()
+            .filter(|child| platforms.matches(&child.platform()))
             .filter_map(|child| child.digest.as_deref()?.parse().ok())
             .collect(),
         _ => Vec::new(),

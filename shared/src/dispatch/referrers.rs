@@ -45,6 +45,7 @@ use crate::image::{
     fallback_tag, is_referrer_tag, referrer_subject, ImageOptions, PlannedImage, Referrers,
 };
 use crate::plan::head_source;
+use crate::platform::PlatformFilter;
 use crate::reference::{Digest, Locator, Repository};
 use crate::registry::{
     Actions, ErrorKind, Manifest, ManifestHead, ReferrersApi, Registries, RegistryError,
@@ -415,7 +416,8 @@ impl<'a> ReferrerCheck<'a> {
             .client(source.registry())?
             .manifest_get(&source.at(Locator::Digest(synced.digest.clone())))
             .await?;
-        for child in &children_of(&index) {
+        // Only images without a platform filter are compared, so in sync: every child.
+        for child in &children_of(&index, &PlatformFilter::default()) {
             if self
                 .subject_behind(image, child, wanted, registries)
                 .await?
