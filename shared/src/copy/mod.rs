@@ -46,7 +46,7 @@ use crate::error::{HasKind, Kind};
 use crate::image::{stale, ImageOptions, PlannedImage, PushedReferrer, Referrers};
 use crate::reference::{Digest, Locator, Reference, Repository};
 use crate::registry::{
-    media_types, Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
+    Actions, Client, ErrorKind, Manifest, ManifestHead, Registries, RegistryError,
 };
 use crate::report::{ImageReport, Status};
 use crate::rules::ImmutableTags;
@@ -490,11 +490,7 @@ impl Copier {
             )
             .is_empty()
             {
-                let index = heads
-                    .iter()
-                    .flatten()
-                    .filter_map(|head| head.media_type.as_deref())
-                    .any(media_types::is_index);
+                let index = ManifestHead::any_index(&heads);
                 let subjects = self
                     .in_sync_subjects(&source.repository, digest, index, options)
                     .await?;

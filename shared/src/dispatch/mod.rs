@@ -60,7 +60,7 @@ use crate::job::{new_plan_id, Job, PlanJob};
 use crate::plan::{head_source, resolve, PlanError, PlanOptions, SourceHeads};
 use crate::queue::{Queue, QueueError, SQS_MAX_BATCH, SQS_MAX_PAYLOAD};
 use crate::reference::{Digest, Locator, Reference, Repository};
-use crate::registry::{media_types, Actions, ManifestHead, Registries, RegistryError};
+use crate::registry::{Actions, ManifestHead, Registries, RegistryError};
 use crate::report::Failure;
 use crate::rules::{ImmutableTags, Naming, Rule, Selector};
 use crate::target_tags::ImmutableCheck;
@@ -848,11 +848,7 @@ async fn stale_targets_of(
         &digest,
     );
     Ok(if targets.is_empty() {
-        let index = heads
-            .iter()
-            .flatten()
-            .filter_map(|head| head.media_type.as_deref())
-            .any(media_types::is_index);
+        let index = ManifestHead::any_index(&heads);
         Staleness::InSync(Some(Synced { digest, index }))
     } else {
         Staleness::Stale {

@@ -39,6 +39,15 @@ impl ManifestHead {
     pub fn digest_of(head: &Option<ManifestHead>) -> Option<&Digest> {
         head.as_ref().and_then(|h| h.digest.as_ref())
     }
+
+    /// Whether any of `heads` says its manifest is an index (or a manifest list).
+    pub fn any_index(heads: &[Option<ManifestHead>]) -> bool {
+        heads
+            .iter()
+            .flatten()
+            .filter_map(|head| head.media_type.as_deref())
+            .any(media_types::is_index)
+    }
 }
 
 impl Client {
